@@ -1,0 +1,3 @@
+from se3mol.cli.app import main
+
+main()

@@ -1,0 +1,97 @@
+"""``se3mol check-equivariance``: rotate, reflect, translate and permute molecules; compare the outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_FAILURE, EXIT_INPUT, fail
+from se3mol.equivariance import EquivarianceReport, check, default_molecules, model_to_check
+from se3mol.graph import collate
+from se3mol.nn.registry import get_entry, model_names
+
+
+def _model_help() -> str:
+    families = "; ".join(
+        f"{n} (control, not equivariant)" if get_entry(n).control else f"{n} ({get_entry(n).description})"
+        for n in model_names(include_controls=True)
+    )
+    return ("Registry name, checked as a freshly initialised network with targets gap and mu (seeded by "
+            f"--seed): {families}. Or a shipped model name or checkpoint path.")
+
+
+_STATUS_STYLE = {"pass": "[green]pass[/]", "FAIL": "[bold red]FAIL[/]",
+                 "not expected": "[yellow]not expected[/]"}
+
+
+def check_equivariance(
+    model: Annotated[str, typer.Option(help=_model_help())] = "egnn",
+    input_: Annotated[Path | None, typer.Option(
+        "--input", help="Molecules to check on (SDF, XYZ, ...); default: five built-in ones of 3-14 atoms.")
+    ] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Random transformations of each kind.")] = 3,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the transformations and of a fresh network's weights.")] = 0,
+    tolerance: Annotated[float, typer.Option(
+        help="Largest relative error that passes (the model runs in float64).")] = 1e-9,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="Print the report as JSON instead of a table.")] = False,
+) -> None:
+    """Check that a model's outputs are invariant or equivariant under rotations, reflections,
+    translations and atom permutations. Exits 0 if every check passes, 1 if any fails."""
+    if not tolerance > 0:
+        raise typer.BadParameter(f"must be positive, got {tolerance}", param_hint="--tolerance")
+    try:
+        net = model_to_check(model, seed=seed)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        fail(f"cannot load model {model!r}: {exc}", EXIT_BAD_MODEL)
+
+    try:
+        if input_ is None:
+            mols = default_molecules()
+        else:
+            from se3mol.io import read_molecules
+
+            mols = read_molecules(str(input_))  # validated; raises ValueError naming a bad record
+            if not mols:
+                raise ValueError(f"no molecules in {input_}")
+        batch = collate(mols, net.graph)
+        report = check(net, batch, trials=trials, seed=seed, tolerance=tolerance)
+    except (OSError, ValueError, ImportError) as exc:
+        fail(str(exc), EXIT_INPUT)
+
+    out = Console(highlight=False)
+    if json_:
+        print(json.dumps({"model": str(model), **report.to_dict()}, indent=2, allow_nan=False))
+    else:
+        table = Table(title=f"Equivariance of {model} ({report.dtype}, {report.n_molecules} molecules of "
+                            f"{min(report.n_atoms)}-{max(report.n_atoms)} atoms, {report.trials} trial(s))")
+        for col in ("output", "kind", "transform"):
+            table.add_column(col)
+        table.add_column("max abs error", justify="right")
+        table.add_column("max rel error", justify="right")
+        table.add_column("status")
+        for r in report.rows:
+            table.add_row(r.output, r.kind, r.transform, f"{r.max_abs_error:.1e}", f"{r.max_rel_error:.1e}",
+                          _STATUS_STYLE[r.status])
+        out.print(table)
+        out.print(_summary(report))
+    if not report.passed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _summary(report: EquivarianceReport) -> str:
+    checked = [r for r in report.rows if r.expected]
+    skipped = len(report.rows) - len(checked)
+    note = (f" ({skipped} reflection rows not expected: the model is not reflection-equivariant)"
+            if skipped else "")
+    if report.passed:
+        return (f"[bold green]PASSED[/]: all {len(checked)} checks within relative tolerance "
+                f"{report.tolerance:g}{note}")
+    return (f"[bold red]FAILED[/]: {len(report.failures)} of {len(checked)} checks exceed relative tolerance "
+            f"{report.tolerance:g}{note}")

@@ -1,0 +1,24 @@
+"""What the subcommands share: stderr console, exit codes, error rendering."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+# Documented exit codes (README "Exit status").
+EXIT_OK = 0
+EXIT_FAILURE = 1  # a check failed (check-equivariance), or an unexpected error
+EXIT_USAGE = 2  # bad command-line usage (Typer's own code)
+EXIT_SOME_RECORDS_FAILED = 3  # predict: at least one record could not be scored (rows still written)
+EXIT_BAD_MODEL = 4  # the model or checkpoint could not be loaded (corrupt, foreign, other format)
+EXIT_OUTPUT = 5  # the output could not be written (unwritable path, disk full)
+EXIT_INPUT = 6  # an input file could not be opened at all
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int) -> None:
+    """Print ``message`` on stderr and exit with ``code``."""
+    import typer
+
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)

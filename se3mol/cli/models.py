@@ -1,0 +1,37 @@
+"""``se3mol models``: the shipped, pretrained models and their measured accuracy."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print the model cards as JSON.")] = False) -> None:
+    """List the shipped models: targets, units, measured test MAE, and the registered model families."""
+    from se3mol.nn.registry import get_entry, model_names
+    from se3mol.pretrained import list_model_cards, models_dir
+
+    cards = list_model_cards()
+    if as_json:
+        print(json.dumps(cards, indent=2))
+        return
+    con = Console()
+    table = Table(title=f"Shipped models ({models_dir()})")
+    for c in ("name", "family", "targets", "test MAE", "test set", "epochs", "train time"):
+        table.add_column(c)
+    for card in cards:
+        mae = ", ".join(f"{k} {v:.4g} {card['units'][k]}" for k, v in card.get("test_mae", {}).items())
+        table.add_row(card["name"], card.get("model", ""), ", ".join(card.get("targets", [])), mae,
+                      f"{card.get('test_n', '?')} QM9 test molecules", str(card.get("epochs", "")),
+                      f"{card.get('wall_time_s', 0) / 3600:.1f} h")
+    con.print(table)
+    fam = Table(title="Model families (for se3mol train --model)")
+    fam.add_column("name")
+    fam.add_column("description")
+    for n in model_names(include_controls=True):
+        fam.add_row(n, get_entry(n).description)
+    con.print(fam)

@@ -1,0 +1,137 @@
+"""``se3mol train``: train a model on QM9 with progress, checkpoints, exact resume and test metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from se3mol.cli.common import EXIT_FAILURE, err, fail
+from se3mol.nn.registry import model_names
+
+
+def _parse_model_options(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def train(
+    model: Annotated[str, typer.Option(help=f"Model family: {', '.join(model_names(True))}.")] = "egnn",
+    dataset: Annotated[str, typer.Option(help="Data set to train on.")] = "qm9",
+    target: Annotated[list[str] | None, typer.Option(
+        help="QM9 target(s): mu alpha homo lumo gap r2 zpve U0 U H G Cv. Repeat for several.")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory (config.json, metrics.csv, best.pt, last.pt).")] = Path(
+        "runs/run"),
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 100).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Molecules per batch (default 96).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 5e-4).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N molecules of each split.")] = None,
+    graph: Annotated[str | None, typer.Option(help="Graph: full, radius or bond (default full).")] = None,
+    cutoff: Annotated[float | None, typer.Option(help="Radius-graph cutoff in Angstrom (default 5).")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Also save last.pt every N steps.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Model setting KEY=VALUE (e.g. --set hidden=128 --set layers=4).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Re-run a run: its config.json (flags override it).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its last.pt.")] = None,
+) -> None:
+    """Train a model on QM9 (standard 110k/10k/10,831 split) and report its test MAE."""
+    from se3mol.training import TrainConfig, Trainer
+
+    try:
+        base = TrainConfig.from_json(config) if config else (
+            TrainConfig.from_json(resume / "config.json") if resume else TrainConfig())
+    except ValueError as exc:
+        fail(str(exc), EXIT_FAILURE)
+    overrides = {k: v for k, v in {
+        "model": model if (model != "egnn" or not (config or resume)) else None,
+        "dataset": dataset if (dataset != "qm9" or not (config or resume)) else None,
+        "targets": list(target) if target else None, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "seed": seed, "limit": limit, "graph": graph, "cutoff": cutoff, "save_every": save_every,
+        "device": device, "out": str(resume or out) if (resume or out != Path("runs/run") or not config) else None,
+    }.items() if v is not None}
+    if set_:
+        overrides["model_config"] = {**base.model_config, **_parse_model_options(set_)}
+    cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
+
+    progress = _ProgressView(cfg.epochs)
+    try:
+        trainer = Trainer(cfg, progress=progress)
+        if resume:
+            trainer.resume(resume / "last.pt")
+            err.print(f"resumed {resume} at epoch {trainer.epoch}, step {trainer.global_step}")
+        with progress:
+            result = trainer.train()
+    except (ValueError, ImportError) as exc:
+        fail(str(exc), EXIT_FAILURE)
+
+    table = Table(title=f"Test MAE of best checkpoint (epoch {result.best_epoch}) on {len(trainer.split['test'])}"
+                        " test molecules")
+    table.add_column("target")
+    table.add_column("test MAE", justify="right")
+    table.add_column("val MAE", justify="right")
+    for t in trainer.targets:
+        table.add_row(f"{t.name} ({t.unit})", f"{result.test_mae[t.name]:.4g}", f"{result.val_mae[t.name]:.4g}")
+    err.print(table)
+    err.print(f"run directory: {result.out}")
+    # stdout gets one machine-readable line, so scripts can pick up the result.
+    print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "test_mae": result.test_mae}))
+
+
+class _ProgressView:
+    """Rich progress bar on a terminal; one log line per epoch otherwise (nohup, CI)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.live = err.is_terminal
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[val]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=err, disable=not self.live)
+        self.task = None
+        self.last_val = "val MAE -"
+        self.t_last: float | None = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if info["event"] == "step":
+            if self.task is None:
+                self.task = self.bar.add_task("train", total=info["steps"], epoch=info["epoch"], epochs=self.epochs,
+                                              loss=info["loss"], val=self.last_val)
+            self.bar.update(self.task, completed=info["step"], epoch=info["epoch"], loss=info["loss"],
+                            val=self.last_val)
+            if not self.live and info["step"] % 100 == 0:
+                now = time.perf_counter()
+                rate = 100 / (now - self.t_last) if self.t_last else float("nan")
+                self.t_last = now
+                err.print(f"epoch {info['epoch']}/{self.epochs} step {info['step']}/{info['steps']} "
+                          f"loss {info['loss']:.4f} ({rate:.2f} steps/s)", highlight=False)
+        else:
+            self.last_val = "val MAE " + ", ".join(f"{k} {v:.4g}" for k, v in info["val_mae"].items())
+            if self.task is not None:
+                self.bar.update(self.task, completed=0, val=self.last_val)
+            if not self.live:
+                err.print(f"epoch {info['epoch']}/{self.epochs} step {info['step']} "
+                          f"loss {info['train_loss']:.4f} {self.last_val} lr {info['lr']:.2e} "
+                          f"time {info['time_s']:.0f}s", highlight=False)

@@ -1,0 +1,221 @@
+"""QM9 (Ramakrishnan et al. 2014) from the ``qm9pack`` package: 130,831 molecules, no download.
+
+The CSV files that qm9pack ships are parsed once into a compact tensor file in the user cache
+directory, keyed by a checksum of those files; later loads read only that file.
+qm9pack's own loader imports ``pkg_resources``, so its CSV files are read directly here.
+
+Targets and units (as reported to users): mu D; alpha a0^3; homo, lumo, gap, zpve, U0, U, H, G
+meV; r2 a0^2; Cv cal/(mol K). U0, U, H and G are atomization energies: the B3LYP atom
+reference energies below are subtracted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from se3mol.graph import Batch, GraphConfig, build_batch
+from se3mol.targets import QM9_TARGETS
+from se3mol.units import HARTREE_TO_MEV
+
+CACHE_FORMAT = 1
+N_MOLECULES = 130_831
+SPLIT_SIZES = {"train": 110_000, "val": 10_000, "test": 10_831}
+SPLIT_SEED = 42  # the fixed permutation: numpy.random.default_rng(42).permutation(130831)
+
+# B3LYP/6-31G(2df,p) atom energies (Hartree) for U0, U, H, G.
+ATOM_REFERENCE: dict[int, tuple[float, float, float, float]] = {
+    1: (-0.500273, -0.498857, -0.497912, -0.510927),
+    6: (-37.846772, -37.845355, -37.844411, -37.861317),
+    7: (-54.583861, -54.582445, -54.581501, -54.598897),
+    8: (-75.064579, -75.063163, -75.062219, -75.079532),
+    9: (-99.718730, -99.717314, -99.716370, -99.733544),
+}
+_SYMBOL_TO_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
+_CSV_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
+# qm9pack column -> (target, factor to user unit)
+_COLUMNS = {
+    "mu": ("Dipole_debye", 1.0),
+    "alpha": ("Polarizability_bohr3", 1.0),
+    "homo": ("HOMO_au", HARTREE_TO_MEV),
+    "lumo": ("LUMO_au", HARTREE_TO_MEV),
+    "gap": ("HOMO_LUMO_gap_au", HARTREE_TO_MEV),
+    "r2": ("R2_bohr2", 1.0),
+    "zpve": ("ZPVE_au", HARTREE_TO_MEV),
+    "U0": ("InternalEnergy_0K_au", HARTREE_TO_MEV),
+    "U": ("InternalEnergy_298K_au", HARTREE_TO_MEV),
+    "H": ("Enthalphy_298K_au", HARTREE_TO_MEV),
+    "G": ("GibbsFreeEnergy_298K_au", HARTREE_TO_MEV),
+    "Cv": ("Heatcapacity_Cv_cal_mol_K", 1.0),
+}
+TARGET_NAMES: tuple[str, ...] = tuple(QM9_TARGETS)
+
+
+def cache_dir() -> Path:
+    """``$SE3MOL_CACHE``, else ``$XDG_CACHE_HOME/se3mol``, else ``~/.cache/se3mol``."""
+    if os.environ.get("SE3MOL_CACHE"):
+        return Path(os.environ["SE3MOL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "se3mol"
+
+
+def _data_dir() -> Path:
+    # Locate the package without importing it: qm9pack's __init__ imports pkg_resources,
+    # which recent setuptools no longer provides.
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError('QM9 needs the qm9pack package, which ships the data set: pip install "se3mol[qm9]"')
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    if not (data / _CSV_FILES[0]).exists():
+        raise ImportError(f"qm9pack is installed but its data files are missing from {data}; reinstall it")
+    return data
+
+
+def _checksum(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class QM9:
+    """QM9 as packed tensors.
+
+    Attributes:
+        z: atomic numbers of all atoms ``[A]`` (int8).
+        pos: coordinates in Angstrom ``[A,3]`` (float32).
+        counts: atoms per molecule ``[M]``; ``offsets`` ``[M]`` index the first atom of each.
+        y: all 12 targets in user units ``[M,12]`` (float64), columns in ``TARGET_NAMES`` order.
+        ids: QM9 molecule numbers (``dsgdb9nsd_NNNNNN``) ``[M]``.
+        smiles: SMILES strings, ``M`` of them.
+        charges: Mulliken partial charges ``[A]`` (e).
+        polarizability: polarizability tensors ``[M,3,3]`` (a0^3).
+    """
+
+    z: Tensor
+    pos: Tensor
+    counts: Tensor
+    offsets: Tensor
+    y: Tensor
+    ids: Tensor
+    smiles: list[str]
+    charges: Tensor
+    polarizability: Tensor
+
+    def __len__(self) -> int:
+        return int(self.counts.shape[0])
+
+    def target_index(self, names: list[str]) -> list[int]:
+        for n in names:
+            if n not in TARGET_NAMES:
+                raise ValueError(f"unknown QM9 target {n!r}; choose from {', '.join(TARGET_NAMES)}")
+        return [TARGET_NAMES.index(n) for n in names]
+
+    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[int] | None = None) -> Batch:
+        """Build a :class:`Batch` of molecules ``mol_idx [B]`` with targets in the given columns."""
+        counts = self.counts[mol_idx]
+        starts = self.offsets[mol_idx]
+        atom = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
+            int(counts.sum()))
+        y = self.y[mol_idx][:, targets] if targets is not None else None
+        if graph.kind == "bond":
+            raise ValueError("QM9 here carries geometries, not bonds; use a full or radius graph")
+        return build_batch(self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype()), counts, graph,
+                           y=y.to(torch.get_default_dtype()) if y is not None else None)
+
+    def molecule(self, k: int):
+        """Molecule ``k`` as a :class:`~se3mol.molecule.Molecule`."""
+        from se3mol.molecule import Molecule
+
+        s, n = int(self.offsets[k]), int(self.counts[k])
+        return Molecule(z=self.z[s:s + n].numpy(), pos=self.pos[s:s + n].double().numpy(),
+                        name=f"dsgdb9nsd_{int(self.ids[k]):06d}", smiles=self.smiles[k])
+
+
+def standard_split(n: int = N_MOLECULES, seed: int = SPLIT_SEED) -> dict[str, Tensor]:
+    """The fixed 110,000 / 10,000 / 10,831 split of molecule positions 0..n-1 (int64 tensors)."""
+    if n != N_MOLECULES:
+        raise ValueError(f"standard split is defined for {N_MOLECULES} molecules, data set has {n}")
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
+    a, b = SPLIT_SIZES["train"], SPLIT_SIZES["train"] + SPLIT_SIZES["val"]
+    return {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}
+
+
+def load_qm9(cache: Path | None = None, verbose: bool = True) -> QM9:
+    """Load QM9, parsing qm9pack's CSV files the first time and the cached tensors after that."""
+    data = _data_dir()
+    files = [data / f for f in _CSV_FILES] + [data / "qm9_polarizability.csv"]
+    key = _checksum(files)
+    path = (cache or cache_dir()) / f"qm9-v{CACHE_FORMAT}-{key}.pt"
+    if path.exists():
+        try:
+            return QM9(**torch.load(path, weights_only=True))
+        except Exception:  # noqa: BLE001  (a corrupt cache is rebuilt, not fatal)
+            path.unlink(missing_ok=True)
+    if verbose:
+        import sys
+
+        print(f"Parsing QM9 from qm9pack once (about a minute); caching to {path}", file=sys.stderr)
+    fields = _parse(files)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(fields, tmp)
+    os.replace(tmp, path)
+    return QM9(**fields)
+
+
+def _numbers(column) -> np.ndarray:
+    """Flatten a column of bracketed number lists (which use forms like ``0.`` that JSON rejects)."""
+    text = ",".join(column.astype(str)).replace("[", "").replace("]", "")
+    return np.asarray(text.split(","), dtype=np.float64)
+
+
+def _parse(files: list[Path]) -> dict:
+    import pandas as pd
+
+    cols = ["XYZ_file", "Index", "SMILES", "N_atoms", "Elements", "XYZ_Ang", "Mulliken_pop"] + [
+        c for c, _ in _COLUMNS.values()]
+    df = pd.concat([pd.read_csv(f, usecols=cols) for f in files[:3]], ignore_index=True)
+    pol = pd.read_csv(files[3])
+    df = df.merge(pol, on="XYZ_file", how="left", validate="one_to_one").sort_values("Index", kind="stable")
+    if len(df) != N_MOLECULES:
+        raise ValueError(f"qm9pack has {len(df)} molecules; expected {N_MOLECULES}")
+    z = np.concatenate([[_SYMBOL_TO_Z[s] for s in json.loads(e.replace("'", '"'))] for e in df["Elements"]])
+    pos = _numbers(df["XYZ_Ang"]).reshape(-1, 3)
+    charges = _numbers(df["Mulliken_pop"])
+    counts = df["N_atoms"].to_numpy(np.int64)
+    if z.shape[0] != counts.sum() or pos.shape != (counts.sum(), 3):
+        raise ValueError("qm9pack atom lists and atom counts disagree")
+    y = np.stack([df[c].to_numpy(np.float64) * f for c, f in _COLUMNS.values()], axis=1)
+    # Atomization energies: subtract the atom reference energies (meV) of each molecule's atoms.
+    ref = np.zeros((119, 4))
+    for zi, e in ATOM_REFERENCE.items():
+        ref[zi] = np.asarray(e) * HARTREE_TO_MEV
+    mol_of_atom = np.repeat(np.arange(len(counts)), counts)
+    atom_ref = np.zeros((len(counts), 4))
+    np.add.at(atom_ref, mol_of_atom, ref[z])
+    for k, name in enumerate(("U0", "U", "H", "G")):
+        y[:, TARGET_NAMES.index(name)] -= atom_ref[:, k]
+    p = df[["A_xx", "A_xy", "A_xz", "A_xy", "A_yy", "A_yz", "A_xz", "A_yz", "A_zz"]].to_numpy(np.float64)
+    return {
+        "z": torch.from_numpy(z.astype(np.int8)),
+        "pos": torch.from_numpy(pos.astype(np.float32)),
+        "counts": torch.from_numpy(counts.copy()),
+        "offsets": torch.from_numpy(np.cumsum(counts) - counts),
+        "y": torch.from_numpy(y),
+        "ids": torch.from_numpy(df["Index"].to_numpy(np.int64).copy()),
+        "smiles": df["SMILES"].astype(str).tolist(),
+        "charges": torch.from_numpy(charges.astype(np.float32)),
+        "polarizability": torch.from_numpy(p.reshape(-1, 3, 3).astype(np.float32)),
+    }

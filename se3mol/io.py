@@ -1,0 +1,944 @@
+"""Readers: SDF, XYZ / extended XYZ, SMILES files and any format ASE reads -> :class:`Record` s.
+
+One hop of the data path, file -> :class:`~se3mol.molecule.Molecule`. Everything here streams: files are
+read line by line and one record is parsed at a time, so memory does not grow with the file. A bad record
+becomes a :class:`Record` with ``molecule=None`` and a message saying what is wrong with it; reading then
+goes on with the next record. Writers live elsewhere.
+
+Chemistry is RDKit's (molfile parsing, sanitisation, 3D embedding, bond perception); element symbols and
+the other file formats are ASE's.
+
+RDKit explains a failed parse only through its log, so the first read routes RDKit's log through Python's
+``logging`` module (``rdBase.LogToPythonLogger()``, logger ``"rdkit"``, a process-wide RDKit setting).
+Messages that end up in a Record are not printed as well. That interception is not thread-safe: read from
+one thread at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
+
+import ase.io
+import numpy as np
+from ase.data import atomic_numbers, chemical_symbols
+from ase.io.formats import UnknownFileTypeError, extension2format, filetype, ioformats
+from rdkit import Chem, rdBase
+from rdkit.Chem import AllChem, rdDetermineBonds
+
+from se3mol.molecule import Molecule
+
+__all__ = [
+    "FORMATS",
+    "Record",
+    "detect_format",
+    "embed_smiles",
+    "molecule_from_rdkit",
+    "perceive_bonds",
+    "read_molecules",
+    "read_records",
+]
+
+#: Formats with a reader of their own here; any other name ASE can read is passed through to ASE.
+FORMATS: tuple[str, ...] = ("sdf", "xyz", "smi")
+
+_EXTENSIONS = {
+    ".sdf": "sdf", ".sd": "sdf", ".mol": "sdf",
+    ".xyz": "xyz", ".extxyz": "xyz",
+    ".smi": "smi", ".smiles": "smi", ".txt": "smi",
+}  # fmt: skip
+# Names a user (or ASE's own guess) may give for the formats read here.
+_ALIASES = {"mol": "sdf", "sd": "sdf", "extxyz": "xyz", "smiles": "smi"}
+
+# All z within this of zero (Angstrom) with >= 3 atoms: a 2D depiction. Same tolerance as Molecule.is_flat.
+_FLAT_TOL = 1e-3
+# Bond perception for the best-effort SMILES of an XYZ frame is skipped above this size: RDKit's bond-order
+# search can take very long on big systems, and a trajectory reader must not stall on it.
+_MAX_ATOMS_FOR_SMILES = 200
+# A record longer than this (lines) is almost surely a missing '$$$$'; stop buffering it.
+_MAX_RECORD_LINES = 2_000_000
+_MAX_FF_ITERS = 2000
+
+_BOND_ORDERS = {
+    Chem.BondType.SINGLE: 1.0,
+    Chem.BondType.DOUBLE: 2.0,
+    Chem.BondType.TRIPLE: 3.0,
+    Chem.BondType.AROMATIC: 1.5,
+    Chem.BondType.DATIVE: 1.0,
+}
+
+
+@dataclass
+class Record:
+    """One input record, read or not.
+
+    Attributes:
+        index: 0-based position of the record across all inputs, in input order.
+        source: file path as given, or ``"-"`` for stdin.
+        id: record title / name if non-empty, else ``"<basename of source>:<n>"`` with ``n`` the 1-based
+            record number within that source.
+        molecule: the molecule, or ``None`` when the record could not be read.
+        error: why the record could not be read (``None`` when it was).
+        smiles: canonical SMILES if known (SDF: from the molfile with H removed; SMILES input: the
+            canonical input; XYZ: best effort from bonds perceived from the coordinates), else ``""``.
+        notes: remarks on how the molecule was obtained, e.g. that its coordinates were embedded.
+        properties: extra data carried by the record: SDF data fields, extxyz comment-line values and
+            per-frame results such as ``energy`` (numbers where they parse as numbers).
+    """
+
+    index: int
+    source: str
+    id: str
+    molecule: Molecule | None
+    error: str | None = None
+    smiles: str = ""
+    notes: list[str] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the record was read into a molecule."""
+        return self.molecule is not None
+
+
+@dataclass
+class _Parsed:
+    """What a format reader hands back for one record; read_records numbers, names and validates it."""
+
+    name: str = ""
+    molecule: Molecule | None = None
+    error: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    perceive_smiles: bool = False
+
+
+# --------------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------------
+
+
+def detect_format(path: str) -> str:
+    """Guess the input format of ``path``: ``"sdf"``, ``"xyz"``, ``"smi"`` or an ASE format name.
+
+    Known extensions decide (``.sdf .sd .mol``, ``.xyz .extxyz``, ``.smi .smiles .txt``, each optionally
+    followed by ``.gz``); otherwise ASE guesses from the name and the first bytes of the file.
+
+    Raises:
+        ValueError: if neither the extension nor the contents tell the format.
+    """
+    path = os.fspath(path)
+    stem = path[:-3] if path.lower().endswith(".gz") else path
+    ext = os.path.splitext(stem)[1].lower()
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    try:
+        guess = filetype(path, read=True, guess=False)
+    except (UnknownFileTypeError, OSError) as exc:
+        raise ValueError(_unknown_format_message(path, str(exc))) from None
+    fmt = _ALIASES.get(guess, guess)
+    if fmt not in FORMATS and not (fmt in ioformats and ioformats[fmt].can_read):
+        raise ValueError(_unknown_format_message(path, f"ASE calls it {guess!r}, which it cannot read"))
+    return fmt
+
+
+def read_records(
+    paths: Sequence[str],
+    input_format: str | None = None,
+    *,
+    stdin: TextIO | None = None,
+    embed_seed: int = 0,
+    start_index: int = 0,
+) -> Iterator[Record]:
+    """Read every record of every file in ``paths``, in order, one :class:`Record` at a time.
+
+    Bad data never raises: an unreadable file gives one error record for that file, a bad record gives an
+    error record, and reading goes on. Molecules that are read are checked with
+    :meth:`Molecule.validate`; a failed check is an error record too.
+
+    Args:
+        paths: files to read; ``"-"`` reads ``stdin``.
+        input_format: ``"sdf"``, ``"xyz"``, ``"smi"`` or an ASE format name, for every path; ``None``
+            guesses each file's format with :func:`detect_format`. Required when reading stdin.
+        stdin: stream read for ``"-"`` (default ``sys.stdin``).
+        embed_seed: random seed for RDKit ETKDG when 3D coordinates have to be generated (SMILES input
+            and 2D SDF records), so results are reproducible.
+        start_index: ``Record.index`` of the first record.
+
+    Returns:
+        A generator of records. Arguments are checked at the call, before anything is read.
+
+    Raises:
+        ValueError: for an unknown ``input_format``, or ``"-"`` without ``input_format``.
+
+    >>> import io
+    >>> rec = next(read_records(["-"], "smi", stdin=io.StringIO("CCO ethanol\\n")))
+    >>> rec.id, rec.molecule.formula, rec.smiles
+    ('ethanol', 'C2H6O', 'CCO')
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [os.fspath(p) for p in paths]
+    fmt = None if input_format is None else _normalise_format(input_format)
+    if fmt is None and "-" in paths:
+        raise ValueError(
+            "reading from stdin ('-') needs input_format: the format cannot be told from a file name; "
+            f"use one of {', '.join(FORMATS)} or an ASE format name"
+        )
+    return _read_records(paths, fmt, stdin, embed_seed, start_index)
+
+
+def read_molecules(path: str, input_format: str | None = None) -> list[Molecule]:
+    """Read all molecules of one file, stopping at the first bad record.
+
+    Raises:
+        ValueError: naming the first record that could not be read and why.
+    """
+    molecules = []
+    for n, rec in enumerate(read_records([path], input_format), start=1):
+        if rec.molecule is None:
+            raise ValueError(f"{path}: record {n} ({rec.id!r}) could not be read: {rec.error}")
+        molecules.append(rec.molecule)
+    return molecules
+
+
+def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
+    """Build a 3D molecule with hydrogens from a SMILES string.
+
+    RDKit ETKDGv3 (seeded with ``seed``; retried from random coordinates if that fails), then MMFF94
+    optimisation, or UFF when MMFF has no parameters for the molecule. The note on the molecule says which.
+
+    Raises:
+        ValueError: if the SMILES does not parse or no 3D coordinates can be generated.
+    """
+    text = smiles.strip()
+    if not text:
+        raise ValueError("empty SMILES")
+    with _rdkit_messages() as messages:
+        mol = Chem.MolFromSmiles(text)
+    if mol is None:
+        detail = _smiles_error_detail(messages, text)
+        raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
+    if mol.GetNumAtoms() == 0:
+        raise ValueError(f"SMILES {text!r} has no atoms")
+    canonical = Chem.MolToSmiles(mol)
+    mol = Chem.AddHs(mol)
+    try:
+        notes = _embed_3d(mol, seed)
+    except ValueError as exc:
+        raise ValueError(f"SMILES {text!r}: {exc}") from None
+    molecule = molecule_from_rdkit(mol)
+    molecule.name = name
+    molecule.smiles = canonical
+    molecule.notes = [f"3D coordinates embedded from SMILES ({notes[0]}, seed {seed})", *notes[1:]]
+    return molecule
+
+
+def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
+    """Convert an RDKit molecule with a conformer to a :class:`Molecule`.
+
+    Takes conformer 0's coordinates, every atom as it is (no H added or removed), bonds with their orders
+    (aromatic 1.5, dative 1), the sum of formal charges, the name from ``_Name`` and the canonical SMILES
+    with hydrogens removed.
+
+    Raises:
+        ValueError: if the molecule has no conformer or has a bond type other than single, double,
+            triple, aromatic or dative.
+    """
+    if mol.GetNumConformers() == 0:
+        raise ValueError("no coordinates: the RDKit molecule has no conformer")
+    pos = np.asarray(mol.GetConformer(0).GetPositions(), dtype=np.float64)  # [N,3]
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)  # [N]
+    bonds, orders = _bonds_from_rdkit(mol)
+    try:
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
+    except Exception:  # RDKit raises several exception types; a SMILES is only a label here
+        smiles = ""
+    return Molecule(
+        z=z,
+        pos=pos,
+        bonds=bonds,
+        bond_orders=orders,
+        charge=int(sum(a.GetFormalCharge() for a in mol.GetAtoms())),
+        name=mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "",
+        smiles=smiles,
+    )
+
+
+def perceive_bonds(mol: Molecule) -> Molecule:
+    """Return a copy of ``mol`` with bonds and bond orders perceived from its coordinates.
+
+    Uses RDKit ``rdDetermineBonds.DetermineBonds`` with the molecule's total charge. When no consistent set
+    of bond orders exists (radicals, wrong charge, metals), falls back to ``DetermineConnectivity``: every
+    bond single, with a note saying so.
+
+    Raises:
+        ValueError: if even the connectivity cannot be determined.
+    """
+    rd, note = _perceive_rdkit(mol)
+    bonds, orders = _bonds_from_rdkit(rd)
+    smiles = mol.smiles
+    if not smiles and note is None:
+        smiles = _smiles_or_empty(rd)
+    notes = [*mol.notes, note or "bonds perceived from coordinates (RDKit DetermineBonds)"]
+    return replace(mol, bonds=bonds, bond_orders=orders, smiles=smiles, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Driving the readers
+# --------------------------------------------------------------------------------------------------------
+
+
+def _read_records(
+    paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int
+) -> Iterator[Record]:
+    index = start_index
+    for path in paths:
+        n = 0
+        for parsed in _parse_source(path, fmt, stdin, embed_seed):
+            n += 1
+            yield _finish(parsed, index, path, n)
+            index += 1
+
+
+def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int) -> Iterator[_Parsed]:
+    """All records of one source; failing to open or to keep reading it gives one error record."""
+    if path == "-":
+        stream = stdin if stdin is not None else sys.stdin
+        assert fmt is not None  # read_records insists on a format for stdin
+        yield from _parse_with_ase(stream, fmt) if fmt not in FORMATS else _io_guard(fmt, stream, embed_seed)
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        yield _Parsed(error=f"cannot open file: {_os_error(exc)}")
+        return
+    if fmt is None:
+        try:
+            fmt = detect_format(path)
+        except ValueError as exc:
+            yield _Parsed(error=str(exc))
+            return
+    if fmt not in FORMATS:
+        yield from _parse_with_ase(path, fmt)
+        return
+    try:
+        stream = _open_text(path)
+    except OSError as exc:
+        yield _Parsed(error=f"cannot open file: {_os_error(exc)}")
+        return
+    with stream:
+        yield from _io_guard(fmt, stream, embed_seed)
+
+
+def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+    """Run one of the readers here; an I/O error mid-file ends that file with one error record.
+
+    (A corrupt .gz or a vanished network share should not end the whole run.)
+    """
+    reader = {"sdf": _parse_sdf, "xyz": _parse_xyz, "smi": _parse_smiles}[fmt]
+    records = reader(stream, embed_seed)
+    while True:
+        try:
+            parsed = next(records)
+        except StopIteration:
+            return
+        except (OSError, EOFError) as exc:
+            yield _Parsed(error=f"could not read the rest of the file: {_os_error(exc)}")
+            return
+        yield parsed
+
+
+def _finish(parsed: _Parsed, index: int, source: str, n: int) -> Record:
+    """Number and name a parsed record, validate its molecule and fill in the SMILES."""
+    mol, error = parsed.molecule, parsed.error
+    if mol is not None:
+        try:
+            mol.validate()
+        except ValueError as exc:
+            mol, error = None, str(exc)
+    if mol is not None and parsed.perceive_smiles and not mol.smiles and mol.n_atoms <= _MAX_ATOMS_FOR_SMILES:
+        try:
+            rd, fallback_note = _perceive_rdkit(mol)
+            if fallback_note is None:
+                mol.smiles = _smiles_or_empty(rd)
+        except ValueError:
+            pass  # best effort: an XYZ record is fine without a SMILES
+    name = (mol.name if mol is not None else "") or parsed.name
+    if mol is not None and not mol.name:
+        mol.name = name
+    return Record(
+        index=index,
+        source=source,
+        id=name or f"{os.path.basename(source) or source}:{n}",
+        molecule=mol,
+        error=error if mol is None else None,
+        smiles=mol.smiles if mol is not None else "",
+        notes=list(mol.notes) if mol is not None else [],
+        properties=parsed.properties,
+    )
+
+
+def _normalise_format(input_format: str) -> str:
+    name = input_format.strip().lower().lstrip(".")
+    name = _ALIASES.get(name, name)
+    if name in FORMATS:
+        return name
+    if name in ioformats and ioformats[name].can_read:
+        return name
+    if name in extension2format and extension2format[name].can_read:  # "pdb" -> "proteindatabank"
+        return _ALIASES.get(extension2format[name].name, extension2format[name].name)
+    raise ValueError(
+        f"unknown input format {input_format!r}: use one of {', '.join(FORMATS)} or a format ASE can read "
+        "(e.g. pdb, cif, traj)"
+    )
+
+
+def _unknown_format_message(path: str, why: str) -> str:
+    return (
+        f"cannot tell the format of {path!r} ({why}); give the input format explicitly: one of "
+        f"{', '.join(FORMATS)} (extensions {', '.join(_EXTENSIONS)}) or a format ASE can read"
+    )
+
+
+def _open_text(path: str) -> TextIO:
+    # Undecodable bytes become U+FFFD and then fail as bad records, rather than aborting the file.
+    if path.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename!r}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------------------
+# SDF
+# --------------------------------------------------------------------------------------------------------
+
+
+def _parse_sdf(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+    for first_line, lines, error in _sdf_blocks(stream):
+        title = lines[0].strip() if lines else ""
+        if error is not None:
+            yield _Parsed(name=title, error=error)
+            continue
+        try:
+            mol = _molecule_from_molblock(lines, first_line, embed_seed)
+        except ValueError as exc:
+            yield _Parsed(name=title, error=str(exc))
+            continue
+        yield _Parsed(name=title, molecule=mol, properties=_sdf_data_fields(lines))
+
+
+def _sdf_blocks(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
+    """Split an SD file into records ``(first line number, lines, error)`` on ``$$$$`` lines.
+
+    Done by hand because RDKit's SDMolSupplier also loses the record after a truncated one.
+    """
+    lines: list[str] = []
+    first = 1
+    too_long = False
+    for lineno, line in enumerate(stream, start=1):
+        if line.startswith("$$$$"):
+            if too_long:
+                yield first, lines[:1], _too_long_message(first)
+            elif any(s.strip() for s in lines):
+                yield first, lines, None
+            else:
+                yield first, [], f"line {lineno}: empty record (nothing before this '$$$$')"
+            lines, first, too_long = [], lineno + 1, False
+        elif len(lines) < _MAX_RECORD_LINES:
+            lines.append(line)
+        else:
+            too_long = True
+    # A last record without '$$$$' is still a record; trailing blank lines are not.
+    if too_long:
+        yield first, lines[:1], _too_long_message(first)
+    elif any(s.strip() for s in lines):
+        yield first, lines, None
+
+
+def _too_long_message(first: int) -> str:
+    return f"record starting on line {first} has more than {_MAX_RECORD_LINES} lines (a missing '$$$$'?)"
+
+
+def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) -> Molecule:
+    """Parse one molfile with RDKit (H kept, sanitised); re-embed 2D depictions in 3D."""
+    block = "".join(lines)
+    with _rdkit_messages() as messages:
+        try:
+            mol = Chem.MolFromMolBlock(block, removeHs=False, sanitize=True)
+        except Exception as exc:  # some RDKit parse failures raise instead of returning None
+            messages.append(str(exc))
+            mol = None
+    if mol is None:
+        raise ValueError(_molblock_error(lines, messages, first_line))
+    if mol.GetNumAtoms() == 0:
+        raise ValueError("molecule has no atoms")
+    if mol.GetNumConformers() == 0:
+        raise ValueError("no coordinates")
+    # Warnings on a record RDKit did read (e.g. ambiguous stereo) are worth keeping; the 2D one is ours below.
+    rdkit_notes = [f"RDKit: {m}" for m in _clean_rdkit_messages(messages).split("; ") if m]
+    rdkit_notes = [m for m in rdkit_notes if "Z coords are zero" not in m]
+
+    notes = []
+    header = lines[1] if len(lines) > 1 else ""
+    z_coords = mol.GetConformer().GetPositions()[:, 2]  # [N]
+    flagged_2d = header[20:22] == "2D"
+    all_z_zero = mol.GetNumAtoms() >= 3 and bool(np.all(np.abs(z_coords) < _FLAT_TOL))
+    # A genuinely planar molecule (water, benzene) may sit in the z = 0 plane of a real 3D geometry,
+    # so flatness alone is not proof of a depiction; an atom with four neighbours (sp3) is: it
+    # cannot be planar in 3D, whatever the header says.
+    tetrahedral = any(a.GetDegree() >= 4 for a in mol.GetAtoms())
+    if flagged_2d or (all_z_zero and tetrahedral):
+        # A depiction's coordinates are not a geometry: a model would see a flattened molecule.
+        why = "2D coordinates in input" if flagged_2d else "all z coordinates are zero (a 2D depiction)"
+        try:
+            ff_notes = _embed_3d(mol, embed_seed)
+        except ValueError as exc:
+            raise ValueError(f"{why} and re-embedding in 3D failed: {exc}") from None
+        notes += [f"{why}: re-embedded in 3D ({ff_notes[0]}, seed {embed_seed})", *ff_notes[1:]]
+
+    implicit_h = sum(a.GetTotalNumHs() for a in mol.GetAtoms())
+    if implicit_h and not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
+        notes.append(f"no hydrogens in input (RDKit would add {implicit_h}); kept as given")
+
+    molecule = molecule_from_rdkit(mol)
+    molecule.notes = notes + rdkit_notes
+    return molecule
+
+
+def _molblock_error(lines: list[str], messages: list[str], first_line: int) -> str:
+    """Turn RDKit's log lines for a failed molfile into one message that points into the file."""
+    detail = _clean_rdkit_messages(messages) or "not a valid MDL molfile"
+
+    # RDKit counts lines within the record; the user needs the line of the file.
+    def file_line(match: re.Match[str]) -> str:
+        n = int(match[2])
+        return f"{match[1]} {n} of the record (line {first_line + n - 1} of the file)"
+
+    detail, n_located = re.subn(r"(on line) ?(\d+)", file_line, detail)
+    where = "" if n_located else f" (record starting on line {first_line} of the file)"
+
+    if unknown := re.search(r"Element '([^']*)' not found", detail):
+        atom = _molfile_atom_with_symbol(lines, unknown[1])
+        on_atom = f" on atom {atom}" if atom else ""
+        return f"RDKit: {detail}: unknown element symbol {unknown[1]!r}{on_atom}{where}"
+    if valence := re.search(r"Explicit valence for atom # (\d+) (\w+)", detail):
+        # RDKit numbers atoms from 0, molfiles and chemists from 1.
+        atom = int(valence[1]) + 1
+        return f"RDKit: {detail}: atom {atom} ({valence[2]}) has more bonds than it can have{where}"
+    coords = re.search(r"Cannot process coordinates on line (\d+)", detail)
+    if coords and 4 < int(coords[1]) <= len(lines):
+        fields = lines[int(coords[1]) - 1].split()[:3]
+        if any(f.lower().lstrip("+-") in ("nan", "inf", "infinity") for f in fields):
+            return f"RDKit: {detail}: atom {int(coords[1]) - 4} has a NaN or infinite coordinate"
+    return f"RDKit: {detail}{where}"
+
+
+def _molfile_atom_with_symbol(lines: list[str], symbol: str) -> int | None:
+    """1-based number of the first atom with this symbol in a V2000 or V3000 atom block, if found."""
+    for i, line in enumerate(lines[4:], start=1):
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] == "M" and fields[1] == "V30" and fields[3] == symbol:
+            return int(fields[2]) if fields[2].isdigit() else None
+        if len(fields) >= 4 and fields[3] == symbol:
+            return i
+    return None
+
+
+def _sdf_data_fields(lines: list[str]) -> dict[str, Any]:
+    """SD data fields after ``M  END``: ``>  <name>`` followed by value lines up to a blank line."""
+    props: dict[str, Any] = {}
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("M  END")) + 1
+    except StopIteration:
+        return props
+    key: str | None = None
+    values: list[str] = []
+    for line in [*lines[start:], ""]:
+        if key is None:
+            match = re.match(r">.*<([^>]+)>", line)
+            key = match[1] if match else None
+            values = []
+        elif line.strip():
+            values.append(line.rstrip("\r\n"))
+        else:
+            props[key] = _number_or_text("\n".join(values))
+            key = None
+    return props
+
+
+# --------------------------------------------------------------------------------------------------------
+# XYZ and extended XYZ
+# --------------------------------------------------------------------------------------------------------
+
+
+def _parse_xyz(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+    del embed_seed  # XYZ frames are 3D already
+    for first_line, lines, error in _xyz_frames(stream):
+        if error is not None:
+            yield _Parsed(error=error)
+            continue
+        yield _xyz_frame_to_parsed(lines, first_line)
+
+
+def _xyz_frames(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
+    """Split (ext)XYZ text into frames ``(count line number, lines, error)``.
+
+    A frame is a count line, a comment line and exactly that many atom lines. After a bad count line, or a
+    frame cut short, reading resumes at the next line holding a lone positive integer.
+    """
+    lines_iter = enumerate(stream, start=1)
+    pending: tuple[int, str] | None = None  # a line read ahead that may start the next frame
+
+    def next_line() -> tuple[int, str] | None:
+        nonlocal pending
+        if pending is not None:
+            item, pending = pending, None
+            return item
+        return next(lines_iter, None)
+
+    while (item := next_line()) is not None:
+        lineno, line = item
+        text = line.strip()
+        if not text:
+            continue  # blank lines between frames are harmless
+        count = _positive_int(text)
+        if count is None:
+            why = "must be a positive integer" if re.fullmatch(r"[+-]?\d+", text) else "is not an integer"
+            for ahead in lines_iter:
+                if _positive_int(ahead[1].strip()) is not None:
+                    pending = ahead
+                    break
+            yield lineno, [], f"line {lineno}: atom count {text!r} {why}"
+            continue
+        comment = next_line()
+        if comment is None:
+            yield lineno, [], f"line {lineno}: the file ends after the atom count ({count})"
+            return
+        atoms: list[str] = []
+        while len(atoms) < count and (item := next_line()) is not None:
+            if len(item[1].split()) < 4:  # not "symbol x y z": the frame is shorter than announced
+                pending = item
+                break
+            atoms.append(item[1])
+        if len(atoms) < count:
+            where = (
+                f"line {pending[0]} ({pending[1].strip()!r}) is not an atom line"
+                if pending is not None
+                else "the file ends"
+            )
+            yield lineno, [], f"line {lineno}: {count} atoms announced, {len(atoms)} atom lines ({where})"
+            continue
+        yield lineno, [line, comment[1], *atoms], None
+
+
+def _xyz_frame_to_parsed(lines: list[str], first_line: int) -> _Parsed:
+    comment = lines[1].strip()
+    key_value = _is_extxyz_comment(comment)
+    if not key_value:
+        lines = _symbols_for_atomic_numbers(lines)
+    try:
+        atoms = ase.io.read(io.StringIO("".join(lines)), format="extxyz")
+    except KeyError as exc:  # ASE looks the symbol up in its periodic table
+        symbol = str(exc.args[0]) if exc.args else "?"
+        where = ""
+        for i, line in enumerate(lines[2:], start=1):
+            if line.split()[0].capitalize() not in atomic_numbers:
+                symbol, where = line.split()[0], f" on atom {i} (line {first_line + 1 + i})"
+                break
+        return _Parsed(name="" if key_value else comment, error=f"unknown element symbol {symbol!r}{where}")
+    except Exception as exc:  # ASE raises ValueError, XYZError, IndexError, ... on bad text
+        message = str(exc).removeprefix("ase.io.extxyz: ")
+        error = f"frame starting on line {first_line}: {message}"
+        return _Parsed(name="" if key_value else comment, error=error)
+
+    properties: dict[str, Any] = {}
+    name = comment
+    charge = 0
+    if key_value:
+        info = dict(atoms.info)
+        name = str(info.pop("name", "")).strip()
+        properties.update({k: _plain(v) for k, v in info.items()})
+        if atoms.calc is not None:  # ASE moves energy, forces, ... of the comment/columns into a calculator
+            properties.update({k: _plain(v) for k, v in atoms.calc.results.items()})
+        raw_charge = properties.get("charge", 0)
+        if isinstance(raw_charge, (int, float)) and float(raw_charge).is_integer():
+            charge = int(raw_charge)
+    mol = Molecule(z=atoms.numbers, pos=atoms.positions, charge=charge, name=name)
+    return _Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True)
+
+
+def _is_extxyz_comment(comment: str) -> bool:
+    """True for an extxyz ``key=value`` comment line, False for free text such as a molecule's name."""
+    return re.search(r"(?:^|\s)[A-Za-z_][\w:.\-]*=\S", comment) is not None
+
+
+def _symbols_for_atomic_numbers(lines: list[str]) -> list[str]:
+    """Plain XYZ from some programs gives atomic numbers instead of symbols; ASE only reads symbols."""
+    out = lines[:2]
+    for line in lines[2:]:
+        first, *rest = line.split(None, 1)
+        if first.isdigit() and 0 < int(first) < len(chemical_symbols):
+            line = f"{chemical_symbols[int(first)]} {rest[0] if rest else ''}"
+        out.append(line)
+    return out
+
+
+def _positive_int(text: str) -> int | None:
+    if re.fullmatch(r"\+?\d+", text) and int(text) > 0:
+        return int(text)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# SMILES files and ASE formats
+# --------------------------------------------------------------------------------------------------------
+
+
+def _parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+    """One record per non-blank, non-``#`` line: ``SMILES [name]``, separated by whitespace, tab or comma."""
+    first_data_line = True
+    for lineno, line in enumerate(stream, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if "\t" in text:
+            fields = text.split("\t", 1)
+        elif "," in text:
+            fields = text.split(",", 1)
+        else:
+            fields = text.split(None, 1)
+        smiles = fields[0].strip()
+        name = fields[1].strip() if len(fields) > 1 else ""
+        if first_data_line and smiles.lower() in ("smiles", "smi", "canonical_smiles"):
+            first_data_line = False
+            continue  # a column header, not a molecule
+        first_data_line = False
+        try:
+            yield _Parsed(name=name, molecule=embed_smiles(smiles, seed=embed_seed, name=name))
+        except ValueError as exc:
+            yield _Parsed(name=name, error=f"line {lineno}: {exc}")
+
+
+def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Parsed]:
+    """Frames of any other format through ``ase.io.iread``, which cannot resume after a bad frame."""
+    frames = ase.io.iread(source, index=":", format=fmt)
+    n_read = 0
+    while True:
+        try:
+            atoms = next(frames)
+        except StopIteration:
+            return
+        except Exception as exc:  # ASE readers raise anything; the rest of the file is lost
+            where = f"after record {n_read}" if n_read else "at the first record"
+            yield _Parsed(error=f"ASE ({fmt}) could not read the file {where}: {type(exc).__name__}: {exc}")
+            return
+        n_read += 1
+        info = dict(atoms.info)
+        name = str(info.pop("name", "") or "").strip()
+        properties = {k: _plain(v) for k, v in info.items()}
+        if atoms.calc is not None:
+            properties.update({k: _plain(v) for k, v in atoms.calc.results.items()})
+        mol = Molecule(z=atoms.numbers, pos=atoms.positions, name=name)
+        yield _Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# RDKit helpers
+# --------------------------------------------------------------------------------------------------------
+
+
+def _embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
+    """Embed ``mol`` in 3D in place (ETKDGv3, then MMFF or UFF).
+
+    Returns notes, the first of the form ``"RDKit ETKDG+MMFF"`` for the caller to complete.
+    """
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    with _rdkit_messages() as messages:
+        status = AllChem.EmbedMolecule(mol, params)
+        if status != 0:
+            # The distance-geometry start fails for some strained or large molecules; random starting
+            # coordinates are RDKit's documented fallback.
+            params.useRandomCoords = True
+            status = AllChem.EmbedMolecule(mol, params)
+    if status != 0:
+        detail = _clean_rdkit_messages(messages)
+        raise ValueError(
+            "RDKit ETKDG could not generate 3D coordinates, also from random starting coordinates"
+            + (f" (RDKit: {detail})" if detail else "")
+        )
+    with _rdkit_messages():
+        if AllChem.MMFFHasAllMoleculeParams(mol):
+            field_name, not_converged = "MMFF", AllChem.MMFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
+        elif AllChem.UFFHasAllMoleculeParams(mol):
+            field_name, not_converged = "UFF", AllChem.UFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
+        else:
+            return ["RDKit ETKDG, not optimised: neither MMFF nor UFF has parameters for this molecule"]
+    notes = [f"RDKit ETKDG+{field_name}"]
+    if field_name == "UFF":
+        notes.append("MMFF has no parameters for this molecule: optimised with UFF")
+    if not_converged:
+        notes.append(f"{field_name} optimisation did not converge in {_MAX_FF_ITERS} steps")
+    return notes
+
+
+def _bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
+    """Bonds ``[M,2]`` (0-based atom indices) and orders ``[M]`` of an RDKit molecule."""
+    bonds = np.zeros((mol.GetNumBonds(), 2), dtype=np.int64)  # [M,2]
+    orders = np.zeros(mol.GetNumBonds(), dtype=np.float64)  # [M]
+    for k, bond in enumerate(mol.GetBonds()):
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        kind = Chem.BondType.AROMATIC if bond.GetIsAromatic() else bond.GetBondType()
+        if kind not in _BOND_ORDERS:
+            raise ValueError(
+                f"bond between atoms {i + 1} and {j + 1} is of RDKit type {kind}, which se3mol cannot "
+                "represent (single, double, triple, aromatic or dative only)"
+            )
+        bonds[k] = (i, j)
+        orders[k] = _BOND_ORDERS[kind]
+    return bonds, orders
+
+
+def _rdkit_from_coordinates(mol: Molecule) -> Chem.RWMol:
+    """An RDKit molecule of bare atoms with ``mol``'s coordinates and no bonds."""
+    rd = Chem.RWMol()
+    for zi in mol.z:
+        rd.AddAtom(Chem.Atom(int(zi)))
+    conf = Chem.Conformer(mol.n_atoms)
+    for i, p in enumerate(mol.pos):
+        conf.SetAtomPosition(i, p.tolist())
+    rd.AddConformer(conf, assignId=True)
+    return rd
+
+
+def _perceive_rdkit(mol: Molecule) -> tuple[Chem.RWMol, str | None]:
+    """RDKit molecule with perceived bonds, and a note if only connectivity could be determined."""
+    rd = _rdkit_from_coordinates(mol)
+    with _rdkit_messages() as messages:
+        try:
+            rdDetermineBonds.DetermineBonds(rd, charge=int(mol.charge))
+            with contextlib.suppress(Exception):  # aromatic flags are a nicety; Kekule orders stand
+                Chem.SanitizeMol(rd)
+            return rd, None
+        except Exception as exc:  # RDKit raises ValueError or RuntimeError here
+            orders_error = str(exc) or _clean_rdkit_messages(messages)
+        rd = _rdkit_from_coordinates(mol)  # DetermineBonds may have left partial bonds behind
+        try:
+            rdDetermineBonds.DetermineConnectivity(rd)
+        except Exception as exc:
+            detail = str(exc) or _clean_rdkit_messages(messages)
+            raise ValueError(f"could not perceive bonds from the coordinates (RDKit: {detail})") from None
+    note = (
+        f"bond orders could not be determined from the coordinates with charge {mol.charge} "
+        f"(RDKit: {orders_error}); connectivity only, every bond set to single"
+    )
+    return rd, note
+
+
+def _smiles_or_empty(rd: Chem.Mol) -> str:
+    try:
+        return Chem.MolToSmiles(Chem.RemoveHs(rd))
+    except Exception:  # best effort
+        return ""
+
+
+class _CollectRDKitLog(logging.Filter):
+    """Logger filter that keeps RDKit's messages and stops them from being printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            self.messages.append(record.getMessage())
+        return False
+
+
+_rdkit_log_routed = False
+
+
+@contextlib.contextmanager
+def _rdkit_messages() -> Iterator[list[str]]:
+    """Collect RDKit's warning and error messages logged inside the block (instead of printing them).
+
+    RDKit reports molfile syntax errors on its *warning* channel (``rdBase.CaptureErrorLog`` sees only
+    errors), so both channels are taken from the Python logger RDKit can be routed to.
+    """
+    global _rdkit_log_routed
+    if not _rdkit_log_routed:
+        before = rdBase.LogStatus()
+        rdBase.LogToPythonLogger()
+        for level in ("rdApp.debug", "rdApp.info"):  # LogToPythonLogger switches these on; keep them as were
+            if f"{level}:disabled" in before:
+                rdBase.DisableLog(level)
+        _rdkit_log_routed = True
+    status = rdBase.LogStatus()
+    switched_on = [level for level in ("rdApp.warning", "rdApp.error") if f"{level}:disabled" in status]
+    for level in switched_on:
+        rdBase.EnableLog(level)
+    collector = _CollectRDKitLog()
+    logger = logging.getLogger("rdkit")
+    # First in line: logging stops at the first filter that rejects, so a nested capture must come first.
+    logger.filters.insert(0, collector)
+    try:
+        yield collector.messages
+    finally:
+        logger.removeFilter(collector)
+        for level in switched_on:
+            rdBase.DisableLog(level)
+
+
+_TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s?")
+# Lines of RDKit's invariant-violation reports that say nothing to a chemist.
+_NOISE = re.compile(
+    r"^(\*+|-+|[~^ ]+|Stacktrace:?|\d+# .*|Violation occurred .*|Failed Expression: .*|.*\bViolation)$"
+)
+
+
+def _clean_rdkit_messages(messages: list[str], drop: tuple[str, ...] = ()) -> str:
+    """RDKit log lines as one message: timestamps, stack traces and repeats removed, ``"; "``-joined."""
+    kept: list[str] = []
+    for message in messages:
+        for line in message.splitlines():
+            line = _TIMESTAMP.sub("", line).strip()
+            if line and line not in drop and not _NOISE.match(line) and line not in kept:
+                kept.append(line)
+    return "; ".join(kept)
+
+
+def _smiles_error_detail(messages: list[str], smiles: str) -> str:
+    """RDKit's SMILES complaint without its echo of the input and its caret drawing."""
+    lines = []
+    for message in messages:
+        for line in message.splitlines():
+            line = _TIMESTAMP.sub("", line).strip().removeprefix("SMILES Parse Error:").strip()
+            if not line.startswith("Failed parsing SMILES"):
+                lines.append(line.rstrip(":"))
+    return _clean_rdkit_messages(lines, drop=(smiles,))
+
+
+def _number_or_text(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers, so properties print and serialise plainly."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,110 @@
+"""The :class:`Molecule` record: what every reader yields and every graph builder takes.
+
+A Molecule is plain numpy, independent of torch, so readers stay light and picklable.
+Positions are in Angstrom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase.data import chemical_symbols
+
+# Bond orders as stored in ``Molecule.bond_orders``; aromatic bonds are 1.5.
+BOND_TYPES: tuple[float, ...] = (1.0, 2.0, 3.0, 1.5)
+
+
+@dataclass
+class Molecule:
+    """One molecule with 3D coordinates.
+
+    Attributes:
+        z: atomic numbers ``[N]`` (int64).
+        pos: Cartesian coordinates in Angstrom ``[N,3]`` (float64).
+        bonds: atom index pairs ``[M,2]`` (int64), each bond once, or ``None`` if unknown.
+        bond_orders: bond orders ``[M]`` (1, 2, 3 or 1.5 for aromatic), or ``None``.
+        charge: total formal charge.
+        name: record title (SDF title line, XYZ comment, SMILES name column).
+        smiles: canonical SMILES when known, else ``""``.
+        notes: free-text remarks gathered on the way (e.g. "embedded from SMILES with ETKDG+MMFF").
+
+    >>> import numpy as np
+    >>> m = Molecule(z=np.array([8, 1, 1]), pos=np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
+    >>> m.n_atoms, m.formula
+    (3, 'H2O')
+    """
+
+    z: np.ndarray
+    pos: np.ndarray
+    bonds: np.ndarray | None = None
+    bond_orders: np.ndarray | None = None
+    charge: int = 0
+    name: str = ""
+    smiles: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.z = np.asarray(self.z, dtype=np.int64).reshape(-1)
+        self.pos = np.asarray(self.pos, dtype=np.float64).reshape(-1, 3)
+        if self.bonds is not None:
+            self.bonds = np.asarray(self.bonds, dtype=np.int64).reshape(-1, 2)
+            if self.bond_orders is None:
+                self.bond_orders = np.ones(len(self.bonds))
+            self.bond_orders = np.asarray(self.bond_orders, dtype=np.float64).reshape(-1)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.z.shape[0])
+
+    @property
+    def n_heavy(self) -> int:
+        return int((self.z > 1).sum())
+
+    @property
+    def formula(self) -> str:
+        """Hill formula (C first, then H, then the rest alphabetically)."""
+        counts: dict[str, int] = {}
+        for zi in self.z:
+            sym = chemical_symbols[int(zi)] if 0 < zi < len(chemical_symbols) else f"Z{int(zi)}"
+            counts[sym] = counts.get(sym, 0) + 1
+        first = [s for s in ("C", "H") if s in counts] if "C" in counts else []
+        order = first + sorted(k for k in counts if k not in first)
+        return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
+
+    def validate(self, min_distance: float = 0.1) -> None:
+        """Raise ``ValueError`` with a chemist-readable message if this molecule cannot be scored.
+
+        Checks: at least one atom, known elements, finite coordinates, no two atoms closer than
+        ``min_distance`` Angstrom, and bond indices within range.
+        """
+        n = self.n_atoms
+        if n == 0:
+            raise ValueError("molecule has no atoms")
+        if self.pos.shape != (n, 3):
+            raise ValueError(f"expected {n} coordinates, got array of shape {self.pos.shape}")
+        bad = [int(zi) for zi in self.z if zi < 1 or zi > 118]
+        if bad:
+            raise ValueError(f"unknown element(s) with atomic number {sorted(set(bad))}")
+        if not np.isfinite(self.pos).all():
+            atoms = np.where(~np.isfinite(self.pos).all(axis=1))[0] + 1
+            raise ValueError(f"non-finite (NaN or inf) coordinates for atom(s) {atoms[:5].tolist()}")
+        if n > 1:
+            d = np.linalg.norm(self.pos[:, None, :] - self.pos[None, :, :], axis=-1)
+            d[np.diag_indices(n)] = np.inf
+            i, j = np.unravel_index(np.argmin(d), d.shape)
+            if d[i, j] < min_distance:
+                raise ValueError(
+                    f"atoms {min(i, j) + 1} and {max(i, j) + 1} are {d[i, j]:.3f} A apart "
+                    f"(coincident atoms; minimum is {min_distance} A)"
+                )
+        if self.bonds is not None and len(self.bonds) and (self.bonds.min() < 0 or self.bonds.max() >= n):
+            raise ValueError("bond refers to an atom index outside the molecule")
+
+    def is_flat(self, tol: float = 1e-3) -> bool:
+        """True when all coordinates lie in a plane and z is zero: a 2D depiction, not a 3D geometry.
+
+        A planar molecule drawn in 3D (benzene) is legitimately flat, so this only flags the
+        signature of 2D depictions: every z coordinate zero, with at least 3 atoms.
+        """
+        return self.n_atoms >= 3 and bool(np.all(np.abs(self.pos[:, 2]) < tol))

@@ -1,0 +1,76 @@
+"""``MoleculeModel``: a registered representation plus the shared heads, behind one contract.
+
+``forward(batch) -> dict[str, Tensor]``, each output of a declared kind (see ``output_kinds``).
+Training, prediction and the equivariance check use only this contract, never a family's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from torch import Tensor, nn
+
+from se3mol.graph import Batch, GraphConfig
+from se3mol.nn.heads import PropertyHeads
+from se3mol.nn.registry import get_entry
+from se3mol.targets import Target
+
+QM9_ELEMENTS: tuple[int, ...] = (1, 6, 7, 8, 9)
+
+
+class MoleculeModel(nn.Module):
+    """A model that maps a :class:`~se3mol.graph.Batch` to named molecular properties.
+
+    >>> from se3mol.targets import get_target
+    >>> model = build_model("egnn", [get_target("gap")], config={"hidden": 16, "layers": 2})
+    >>> sorted(model.output_kinds())
+    ['gap']
+    """
+
+    def __init__(self, name: str, config: Any, targets: Sequence[Target], elements: Sequence[int],
+                 graph: GraphConfig) -> None:
+        super().__init__()
+        entry = get_entry(name)
+        self.name = name
+        self.config = config
+        self.graph = graph
+        self.elements = tuple(int(e) for e in elements)
+        self.representation = entry.build(config, self.elements, graph.edge_attr_dim)
+        hidden = getattr(config, "hidden", None) or self.representation.out_dim
+        self.heads = PropertyHeads(targets, hidden, getattr(self.representation, "vector_channels", 0))
+
+    @property
+    def targets(self) -> list[Target]:
+        return self.heads.targets
+
+    def output_kinds(self) -> dict[str, str]:
+        return self.heads.output_kinds()
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        scalars, vectors = self.representation(batch)
+        return self.heads(scalars, vectors, batch.pos, batch.batch, batch.num_graphs)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything needed to rebuild this model, as plain data (checkpoint-safe)."""
+        return {
+            "name": self.name,
+            "config": asdict(self.config),
+            "targets": [t.to_dict() for t in self.targets],
+            "elements": list(self.elements),
+            "graph": self.graph.to_dict(),
+        }
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> MoleculeModel:
+        entry = get_entry(d["name"])
+        return cls(d["name"], entry.make_config(d["config"]), [Target(**t) for t in d["targets"]],
+                   d["elements"], GraphConfig(**d["graph"]))
+
+
+def build_model(name: str, targets: Sequence[Target], config: dict[str, Any] | None = None,
+                elements: Sequence[int] = QM9_ELEMENTS, graph: GraphConfig | None = None) -> MoleculeModel:
+    """Build a fresh model of registered family ``name`` for ``targets``."""
+    entry = get_entry(name)
+    return MoleculeModel(name, entry.make_config(config), targets, elements, graph or GraphConfig())

@@ -1,0 +1,108 @@
+"""Checkpoint files: one ``torch.save`` dict of plain data that loads with ``weights_only=True``.
+
+Loading never executes code from the file. Writes are atomic: a temporary file in the same
+directory, flushed and fsynced, then renamed over the target, so a crash leaves either the old
+file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import se3mol
+from se3mol.nn.model import MoleculeModel
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable se3mol checkpoint (corrupt, foreign, or of another format)."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_checkpoint(model: MoleculeModel, **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` plus ``extra`` entries (split, metrics, training state...)."""
+    d = model.describe()
+    ckpt = {
+        "format_version": FORMAT_VERSION,
+        "se3mol_version": se3mol.__version__,
+        "model": d,
+        "target_names": [t["name"] for t in d["targets"]],
+        "units": {t["name"]: t["unit"] for t in d["targets"]},
+        "normalization": {
+            "mean": model.heads.mean.tolist(),
+            "std": model.heads.std.tolist(),
+            "atom_mean": model.heads.atom_mean.tolist(),
+        },
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    ckpt.update(extra)
+    return ckpt
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint dict safely, with a clear error for anything that is not one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (pickle errors come in many types)
+        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"{path} is not a readable se3mol checkpoint (corrupt, or not safe to load): {msg}") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path} is a PyTorch file but not an se3mol checkpoint")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {ckpt['format_version']}; this se3mol "
+            f"({se3mol.__version__}) reads format {FORMAT_VERSION}"
+        )
+    return ckpt
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MoleculeModel, dict[str, Any]]:
+    """Rebuild the model stored in checkpoint ``path``; returns it (in eval mode) and the checkpoint."""
+    ckpt = read_checkpoint(path)
+    try:
+        model = MoleculeModel.from_description(ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not match its model description: {exc}") from None
+    return model.to(device).eval(), ckpt

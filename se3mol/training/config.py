@@ -1,0 +1,65 @@
+"""The typed configuration of a training run, saved as ``config.json`` in every run directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# Settings that may differ on resume without changing the computation.
+RESUME_FREE = {"device", "out", "resume"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    ``train --config runs/x/config.json`` re-runs it; resume refuses a config that differs
+    (other than in device or output directory).
+    """
+
+    model: str = "egnn"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "qm9"
+    targets: list[str] = field(default_factory=lambda: ["gap"])
+    graph: str = "full"
+    cutoff: float = 5.0
+    epochs: int = 100
+    batch_size: int = 96
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 1e-5
+    warmup_steps: int = 1000
+    grad_clip: float = 10.0
+    ema_decay: float = 0.999
+    patience: int = 30
+    seed: int = 0
+    limit: int | None = None
+    save_every: int | None = None
+    deterministic: bool = True
+    device: str = "auto"
+    out: str = "runs/run"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read training config {path}: {exc}") from None
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Names and values of the settings in which ``other`` differs (ignoring RESUME_FREE ones)."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in RESUME_FREE and a[k] != b[k]]

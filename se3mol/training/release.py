@@ -1,0 +1,81 @@
+"""Turn a finished (or stopped) run into a shipped model: ``models/NAME.pt`` + model card ``NAME.json``.
+
+The card states what was measured, on what split, with what command, in how long, on what hardware.
+If the run's best checkpoint has no test metrics yet (the run was stopped early), they are measured
+here on the full test split.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from se3mol.data.qm9 import SPLIT_SIZES, load_qm9
+from se3mol.graph import GraphConfig
+from se3mol.training.checkpoint import atomic_save, atomic_write_text, load_model
+from se3mol.training.loop import evaluate, training_domain
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path = "models") -> dict[str, Any]:
+    """Write ``models_dir/name.pt`` and ``name.json`` from ``run_dir/best.pt``; return the card."""
+    run_dir, models_dir = Path(run_dir), Path(models_dir)
+    model, ckpt = load_model(run_dir / "best.pt")
+    metrics = ckpt.get("metrics", {})
+    data = load_qm9()
+    split = ckpt["split"]
+    targets = ckpt["target_names"]
+    if "test_mae" not in metrics:
+        graph = GraphConfig(**ckpt["model"]["graph"])
+        test = split["test"].long()
+        metrics["test_mae"] = evaluate(model, data, test, graph, data.target_index(targets), torch.device("cpu"))
+        metrics["test_n"] = int(len(test))
+    if "domain" not in ckpt:
+        ckpt["domain"] = training_domain(data, split["train"].long(), model.elements)
+    history = []
+    if (run_dir / "last.pt").exists():
+        last = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+        history = last.get("training_state", {}).get("history", [])
+    wall = metrics.get("wall_time_s") or (history[-1]["time_s"] if history else None)
+    ckpt["metrics"] = metrics
+    atomic_save(ckpt, models_dir / f"{name}.pt")
+    cfg = ckpt["train_config"]
+    card = {
+        "name": name,
+        "model": ckpt["model"]["name"],
+        "model_config": ckpt["model"]["config"],
+        "graph": ckpt["model"]["graph"],
+        "targets": targets,
+        "units": ckpt["units"],
+        "test_mae": metrics["test_mae"],
+        "test_n": metrics["test_n"],
+        "val_mae": metrics.get("val_mae"),
+        "best_epoch": metrics.get("epoch"),
+        "epochs": len(history) or metrics.get("epochs_run"),
+        "epochs_planned": cfg["epochs"],
+        "wall_time_s": wall,
+        "dataset": "QM9 (qm9pack 1.0.3, 130,831 molecules)",
+        "split": f"standard fixed split {SPLIT_SIZES['train']}/{SPLIT_SIZES['val']}/{SPLIT_SIZES['test']}, "
+                 f"numpy default_rng({split['seed']}).permutation; test MAE measured on the test split",
+        "training_limit": cfg.get("limit"),
+        "domain": ckpt["domain"],
+        "hardware": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "command": command,
+        "history": history,
+        "se3mol_version": ckpt["se3mol_version"],
+    }
+    atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
+    return card

@@ -1,0 +1,92 @@
+"""``se3mol check-equivariance``: exit codes, table, JSON, model loading."""
+
+import json
+
+import pytest
+from ase.data import chemical_symbols
+from typer.testing import CliRunner
+
+from se3mol.cli.app import app
+from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_FAILURE, EXIT_OK
+from se3mol.equivariance import TRANSFORMS, default_molecules
+from se3mol.nn import get_entry, model_names
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, ["check-equivariance", "--trials", "1", *args])
+
+
+def test_equivariant_model_passes():
+    result = _run("--model", "egnn")
+    assert result.exit_code == EXIT_OK, result.output
+    rows = [line for line in result.stdout.splitlines() if "mu_vector" in line]
+    assert len(rows) == 4 and all("pass" in line for line in rows)
+    assert "PASSED" in result.stdout and "FAIL" not in result.stdout
+
+
+def test_control_fails():
+    result = _run("--model", "control-mlp")
+    assert result.exit_code == EXIT_FAILURE, result.output
+    assert "FAIL" in result.stdout and "FAILED" in result.stdout
+
+
+def test_json():
+    result = _run("--model", "egnn", "--json")
+    assert result.exit_code == EXIT_OK, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and report["model"] == "egnn" and report["dtype"] == "float64"
+    assert {r["transform"] for r in report["rows"]} == set(TRANSFORMS)
+    assert {r["kind"] for r in report["rows"]} == {"scalar", "vector"}
+    assert all(r["max_rel_error"] < 1e-9 for r in report["rows"])
+
+
+def test_json_of_failing_model_is_valid():
+    result = _run("--model", "control-mlp", "--json")
+    assert result.exit_code == EXIT_FAILURE
+    assert json.loads(result.stdout)["passed"] is False
+
+
+def test_checkpoint_path(tiny_checkpoint):
+    result = _run("--model", str(tiny_checkpoint))
+    assert result.exit_code == EXIT_OK, result.output
+
+
+@pytest.mark.parametrize("spec", ["no/such/model.pt", "no-such-shipped-model"])
+def test_model_that_cannot_be_loaded(spec):
+    result = _run("--model", spec)
+    assert result.exit_code == EXIT_BAD_MODEL
+    assert "cannot load model" in " ".join(result.stderr.split())
+
+
+def test_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    result = _run("--model", str(bad))
+    assert result.exit_code == EXIT_BAD_MODEL
+    assert "not a readable se3mol checkpoint" in " ".join(result.stderr.split())
+
+
+def test_help_lists_registry_and_marks_controls():
+    result = runner.invoke(app, ["check-equivariance", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for name in model_names(include_controls=True):
+        assert name in text
+        if get_entry(name).control:
+            assert f"{name} (control, not equivariant)" in text
+
+
+def test_input_file(tmp_path):
+    pytest.importorskip("se3mol.io")
+    lines = []
+    for m in default_molecules()[1:3]:
+        lines += [str(m.n_atoms), m.name]
+        for z, xyz in zip(m.z, m.pos, strict=True):
+            lines.append(" ".join([chemical_symbols[int(z)], *(f"{c:.6f}" for c in xyz)]))
+    path = tmp_path / "mols.xyz"
+    path.write_text("\n".join(lines) + "\n")
+    result = _run("--model", "egnn", "--input", str(path), "--json")
+    assert result.exit_code == EXIT_OK, result.output
+    assert json.loads(result.stdout)["n_atoms"] == [6, 9]

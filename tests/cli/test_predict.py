@@ -1,0 +1,115 @@
+"""se3mol predict through Typer's CliRunner: rows, order, formats, stdin, errors and exit codes."""
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from se3mol.cli.app import app
+from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_OUTPUT, EXIT_SOME_RECORDS_FAILED
+from tests.conftest import FIXTURES, ROOT
+
+runner = CliRunner()
+
+
+def _rows(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_csv_one_row_per_record_in_order(tiny_checkpoint):
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), str(FIXTURES / "good.xyz"),
+                            "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 0, r.stderr
+    rows = _rows(r.stdout)
+    header = r.stdout.splitlines()[0].split(",")
+    assert header[:7] == ["index", "id", "source", "smiles", "n_atoms", "status", "error"]
+    assert "gap_meV" in header and "mu_D" in header
+    assert [int(x["index"]) for x in rows] == list(range(len(rows)))
+    assert all(x["status"] == "ok" and float(x["gap_meV"]) for x in rows)
+    assert rows[0]["source"].endswith("good.sdf") and rows[-1]["source"].endswith("good.xyz")
+
+
+def test_bad_records_get_error_rows_and_exit_code_3(tiny_checkpoint):
+    r = runner.invoke(app, ["predict", str(FIXTURES / "broken.sdf"), "--model", str(tiny_checkpoint)])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED
+    rows = _rows(r.stdout)
+    bad = [x for x in rows if x["status"] == "error"]
+    good = [x for x in rows if x["status"] == "ok"]
+    assert bad and good
+    assert all(x["error"] and x["gap_meV"] == "" for x in bad)
+    assert all(x["gap_meV"] != "" and not x["error"] for x in good)
+    assert "error(s)" in r.stderr
+
+
+def test_jsonl_and_output_file(tiny_checkpoint, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--model", str(tiny_checkpoint),
+                            "--format", "jsonl", "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines and all(isinstance(x["gap_meV"], float) for x in lines)
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.jsonl"]  # no temporary file left
+
+
+def test_stdin_needs_and_uses_input_format(tiny_checkpoint):
+    text = (FIXTURES / "good.sdf").read_text()
+    r = runner.invoke(app, ["predict", "-", "--model", str(tiny_checkpoint)], input=text)
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["predict", "-", "--input-format", "sdf", "--model", str(tiny_checkpoint)], input=text)
+    assert r.exit_code == 0, r.stderr
+    assert all(x["source"] == "-" for x in _rows(r.stdout))
+
+
+def test_smiles_are_embedded_and_say_so(tiny_checkpoint, tmp_path):
+    smi = tmp_path / "x.smi"
+    smi.write_text("CCO ethanol\nnot_a_smiles bad\nc1ccccc1 benzene\n")
+    r = runner.invoke(app, ["predict", str(smi), "--model", str(tiny_checkpoint)])
+    rows = _rows(r.stdout)
+    assert [x["id"] for x in rows] == ["ethanol", "bad", "benzene"]
+    assert [x["status"] for x in rows] == ["ok", "error", "ok"]
+    assert "ETKDG" in rows[0]["notes"] and rows[0]["n_atoms"] == "9"
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED
+
+
+def test_unknown_element_and_charged_species_are_errors(tiny_checkpoint, tmp_path):
+    smi = tmp_path / "x.smi"
+    smi.write_text("CS sulfur\nC[NH3+] charged\nC methane\n")
+    rows = _rows(runner.invoke(app, ["predict", str(smi), "--model", str(tiny_checkpoint)]).stdout)
+    assert "S not in the model's training set" in rows[0]["error"]
+    assert "charged" in rows[1]["error"]
+    assert rows[2]["status"] == "ok"
+
+
+def test_ensemble_has_std_columns(tiny_checkpoint):
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "-m", str(tiny_checkpoint),
+                            "-m", str(tiny_checkpoint)])
+    rows = _rows(r.stdout)
+    assert "gap_meV_std" in rows[0] and float(rows[0]["gap_meV_std"]) == pytest.approx(0.0)
+
+
+def test_bad_model_and_unwritable_output(tiny_checkpoint, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--model", str(junk)])
+    assert r.exit_code == EXIT_BAD_MODEL and "cannot load model" in r.stderr
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--model", str(tiny_checkpoint),
+                            "-o", str(tmp_path / "no" / "such" / "dir" / "out.csv")])
+    assert r.exit_code == EXIT_OUTPUT and "cannot write output" in r.stderr
+
+
+def test_default_shipped_model_scores_the_examples():
+    if not (ROOT / "models" / "qm9-egnn-gap.pt").exists():
+        pytest.skip("shipped model not present")
+    r = runner.invoke(app, ["predict", str(ROOT / "examples" / "molecules.sdf")])
+    assert r.exit_code == 0, r.stderr
+    rows = _rows(r.stdout)
+    gaps = [float(x["gap_meV"]) for x in rows]
+    assert all(2000 < g < 15000 for g in gaps)  # HOMO-LUMO gaps of small organics: ~4-12 eV
+
+
+def test_models_command_lists_families():
+    r = runner.invoke(app, ["models"])
+    assert r.exit_code == 0
+    assert "egnn" in r.stdout and "control-mlp" in r.stdout

@@ -1,0 +1,34 @@
+"""se3mol train end to end on a handful of QM9 molecules."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from se3mol.cli.app import app
+
+runner = CliRunner()
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_train_writes_run_and_reports_test_mae(tmp_path):
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--model", "egnn", "--target", "gap", "--target", "mu", "--limit", "40",
+                            "--epochs", "1", "--batch-size", "20", "--set", "hidden=16", "--set", "layers=2",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(result["test_mae"]) == {"gap", "mu"}
+    assert "Test MAE" in r.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_config"] == {"hidden": 16, "layers": 2} and cfg["targets"] == ["gap", "mu"]
+    # --config re-runs it; --resume of a finished run with a changed setting is refused
+    r2 = runner.invoke(app, ["train", "--resume", str(out), "--lr", "0.1"])
+    assert r2.exit_code == 1 and "lr" in r2.stderr
+
+
+def test_unknown_target_and_model_are_clear_errors(tmp_path):
+    r = runner.invoke(app, ["train", "--target", "nope", "--limit", "10", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "unknown target 'nope'" in r.stderr
+    r = runner.invoke(app, ["train", "--model", "nope", "--limit", "10", "--out", str(tmp_path / "y")])
+    assert r.exit_code == 1 and "unknown model 'nope'" in r.stderr

@@ -1,0 +1,479 @@
+"""Tests of se3mol.io: reading SDF, XYZ / extxyz, SMILES and ASE files into Records."""
+
+from __future__ import annotations
+
+import gzip
+import inspect
+import io
+import itertools
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rdkit import Chem
+
+from se3mol.io import (
+    FORMATS,
+    Record,
+    detect_format,
+    embed_smiles,
+    molecule_from_rdkit,
+    perceive_bonds,
+    read_molecules,
+    read_records,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def read(path: Path | str, fmt: str | None = None, **kwargs) -> list[Record]:
+    return list(read_records([str(path)], fmt, **kwargs))
+
+
+def symbols(rec: Record) -> list[str]:
+    assert rec.molecule is not None, rec.error
+    return [Chem.GetPeriodicTable().GetElementSymbol(int(z)) for z in rec.molecule.z]
+
+
+def z_spread(rec: Record) -> float:
+    """Extent of the molecule along z [A]: zero for a 2D depiction."""
+    assert rec.molecule is not None, rec.error
+    return float(np.ptp(rec.molecule.pos[:, 2]))
+
+
+def first_atom_xyz_in_sdf(path: Path) -> list[float]:
+    """Coordinates of atom 1 of the first record, read straight from the V2000 atom line."""
+    return [float(v) for v in path.read_text().splitlines()[4].split()[:3]]
+
+
+# ------------------------------------------------------------------------------------------------ SDF
+
+
+def test_good_sdf_reads_every_molecule_with_hydrogens_and_bonds():
+    recs = read(FIXTURES / "good.sdf")
+    assert [r.id for r in recs] == ["ethanol", "water", "benzene", "acetic acid"]
+    assert [r.index for r in recs] == [0, 1, 2, 3]
+    assert all(r.error is None for r in recs)
+    assert [r.molecule.n_atoms for r in recs] == [9, 3, 12, 8]
+    assert [r.molecule.formula for r in recs] == ["C2H6O", "H2O", "C6H6", "C2H4O2"]
+    assert symbols(recs[1]) == ["O", "H", "H"]
+    assert [len(r.molecule.bonds) for r in recs] == [8, 2, 12, 7]
+    assert [r.smiles for r in recs] == ["CCO", "O", "c1ccccc1", "CC(=O)O"]
+    assert not any(r.molecule.is_flat() for r in recs)
+    assert all(r.notes == [] for r in recs)  # real 3D input: nothing re-embedded
+    np.testing.assert_allclose(recs[0].molecule.pos[0], first_atom_xyz_in_sdf(FIXTURES / "good.sdf"))
+
+
+def test_sdf_bond_orders_aromatic_as_one_and_a_half():
+    benzene = read(FIXTURES / "good.sdf")[2].molecule
+    assert sorted(benzene.bond_orders.tolist()) == [1.0] * 6 + [1.5] * 6
+    acetic = read(FIXTURES / "good.sdf")[3].molecule
+    assert sorted(acetic.bond_orders.tolist()) == [1.0] * 6 + [2.0]
+
+
+def test_broken_sdf_gives_one_error_per_bad_record_and_keeps_reading():
+    recs = read(FIXTURES / "broken.sdf")
+    assert [r.id for r in recs] == [
+        "ethanol",
+        "truncated methanol",
+        "unparsable",
+        "unknown element",
+        "2D isopropanol",
+        "nan coordinates",
+        "neutral ammonium",
+        "water",
+    ]
+    assert [r.index for r in recs] == list(range(8))
+    assert [r.ok for r in recs] == [True, False, False, False, True, False, False, True]
+    errors = {r.id: r.error for r in recs if not r.ok}
+    assert all(e.startswith("RDKit: ") for e in errors.values())
+    assert "EOF hit while reading atoms" in errors["truncated methanol"]
+    assert "record starting on line 24 of the file" in errors["truncated methanol"]
+    located = "Cannot convert '  x' to unsigned int on line 4 of the record (line 35 of the file)"
+    assert located in errors["unparsable"]
+    assert "unknown element symbol 'Xx' on atom 3" in errors["unknown element"]
+    assert "atom 2 has a NaN or infinite coordinate" in errors["nan coordinates"]
+    assert "Explicit valence for atom # 0 N, 4" in errors["neutral ammonium"]
+    assert "atom 1 (N)" in errors["neutral ammonium"]
+    assert all(r.molecule is None and r.smiles == "" for r in recs if not r.ok)
+    assert recs[-1].molecule.formula == "H2O" and recs[-1].smiles == "O"
+
+
+def test_2d_sdf_record_is_reembedded_in_3d_with_a_note():
+    rec = read(FIXTURES / "broken.sdf")[4]
+    mol = rec.molecule
+    assert symbols(rec) == ["C", "C", "O", "C"] + ["H"] * 8  # atoms kept in file order, H not re-added
+    assert len(mol.bonds) == 11
+    assert not mol.is_flat()
+    assert z_spread(rec) > 1.0
+    assert rec.notes[0] == "2D coordinates in input: re-embedded in 3D (RDKit ETKDG+MMFF, seed 0)"
+    assert rec.notes == mol.notes
+    assert rec.smiles == "CC(C)O"
+    # The C-O bond of the embedded geometry is a real one (~1.43 A), not the 1.5 A of the depiction.
+    assert 1.35 < np.linalg.norm(mol.pos[1] - mol.pos[2]) < 1.48
+
+
+def test_2d_reembedding_follows_the_seed():
+    def pos(seed: int) -> np.ndarray:
+        return read(FIXTURES / "broken.sdf", embed_seed=seed)[4].molecule.pos
+
+    np.testing.assert_array_equal(pos(0), pos(0))
+    assert not np.allclose(pos(0), pos(7))
+    assert read(FIXTURES / "broken.sdf", embed_seed=7)[4].notes[0].endswith("seed 7)")
+
+
+def test_sdf_tagged_3d_but_all_z_zero_is_treated_as_2d(tmp_path):
+    block = (FIXTURES / "broken.sdf").read_text().split("$$$$\n")[4]
+    assert block.splitlines()[1][20:22] == "2D"
+    lines = block.splitlines()
+    lines[1] = lines[1][:20] + "3D"
+    path = tmp_path / "mislabelled.sdf"
+    path.write_text("\n".join(lines) + "\n$$$$\n")
+    (rec,) = read(path)
+    assert rec.ok and not rec.molecule.is_flat()
+    assert rec.notes[0].startswith("all z coordinates are zero (a 2D depiction): re-embedded in 3D")
+
+
+def test_sdf_last_record_without_terminator_is_read_and_trailing_blanks_are_not(tmp_path):
+    text = (FIXTURES / "good.sdf").read_text()
+    assert text.endswith("$$$$\n")
+    no_terminator = tmp_path / "no_terminator.sdf"
+    no_terminator.write_text(text[: -len("$$$$\n")])
+    assert [r.id for r in read(no_terminator)] == ["ethanol", "water", "benzene", "acetic acid"]
+    blank_tail = tmp_path / "blank_tail.sdf"
+    blank_tail.write_text(text + "\n   \n\n")
+    assert len(read(blank_tail)) == 4
+
+
+def test_sdf_empty_record_between_terminators_is_an_error(tmp_path):
+    records = (FIXTURES / "good.sdf").read_text().split("$$$$\n")
+    path = tmp_path / "gap.sdf"
+    path.write_text(records[0] + "$$$$\n\n$$$$\n" + records[1] + "$$$$\n")
+    recs = read(path)
+    assert [r.ok for r in recs] == [True, False, True]
+    assert recs[1].error.startswith("line ") and "empty record" in recs[1].error
+    assert recs[1].id == "gap.sdf:2"
+
+
+def test_sdf_without_hydrogens_is_kept_as_given_with_a_note(tmp_path):
+    with_h = read(FIXTURES / "good.sdf")[2]  # benzene
+    rd = Chem.MolFromMolBlock((FIXTURES / "good.sdf").read_text().split("$$$$\n")[2], removeHs=False)
+    path = tmp_path / "heavy.sdf"
+    path.write_text(Chem.MolToMolBlock(Chem.RemoveHs(rd)) + "$$$$\n")
+    (rec,) = read(path)
+    assert rec.molecule.z.tolist() == [6] * 6  # (Molecule.formula fails on C without H, so compare z)
+    assert rec.notes == ["no hydrogens in input (RDKit would add 6); kept as given"]
+    np.testing.assert_allclose(rec.molecule.pos, with_h.molecule.pos[:6], atol=1e-4)
+
+
+def test_sdf_data_fields_become_properties(tmp_path):
+    block = (FIXTURES / "good.sdf").read_text().split("$$$$\n")[1]  # water
+    path = tmp_path / "props.sdf"
+    path.write_text(block + ">  <energy>\n-76.4\n\n>  <source>  (1)\nDFT B3LYP\n\n$$$$\n")
+    (rec,) = read(path)
+    assert rec.properties == {"energy": -76.4, "source": "DFT B3LYP"}
+
+
+# ------------------------------------------------------------------------------------------------ XYZ
+
+
+def test_good_xyz_reads_every_frame():
+    recs = read(FIXTURES / "good.xyz")
+    assert [r.id for r in recs] == ["water", "ethanol", "methane"]
+    assert symbols(recs[0]) == ["O", "H", "H"]
+    assert symbols(recs[1]) == ["C", "C", "O"] + ["H"] * 6
+    assert [r.molecule.bonds for r in recs] == [None, None, None]  # XYZ has no bonds
+    assert [r.smiles for r in recs] == ["O", "CCO", "C"]  # perceived, best effort
+    first = [float(v) for v in (FIXTURES / "good.xyz").read_text().splitlines()[2].split()[1:]]
+    np.testing.assert_allclose(recs[0].molecule.pos[0], first)
+    assert not any(r.molecule.is_flat() for r in recs)
+
+
+def test_broken_xyz_gives_one_error_per_bad_frame_and_resynchronises():
+    recs = read(FIXTURES / "broken.xyz")
+    assert [r.ok for r in recs] == [True, False, False, False, False, True]
+    assert [r.index for r in recs] == list(range(6))
+    assert recs[1].error == "line 6: atom count 'x3' is not an integer"
+    assert recs[1].id == "broken.xyz:2"
+    assert recs[2].error == "line 17: 6 atoms announced, 3 atom lines (line 22 ('4') is not an atom line)"
+    assert recs[3].error == "unknown element symbol 'Xx' on atom 3 (line 26)"
+    assert recs[3].id == "unknown element"
+    assert recs[4].error == "non-finite (NaN or inf) coordinates for atom(s) [2]"
+    assert recs[0].molecule.formula == "H2O"
+    assert recs[5].id == "methane" and recs[5].molecule.formula == "CH4"
+
+
+def test_xyz_frame_cut_short_by_end_of_file(tmp_path):
+    path = tmp_path / "cut.xyz"
+    path.write_text("3\nwater\nO 0 0 0\nH 0.96 0 0\n")
+    (rec,) = read(path)
+    assert rec.error == "line 1: 3 atoms announced, 2 atom lines (the file ends)"
+
+
+def test_xyz_free_text_comment_is_the_name_and_atomic_numbers_are_accepted(tmp_path):
+    path = tmp_path / "plain.xyz"
+    path.write_text("3\nwater, E = -76.4 Ha\n8\t0.0\t0.0\t0.1\n1 0.96 0.0 0.0\n1 -0.24 0.93 0.0\n")
+    (rec,) = read(path)
+    assert rec.id == "water, E = -76.4 Ha"
+    assert rec.molecule.z.tolist() == [8, 1, 1]
+    assert rec.properties == {}
+
+
+def test_extxyz_uses_name_key_and_keeps_the_energy():
+    recs = read(FIXTURES / "mols.extxyz")
+    assert [r.id for r in recs] == ["methane", "ammonia"]
+    assert [r.molecule.formula for r in recs] == ["CH4", "H3N"]
+    assert [r.properties["energy"] for r in recs] == pytest.approx([-40.5184, -56.5638])
+    assert [r.smiles for r in recs] == ["C", "N"]
+
+
+def test_perceive_bonds_on_ethanol_from_xyz():
+    ethanol = read(FIXTURES / "good.xyz")[1].molecule
+    bonded = perceive_bonds(ethanol)
+    assert ethanol.bonds is None  # a copy is returned
+    assert len(bonded.bonds) == 8
+    assert bonded.bond_orders.tolist() == [1.0] * 8
+    pairs = {tuple(sorted(b)) for b in bonded.bonds.tolist()}
+    assert (0, 1) in pairs and (1, 2) in pairs  # C-C and C-O, in file atom order
+    assert bonded.smiles == "CCO"
+    assert bonded.notes[-1] == "bonds perceived from coordinates (RDKit DetermineBonds)"
+
+
+def test_perceive_bonds_falls_back_to_connectivity_for_a_radical():
+    methane = read(FIXTURES / "good.xyz")[2].molecule
+    methyl = type(methane)(z=methane.z[:4], pos=methane.pos[:4])
+    bonded = perceive_bonds(methyl)
+    assert len(bonded.bonds) == 3 and bonded.bond_orders.tolist() == [1.0, 1.0, 1.0]
+    assert "connectivity only" in bonded.notes[-1]
+
+
+# ------------------------------------------------------------------------------------------------ SMILES
+
+
+def test_smiles_file_one_record_per_line_with_per_line_errors():
+    recs = read(FIXTURES / "mols.smi")
+    assert [r.id for r in recs] == [
+        "ethanol",
+        "benzene",
+        "broken ring",
+        "acetic acid",
+        "pentavalent nitrogen",
+        "acetonitrile",
+    ]
+    assert [r.ok for r in recs] == [True, True, False, True, False, True]
+    assert recs[2].error.startswith("line 6: invalid SMILES 'C1CC' (RDKit: unclosed ring")
+    assert recs[4].error.startswith("line 8: invalid SMILES 'CN(C)(C)(C)C'")
+    assert "Explicit valence for atom # 1 N, 5" in recs[4].error
+    good = [r for r in recs if r.ok]
+    assert [r.smiles for r in good] == ["CCO", "c1ccccc1", "CC(=O)O", "CC#N"]
+    assert [r.molecule.n_atoms for r in good] == [9, 12, 8, 6]  # hydrogens added
+    assert [len(r.molecule.bonds) for r in good] == [8, 12, 7, 5]
+    assert all(r.notes == ["3D coordinates embedded from SMILES (RDKit ETKDG+MMFF, seed 0)"] for r in good)
+    assert not any(r.molecule.is_flat() for r in good)
+
+
+def test_embed_smiles_is_reproducible_and_keeps_bond_orders():
+    a = embed_smiles("CC(=O)O", seed=3, name="acetic acid")
+    b = embed_smiles("CC(=O)O", seed=3)
+    np.testing.assert_array_equal(a.pos, b.pos)
+    assert a.name == "acetic acid" and a.smiles == "CC(=O)O"
+    assert sorted(a.bond_orders.tolist()) == [1.0] * 6 + [2.0]
+    # An MMFF geometry: C=O ~1.21 A
+    co = [i for i, (p, q) in enumerate(a.bonds) if {int(a.z[p]), int(a.z[q])} == {6, 8}]
+    lengths = sorted(float(np.linalg.norm(a.pos[a.bonds[i][0]] - a.pos[a.bonds[i][1]])) for i in co)
+    assert lengths[0] == pytest.approx(1.21, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("smiles", "message"),
+    [("C1CC", "invalid SMILES 'C1CC'"), ("", "empty SMILES"), ("C(", "invalid SMILES 'C('")],
+)
+def test_embed_smiles_rejects_bad_input_clearly(smiles, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        embed_smiles(smiles)
+
+
+def test_molecule_from_rdkit_needs_a_conformer():
+    with pytest.raises(ValueError, match="no coordinates"):
+        molecule_from_rdkit(Chem.MolFromSmiles("CCO"))
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+def test_stdin_needs_a_format_and_reads_with_one(tmp_path):
+    with pytest.raises(ValueError, match="input_format"):
+        read_records(["-"])  # raised at the call, before anything is read
+    text = (FIXTURES / "good.xyz").read_text()
+    recs = list(read_records(["-"], "xyz", stdin=io.StringIO(text)))
+    assert [(r.source, r.id) for r in recs] == [("-", "water"), ("-", "ethanol"), ("-", "methane")]
+    unnamed = list(read_records(["-"], "smi", stdin=io.StringIO("CCO\n")))
+    assert unnamed[0].id == "-:1"
+
+
+def test_unreadable_files_give_one_error_record_and_reading_continues(tmp_path):
+    missing = tmp_path / "missing.sdf"
+    recs = list(read_records([str(missing), str(tmp_path), str(FIXTURES / "good.xyz")], start_index=10))
+    assert [r.index for r in recs] == [10, 11, 12, 13, 14]
+    assert recs[0].error == f"cannot open file: No such file or directory: '{missing}'"
+    assert recs[0].id == "missing.sdf:1" and recs[0].source == str(missing)
+    assert recs[1].error.startswith("cannot open file: Is a directory")
+    assert [r.id for r in recs[2:]] == ["water", "ethanol", "methane"]
+
+
+def test_index_runs_across_files_and_ids_count_within_each():
+    recs = list(read_records([str(FIXTURES / "broken.xyz"), str(FIXTURES / "mols.smi")], start_index=5))
+    assert [r.index for r in recs] == list(range(5, 17))
+    assert recs[2].id == "broken.xyz:3"
+    assert [r.source for r in recs] == [str(FIXTURES / "broken.xyz")] * 6 + [str(FIXTURES / "mols.smi")] * 6
+
+
+def test_gzipped_input(tmp_path):
+    path = tmp_path / "good.xyz.gz"
+    with gzip.open(path, "wt") as f:
+        f.write((FIXTURES / "good.xyz").read_text())
+    assert [r.id for r in read(path)] == ["water", "ethanol", "methane"]
+
+
+def test_ase_format_is_passed_through(tmp_path):
+    path = tmp_path / "water.pdb"
+    ase.io.write(path, Atoms("OH2", positions=[[0, 0, 0.1], [0.96, 0, 0], [-0.24, 0.93, 0]]))
+    assert detect_format(str(path)) == "proteindatabank"
+    (rec,) = read(path)
+    assert rec.ok and rec.molecule.z.tolist() == [8, 1, 1]
+    np.testing.assert_allclose(rec.molecule.pos[1], [0.96, 0, 0], atol=1e-3)
+
+
+def test_ase_failure_is_one_error_record_not_an_exception(tmp_path):
+    path = tmp_path / "bad.pdb"
+    path.write_text("ATOM      1  O   HOH     1       x.xxx   0.000   0.000  1.00  0.00           O\n")
+    recs = list(read_records([str(path), str(FIXTURES / "mols.extxyz")]))
+    assert [r.ok for r in recs] == [False, True, True]
+    assert recs[0].error.startswith("ASE (proteindatabank) could not read the file at the first record")
+
+
+def test_unknown_input_format_is_rejected_at_the_call():
+    with pytest.raises(ValueError, match="unknown input format 'mol2x'"):
+        read_records([str(FIXTURES / "good.sdf")], "mol2x")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.sdf", "sdf"), ("a.SD", "sdf"), ("a.mol", "sdf"), ("a.sdf.gz", "sdf"),
+        ("a.xyz", "xyz"), ("a.extxyz", "xyz"),
+        ("a.smi", "smi"), ("a.smiles", "smi"), ("a.txt", "smi"),
+    ],
+)  # fmt: skip
+def test_detect_format_by_extension(name, fmt):
+    assert detect_format(name) == fmt
+    assert fmt in FORMATS
+
+
+def test_detect_format_unknown_names_the_file(tmp_path):
+    path = tmp_path / "notes.foo"  # (ASE claims any .dat for GAMESS-US, whatever it holds)
+    path.write_text("these are not molecules\n")
+    with pytest.raises(ValueError, match=r"cannot tell the format of '.*notes\.foo'.*sdf, xyz, smi"):
+        detect_format(str(path))
+    (rec,) = read(path)  # inside read_records the same problem is one error record
+    assert "cannot tell the format" in rec.error
+
+
+def test_read_molecules_raises_on_the_first_bad_record():
+    assert [m.name for m in read_molecules(str(FIXTURES / "good.sdf"))] == [
+        "ethanol", "water", "benzene", "acetic acid",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match=r"record 2 \('truncated methanol'\) could not be read: RDKit: EOF"):
+        read_molecules(str(FIXTURES / "broken.sdf"))
+
+
+def test_rdkit_messages_go_into_records_not_to_stderr(capfd):
+    recs = read(FIXTURES / "broken.sdf")
+    assert sum(not r.ok for r in recs) == 5
+    captured = capfd.readouterr()
+    assert "EOF hit" not in captured.err and "Explicit valence" not in captured.err
+
+
+# ------------------------------------------------------------------------------------------------ streaming
+
+
+class CountingStream(io.StringIO):
+    """A text stream that counts the lines handed out, to see how much of a file a reader consumed."""
+
+    lines_read = 0
+
+    def __next__(self) -> str:
+        self.lines_read += 1
+        return super().__next__()
+
+
+def test_read_records_streams_instead_of_reading_everything(tmp_path):
+    block = (FIXTURES / "good.sdf").read_text().split("$$$$\n")[0] + "$$$$\n"
+    n_lines = block.count("\n")
+    copies = 5000
+    stream = CountingStream(block * copies)
+    records = read_records(["-"], "sdf", stdin=stream)
+    assert inspect.isgenerator(records)
+    assert stream.lines_read == 0  # nothing read before the first next()
+    first = next(records)
+    assert first.id == "ethanol" and first.index == 0
+    assert stream.lines_read <= n_lines + 1  # one record, not 5000
+    assert n_lines * copies > 100_000
+
+    path = tmp_path / "big.sdf"
+    path.write_text(block * copies)
+    head = list(itertools.islice(read_records([str(path)]), 3))
+    assert [r.index for r in head] == [0, 1, 2]
+
+
+# ------------------------------------------------------------------------------------------------ examples
+
+
+@pytest.mark.parametrize(
+    ("name", "count"), [("molecules.sdf", 7), ("molecules.xyz", 3), ("molecules.smi", 5)]
+)
+def test_examples_are_valid_qm9_like_molecules(name, count):
+    recs = read(EXAMPLES / name)
+    assert len(recs) == count
+    assert all(r.ok for r in recs), [r.error for r in recs]
+    for rec in recs:
+        assert set(rec.molecule.z.tolist()) <= {1, 6, 7, 8, 9}
+        assert 1 in rec.molecule.z and rec.molecule.charge == 0
+        assert not rec.molecule.is_flat() and rec.id and rec.smiles
+
+
+# ------------------------------------------------------------------------------------------------ robustness
+
+line = st.text(alphabet=st.sampled_from(list("0123456789 .-+xXCHON$e\t")), max_size=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(line, max_size=25), fmt=st.sampled_from(["sdf", "xyz"]))
+def test_arbitrary_text_never_raises(lines, fmt):
+    recs = list(read_records(["-"], fmt, stdin=io.StringIO("\n".join(lines))))
+    for rec in recs:
+        assert (rec.molecule is None) == (rec.error is not None)
+        assert rec.molecule is not None or rec.error.strip()
+
+
+def test_planar_molecule_in_the_z0_plane_is_kept_as_3d(tmp_path):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    water = Chem.AddHs(Chem.MolFromSmiles("O"))
+    AllChem.EmbedMolecule(water, randomSeed=0)
+    conf = water.GetConformer()
+    for k, (x, y) in enumerate([(0.0, 0.0), (0.96, 0.0), (-0.24, 0.93)]):
+        conf.SetAtomPosition(k, (x, y, 0.0))
+    path = tmp_path / "flat_water.sdf"
+    w = Chem.SDWriter(str(path))
+    w.write(water)
+    w.close()
+    (rec,) = read(path)
+    assert rec.ok and not rec.notes
+    assert rec.molecule.pos[1, 0] == pytest.approx(0.96)  # the given geometry, not a new one

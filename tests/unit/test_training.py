@@ -1,0 +1,75 @@
+"""Training: loss falls, exact resume from a saved step, changed configuration refused."""
+
+import json
+
+import pytest
+import torch
+
+from se3mol.training import TrainConfig, Trainer
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def qm9():
+    from se3mol.data import load_qm9
+
+    return load_qm9(verbose=False)
+
+
+def _cfg(out, **kw):
+    base = dict(model_config={"hidden": 16, "layers": 2}, targets=["gap"], epochs=2, batch_size=16, limit=48,
+                warmup_steps=2, ema_decay=0.9, seed=3, out=str(out))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_mid_run_is_exact(tmp_path, qm9):
+    full = Trainer(_cfg(tmp_path / "a", save_every=2), data=qm9)
+    full.train()
+
+    class Interrupted(Exception):
+        pass
+
+    def die_at_step_5(info):  # 3 steps per epoch: dies mid-epoch 2, after last.pt was saved at step 4
+        if info["event"] == "step" and info["epoch"] == 2 and info["step"] == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        Trainer(_cfg(tmp_path / "b", save_every=2), data=qm9, progress=die_at_step_5).train()
+    resumed = Trainer(_cfg(tmp_path / "b", save_every=2), data=qm9)
+    resumed.resume(tmp_path / "b" / "last.pt")
+    assert (resumed.epoch, resumed.step_in_epoch, resumed.global_step) == (1, 1, 4)
+    resumed.train()
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert a["test_mae"] == b["test_mae"] and a["val_mae"] == b["val_mae"]
+    sa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    ha = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
+    hb = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
+    strip_time = [",".join(r.split(",")[:-1]) for r in ha], [",".join(r.split(",")[:-1]) for r in hb]
+    assert strip_time[0] == strip_time[1]
+
+
+def test_changed_configuration_is_refused(tmp_path, qm9):
+    t = Trainer(_cfg(tmp_path / "c", epochs=1), data=qm9)
+    t.train()
+    other = Trainer(_cfg(tmp_path / "c", epochs=1, lr=1e-3, batch_size=8), data=qm9)
+    with pytest.raises(ValueError, match="changed configuration: .*lr: 0.0005 -> 0.001"):
+        other.resume(tmp_path / "c" / "last.pt")
+
+
+def test_run_directory_contents(tmp_path, qm9):
+    Trainer(_cfg(tmp_path / "d", epochs=1), data=qm9).train()
+    d = tmp_path / "d"
+    for f in ("config.json", "metrics.csv", "best.pt", "last.pt", "results.json", "learning_curve.png",
+              "parity_test.png"):
+        assert (d / f).is_file(), f
+    header = (d / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,step,train_loss,val_mae_gap_meV,lr,time_s"
+    assert TrainConfig.from_json(d / "config.json") == _cfg(d, epochs=1)
+    best = torch.load(d / "best.pt", weights_only=True)
+    assert len(best["split"]["test"]) == 48 and best["metrics"]["test_n"] == 48
+    assert best["domain"]["max_heavy_atoms"] <= 9
