@@ -21,7 +21,9 @@ from se3mol.molecule import Molecule
 from se3mol.nn.model import MoleculeModel
 from se3mol.targets import Target
 
-BASE_COLUMNS = ("index", "id", "source", "smiles", "n_atoms", "status", "error", "warning", "notes")
+BASE_COLUMNS = ("index", "id", "source", "smiles", "n_atoms", "status", "error")
+# After the predictions, so the columns a pipeline sorts on come at fixed, early positions.
+TRAILING_COLUMNS = ("warning", "notes")
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Predictor:
             cols.append(t.column)
             if len(self.models) > 1:
                 cols.append(f"{t.column}_std")
-        return cols
+        return cols + list(TRAILING_COLUMNS)
 
     # ------------------------------------------------------------------ records
     def predict_files(self, paths: Sequence[str], input_format: str | None = None,

@@ -77,6 +77,9 @@ class RowWriter:
                 os.fsync(self._fh.fileno())
             self._fh.close()
             if exc_type is None:
+                from se3mol.training.checkpoint import _umask_mode
+
+                os.chmod(self._tmp, _umask_mode())
                 os.replace(self._tmp, self.path)
         finally:
             if self._tmp.exists():

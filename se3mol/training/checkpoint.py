@@ -24,6 +24,13 @@ class CheckpointError(ValueError):
     """A file that is not a usable se3mol checkpoint (corrupt, foreign, or of another format)."""
 
 
+def _umask_mode() -> int:
+    # mkstemp creates 0600 files; a finished file should get the permissions a plain open() would give.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` atomically."""
     path = Path(path)
@@ -34,6 +41,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,6 +58,7 @@ def atomic_write_text(text: str, path: str | Path) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

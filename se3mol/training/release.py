@@ -79,3 +79,21 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
     }
     atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
     return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m se3mol.training.release RUN_DIR NAME --command "se3mol train ..."``"""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("run_dir")
+    ap.add_argument("name")
+    ap.add_argument("--command", required=True, help="the exact command that trained the run")
+    ap.add_argument("--models-dir", default="models")
+    a = ap.parse_args(argv)
+    card = release(a.run_dir, a.name, a.command, a.models_dir)
+    print(json.dumps({k: card[k] for k in ("name", "test_mae", "test_n", "epochs", "wall_time_s")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

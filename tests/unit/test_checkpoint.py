@@ -64,3 +64,12 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
         atomic_save({"v": Unpicklable()}, path)
     assert torch.load(path, weights_only=True) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temporary file left behind
+
+
+def test_saved_files_get_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        atomic_save({"v": 1}, tmp_path / "x.pt")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "x.pt").stat().st_mode & 0o777 == 0o644
