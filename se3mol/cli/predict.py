@@ -59,9 +59,11 @@ def predict(
             rows = list(predictor.predict_files(inputs, input_format=input_format, embed_seed=seed))
             _render_table(rows, predictor.columns)
         else:
-            with RowWriter(predictor.columns, output, fmt) as writer:
+            with RowWriter(predictor.columns, output, fmt) as writer, _progress() as bar:
+                task = bar.add_task("scoring", total=None, errors=0)
                 for chunk in predictor.predict_chunks(_records(inputs, input_format, seed)):
                     writer.write(chunk)
+                    bar.update(task, advance=len(chunk), errors=predictor.stats.n_error)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         _silence_stdout()
@@ -76,6 +78,15 @@ def predict(
     if len(s.errors) > 20:
         err.print(f"  ... and {len(s.errors) - 20} more (see the error column)")
     raise typer.Exit(EXIT_SOME_RECORDS_FAILED if s.n_error else EXIT_OK)
+
+
+def _progress():
+    """Records scored so far, on stderr, only when stderr is a terminal (pipelines and logs stay clean)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.completed} records scored, {task.fields[errors]} errors"),
+                    TimeElapsedColumn(), console=err,
+                    disable=not err.is_terminal, transient=True)
 
 
 def _records(inputs, input_format, seed):

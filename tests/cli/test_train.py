@@ -22,9 +22,16 @@ def test_train_writes_run_and_reports_test_mae(tmp_path):
     assert "Test MAE" in r.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model_config"] == {"hidden": 16, "layers": 2} and cfg["targets"] == ["gap", "mu"]
-    # --config re-runs it; --resume of a finished run with a changed setting is refused
+    # --resume of a finished run with a changed setting is refused, naming the setting
     r2 = runner.invoke(app, ["train", "--resume", str(out), "--lr", "0.1"])
-    assert r2.exit_code == 1 and "lr" in r2.stderr
+    assert r2.exit_code == 1 and "lr: 0.0005 -> 0.1" in r2.stderr
+    # --config re-runs it: same settings, same seed, same result
+    r3 = runner.invoke(app, ["train", "--config", str(out / "config.json"), "--out", str(tmp_path / "again")])
+    assert r3.exit_code == 0, r3.stderr
+    again = json.loads(r3.stdout.strip().splitlines()[-1])
+    assert again["test_mae"] == result["test_mae"]
+    cfg2 = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert {k: v for k, v in cfg2.items() if k != "out"} == {k: v for k, v in cfg.items() if k != "out"}
 
 
 def test_unknown_target_and_model_are_clear_errors(tmp_path):
