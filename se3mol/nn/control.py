@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from se3mol.graph import Batch
+from se3mol.nn.heads import AtomFeatures
 from se3mol.nn.layers import ElementEmbedding, mlp
 from se3mol.nn.registry import ModelEntry, register
 
@@ -35,9 +36,9 @@ class ControlMLP(nn.Module):
         self.net = mlp([config.hidden + 3, config.hidden, config.hidden])
         self.to_vec = nn.Linear(config.hidden, 3)
 
-    def forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
+    def forward(self, batch: Batch) -> AtomFeatures:
         h = self.net(torch.cat([self.embed(batch.z), batch.pos], dim=-1))
-        return h, self.to_vec(h)[:, None, :]
+        return AtomFeatures(scalars=h, vectors=self.to_vec(h)[:, None, :])
 
 
 register(ModelEntry(

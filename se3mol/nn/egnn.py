@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from se3mol.graph import Batch
+from se3mol.nn.heads import AtomFeatures
 from se3mol.nn.layers import ElementEmbedding, GaussianRBF, cosine_cutoff, mlp, scatter_sum
 from se3mol.nn.registry import ModelEntry, register
 
@@ -82,7 +83,7 @@ class EGNNLayer(nn.Module):
 
 
 class EGNN(nn.Module):
-    """EGNN representation: ``batch -> (scalars [N,H], vectors [N,1,3])``.
+    """EGNN representation: ``batch -> AtomFeatures(scalars [N,H], vectors [N,1,3])``.
 
     E(3)-equivariant (rotations, reflections, translations) and permutation-equivariant.
     """
@@ -100,7 +101,7 @@ class EGNN(nn.Module):
             for k in range(c.layers)
         )
 
-    def forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
+    def forward(self, batch: Batch) -> AtomFeatures:
         x = batch.pos
         h = self.embed(batch.z)  # [N,H]
         i, j = batch.edge_index
@@ -114,7 +115,7 @@ class EGNN(nn.Module):
                 feat = torch.cat([feat, batch.edge_attr.to(feat.dtype)], dim=-1)
             env = cosine_cutoff(d, self.config.cutoff) if self.config.cutoff else None
             h, x, vec = layer(h, x, batch.edge_index, feat, env, inv_degree)
-        return h, vec[:, None, :]
+        return AtomFeatures(scalars=h, vectors=vec[:, None, :])
 
 
 register(ModelEntry(

@@ -8,6 +8,7 @@ buffers, so a state dict alone reproduces predictions in physical units.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +16,22 @@ from torch import Tensor, nn
 from se3mol.nn.layers import center_positions, mlp, scatter_mean, scatter_sum
 from se3mol.targets import Target
 from se3mol.units import DEBYE_TO_E_ANGSTROM
+
+
+@dataclass
+class AtomFeatures:
+    """What a representation hands the heads, per atom.
+
+    Attributes:
+        scalars: invariant features ``[N,H]``.
+        vectors: equivariant (polar) vector features ``[N,C,3]``, or ``None``.
+        rank2: symmetric traceless rank-2 features in Cartesian form ``[N,C2,3,3]``, or ``None``.
+    """
+
+    scalars: Tensor
+    vectors: Tensor | None = None
+    rank2: Tensor | None = None
+
 
 # Output kinds of the model contract: what each named output must do under E(3).
 SCALAR, ATOM_SCALAR, VECTOR, TENSOR2 = "scalar", "atom_scalar", "vector", "tensor2"

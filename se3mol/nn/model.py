@@ -1,5 +1,11 @@
 """``MoleculeModel``: a registered representation plus the shared heads, behind one contract.
 
+A representation is any ``nn.Module`` with ``forward(batch) -> AtomFeatures`` (per-atom invariant
+scalars ``[N,H]``, optional vectors ``[N,C,3]`` and rank-2 features ``[N,C2,3,3]``), built by its
+registry entry as ``build(config, elements, edge_attr_dim)``, exposing ``vector_channels`` and,
+when its config has no ``hidden`` field, ``out_dim``. A representation that is only SE(3)- (not
+E(3)-) equivariant sets ``reflection_equivariant = False``.
+
 ``forward(batch) -> dict[str, Tensor]``, each output of a declared kind (see ``output_kinds``).
 Training, prediction and the equivariance check use only this contract, never a family's name.
 """
@@ -49,8 +55,8 @@ class MoleculeModel(nn.Module):
         return self.heads.output_kinds()
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        scalars, vectors = self.representation(batch)
-        return self.heads(scalars, vectors, batch.pos, batch.batch, batch.num_graphs)
+        feats = self.representation(batch)
+        return self.heads(feats.scalars, feats.vectors, batch.pos, batch.batch, batch.num_graphs)
 
     def describe(self) -> dict[str, Any]:
         """Everything needed to rebuild this model, as plain data (checkpoint-safe)."""
