@@ -113,3 +113,26 @@ def test_models_command_lists_families():
     r = runner.invoke(app, ["models"])
     assert r.exit_code == 0
     assert "egnn" in r.stdout and "control-mlp" in r.stdout
+
+
+def test_bond_graph_model_perceives_bonds_of_xyz_input(tmp_path):
+    import torch
+
+    from se3mol.graph import GraphConfig
+    from se3mol.nn import build_model
+    from se3mol.targets import get_target
+    from se3mol.training.checkpoint import atomic_save, model_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("egnn", [get_target("gap")], {"hidden": 16, "layers": 2}, graph=GraphConfig("bond"))
+    path = tmp_path / "bond.pt"
+    atomic_save(model_checkpoint(model), path)
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.xyz"), "--model", str(path)])
+    assert r.exit_code == 0, r.stderr
+    rows = _rows(r.stdout)
+    assert rows and all(x["status"] == "ok" for x in rows)
+    # XYZ records carry no bonds: the bond graph was built from perceived ones
+    from se3mol.io import perceive_bonds, read_molecules
+
+    mol = read_molecules(str(FIXTURES / "good.xyz"))[0]
+    assert mol.bonds is None and len(perceive_bonds(mol).bonds) > 0

@@ -39,3 +39,12 @@ def test_unknown_target_and_model_are_clear_errors(tmp_path):
     assert r.exit_code == 1 and "unknown target 'nope'" in r.stderr
     r = runner.invoke(app, ["train", "--model", "nope", "--limit", "10", "--out", str(tmp_path / "y")])
     assert r.exit_code == 1 and "unknown model 'nope'" in r.stderr
+
+
+def test_unavailable_device_is_a_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = runner.invoke(app, ["train", "--device", "cuda", "--limit", "10", "--out", str(tmp_path / "z")])
+    assert r.exit_code == 1 and "no CUDA device" in r.stderr

@@ -69,3 +69,14 @@ def test_parsed_once_then_read_from_cache(tmp_path, monkeypatch):
     assert calls == [1]  # the second load never parsed the CSV files
     assert len(list(tmp_path.glob("qm9-v*.pt"))) == 1
     assert torch.equal(first.y, second.y) and torch.equal(first.pos, second.pos)
+
+
+def test_missing_qm9pack_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    import se3mol.data.qm9 as mod
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qm9pack" else real(name, *a))
+    with pytest.raises(ImportError, match=r'pip install "se3mol\[qm9\]"'):
+        mod.load_qm9(verbose=False)
