@@ -41,12 +41,11 @@ def train_throughput(hidden: int, layers: int, batch_size: int, steps: int, warm
     torch.manual_seed(0)
     model = build_model("egnn", [get_target("gap")], {"hidden": hidden, "layers": layers})
     opt = torch.optim.AdamW(model.parameters(), 5e-4)
-    col = q.target_index(["gap"])
     t0, n = 0.0, 0
     for k in range(warmup + steps):
         if k == warmup:
             t0, n = time.perf_counter(), 0
-        b = q.batch(train[k * batch_size:(k + 1) * batch_size], GraphConfig(), col)
+        b = q.batch(train[k * batch_size:(k + 1) * batch_size], GraphConfig(), ["gap"])
         loss = (model(b)["gap"] - b.y[:, 0]).abs().mean()
         opt.zero_grad()
         loss.backward()

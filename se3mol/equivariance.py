@@ -64,8 +64,8 @@ TRANSFORMS: tuple[str, ...] = ("rotation", "reflection", "translation", "permuta
 ABS_FLOOR: float = 1e-3
 # Length scale of the random translations, Angstrom: each component ~ N(0, 3^2), |t| ~ 5 A.
 TRANSLATION_SCALE: float = 3.0
-# Targets of a freshly initialised network: one invariant scalar, and a dipole (scalar norm + vector).
-FRESH_TARGETS: tuple[str, ...] = ("gap", "mu")
+# Targets of a freshly initialised network: an invariant scalar, a dipole (norm + vector), a rank-2 tensor.
+FRESH_TARGETS: tuple[str, ...] = ("gap", "mu", "alpha_tensor")
 # Molecules of default_molecules(): H/C/N/O/F only, 3 to 14 atoms, each size different, and where
 # their centroids are put (Angstrom).
 DEFAULT_SMILES: tuple[str, ...] = ("O", "CC#N", "OCC(=O)O", "c1ccncc1", "FC(F)(F)C(N)CO")

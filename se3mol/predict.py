@@ -70,9 +70,10 @@ class Predictor:
     def columns(self) -> list[str]:
         cols = list(BASE_COLUMNS)
         for t in self.targets:
-            cols.append(t.column)
-            if len(self.models) > 1:
-                cols.append(f"{t.column}_std")
+            for c in t.columns:
+                cols.append(c)
+                if len(self.models) > 1:
+                    cols.append(f"{c}_std")
         return cols + list(TRAILING_COLUMNS)
 
     # ------------------------------------------------------------------ records
@@ -180,20 +181,21 @@ class Predictor:
         per_model = []
         for m in self.models:
             batch = collate(mols, m.graph).to(self.device)
-            out = m(batch)
-            per_model.append(torch.stack([out[t.name] for t in self.targets], 1).double().cpu())  # [B,T]
-        p = torch.stack(per_model)  # [M,B,T]
+            per_model.append(m.heads.stack(m(batch)).double().cpu())  # [B,D]
+        p = torch.stack(per_model)  # [M,B,D]
         if not torch.isfinite(p).all():
             raise ValueError("model produced a non-finite value")
-        mean = p.mean(0)
-        std = p.std(0, unbiased=True) if len(self.models) > 1 else None
+        mean = p.mean(0).tolist()
+        std = p.std(0, unbiased=True).tolist() if len(self.models) > 1 else None
         out_rows = []
         for b in range(len(mols)):
             row: dict[str, float] = {}
-            for j, t in enumerate(self.targets):
-                row[t.column] = float(mean[b, j])
+            col = 0
+            for t in self.targets:
+                row.update(t.row_values(mean[b][col:col + t.width]))
                 if std is not None:
-                    row[f"{t.column}_std"] = float(std[b, j])
+                    row.update({f"{k}_std": v for k, v in t.row_values(std[b][col:col + t.width]).items()})
+                col += t.width
             out_rows.append(row)
         return out_rows
 

@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 Pooling = Literal["sum", "mean"]
-TargetKind = Literal["scalar", "dipole"]
+TargetKind = Literal["scalar", "dipole", "tensor2"]
+# Components of a symmetric rank-2 tensor written as columns, and their (row, column) in the matrix.
+TENSOR_COMPONENTS: tuple[tuple[str, int, int], ...] = (
+    ("xx", 0, 0), ("yy", 1, 1), ("zz", 2, 2), ("xy", 0, 1), ("xz", 0, 2), ("yz", 1, 2))
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,8 @@ class Target:
         unit: unit as shown to people (``meV``, ``a0^3``).
         slug: unit as written in column names (``meV``, ``bohr3``); column is ``{name}_{slug}``.
         pooling: ``sum`` for extensive properties (energies, polarizability), ``mean`` for intensive ones.
-        kind: ``scalar`` (invariant per molecule) or ``dipole`` (predicted as a vector, reported as its norm).
+        kind: ``scalar`` (invariant per molecule), ``dipole`` (predicted as a vector, reported as its norm),
+            or ``tensor2`` (a symmetric rank-2 tensor per molecule, in the frame of the input coordinates).
         description: one line for humans.
     """
 
@@ -36,6 +40,24 @@ class Target:
     @property
     def column(self) -> str:
         return f"{self.name}_{self.slug}"
+
+    @property
+    def width(self) -> int:
+        """Numbers per molecule: 1, or 9 for a rank-2 tensor (row-major 3x3)."""
+        return 9 if self.kind == "tensor2" else 1
+
+    @property
+    def columns(self) -> list[str]:
+        """Output columns: ``gap_meV``, or ``alpha_tensor_xx_bohr3`` ... for the 6 unique tensor components."""
+        if self.kind == "tensor2":
+            return [f"{self.name}_{c}_{self.slug}" for c, _, _ in TENSOR_COMPONENTS]
+        return [self.column]
+
+    def row_values(self, flat: list[float]) -> dict[str, float]:
+        """Column values from this target's ``width`` numbers."""
+        if self.kind == "tensor2":
+            return {f"{self.name}_{c}_{self.slug}": flat[3 * i + j] for c, i, j in TENSOR_COMPONENTS}
+        return {self.column: flat[0]}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,8 +82,16 @@ QM9_TARGETS: dict[str, Target] = {
 }
 
 
+# Beyond the 12 standard targets: the full polarizability tensor that qm9pack also ships.
+QM9_EXTRA_TARGETS: dict[str, Target] = {
+    "alpha_tensor": Target("alpha_tensor", "a0^3", "bohr3", "sum", "tensor2",
+                           "static polarizability tensor (symmetric 3x3, frame of the input coordinates)"),
+}
+
+
 def get_target(name: str) -> Target:
-    try:
-        return QM9_TARGETS[name]
-    except KeyError:
-        raise ValueError(f"unknown target {name!r}; known: {', '.join(QM9_TARGETS)}") from None
+    t = QM9_TARGETS.get(name) or QM9_EXTRA_TARGETS.get(name)
+    if t is None:
+        known = ", ".join([*QM9_TARGETS, *QM9_EXTRA_TARGETS])
+        raise ValueError(f"unknown target {name!r}; known: {known}")
+    return t

@@ -116,19 +116,26 @@ class QM9:
     def __len__(self) -> int:
         return int(self.counts.shape[0])
 
-    def target_index(self, names: list[str]) -> list[int]:
+    def target_values(self, mol_idx: Tensor, names: list[str]) -> Tensor:
+        """Targets of molecules ``mol_idx [B]`` in user units ``[B,D]``: one column per scalar target, nine
+        (row-major 3x3) per tensor target, in the order of ``names``."""
+        cols = []
         for n in names:
-            if n not in TARGET_NAMES:
-                raise ValueError(f"unknown QM9 target {n!r}; choose from {', '.join(TARGET_NAMES)}")
-        return [TARGET_NAMES.index(n) for n in names]
+            if n in TARGET_NAMES:
+                cols.append(self.y[mol_idx][:, TARGET_NAMES.index(n)][:, None])
+            elif n == "alpha_tensor":
+                cols.append(self.polarizability[mol_idx].reshape(-1, 9).double())
+            else:
+                raise ValueError(f"unknown QM9 target {n!r}; choose from {', '.join(TARGET_NAMES)}, alpha_tensor")
+        return torch.cat(cols, dim=1)
 
-    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[int] | None = None) -> Batch:
-        """Build a :class:`Batch` of molecules ``mol_idx [B]`` with targets in the given columns."""
+    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[str] | None = None) -> Batch:
+        """Build a :class:`Batch` of molecules ``mol_idx [B]`` with the named targets as ``y [B,D]``."""
         counts = self.counts[mol_idx]
         starts = self.offsets[mol_idx]
         atom = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
             int(counts.sum()))
-        y = self.y[mol_idx][:, targets] if targets is not None else None
+        y = self.target_values(mol_idx, targets) if targets is not None else None
         if graph.kind == "bond":
             raise ValueError("QM9 here carries geometries, not bonds; use a full or radius graph")
         return build_batch(self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype()), counts, graph,

@@ -2,7 +2,8 @@
 
 A representation is any ``nn.Module`` with ``forward(batch) -> AtomFeatures`` (per-atom invariant
 scalars ``[N,H]``, optional vectors ``[N,C,3]`` and rank-2 features ``[N,C2,3,3]``), built by its
-registry entry as ``build(config, elements, edge_attr_dim)``, exposing ``vector_channels`` and,
+registry entry as ``build(config, elements, edge_attr_dim)``, exposing ``vector_channels``,
+``rank2_channels`` (0 if it has none) and,
 when its config has no ``hidden`` field, ``out_dim``. A representation that is only SE(3)- (not
 E(3)-) equivariant sets ``reflection_equivariant = False``.
 
@@ -45,7 +46,8 @@ class MoleculeModel(nn.Module):
         self.elements = tuple(int(e) for e in elements)
         self.representation = entry.build(config, self.elements, graph.edge_attr_dim)
         hidden = getattr(config, "hidden", None) or self.representation.out_dim
-        self.heads = PropertyHeads(targets, hidden, getattr(self.representation, "vector_channels", 0))
+        self.heads = PropertyHeads(targets, hidden, getattr(self.representation, "vector_channels", 0),
+                                   getattr(self.representation, "rank2_channels", 0))
 
     @property
     def targets(self) -> list[Target]:
@@ -55,8 +57,7 @@ class MoleculeModel(nn.Module):
         return self.heads.output_kinds()
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        feats = self.representation(batch)
-        return self.heads(feats.scalars, feats.vectors, batch.pos, batch.batch, batch.num_graphs)
+        return self.heads(self.representation(batch), batch.pos, batch.batch, batch.num_graphs)
 
     def describe(self) -> dict[str, Any]:
         """Everything needed to rebuild this model, as plain data (checkpoint-safe)."""

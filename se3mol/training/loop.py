@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from se3mol.data.qm9 import QM9, SPLIT_SEED, load_qm9, standard_split
 from se3mol.graph import GraphConfig
+from se3mol.nn.layers import scatter_mean
 from se3mol.nn.model import QM9_ELEMENTS, MoleculeModel, build_model
 from se3mol.targets import get_target
 from se3mol.training.checkpoint import atomic_save, atomic_write_text, model_checkpoint, read_checkpoint
@@ -64,7 +65,7 @@ class Trainer:
             raise ValueError(f"unknown dataset {config.dataset!r}; this version trains on 'qm9'")
         self.targets = [get_target(t) for t in config.targets]
         self.data = data if data is not None else load_qm9()
-        self.target_cols = self.data.target_index(config.targets)
+        self.target_names = list(config.targets)
         split = standard_split(len(self.data), SPLIT_SEED)
         if config.limit:
             split = {k: v[: config.limit] for k, v in split.items()}
@@ -77,7 +78,7 @@ class Trainer:
         self.model: MoleculeModel = build_model(config.model, self.targets, config.model_config,
                                                 QM9_ELEMENTS, self.graph)
         train_idx = self.split["train"]
-        self.model.heads.fit_normalization(self.data.y[train_idx][:, self.target_cols],
+        self.model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
                                            self.data.counts[train_idx])
         self.model.to(self.device)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
@@ -175,12 +176,14 @@ class Trainer:
         return idx[torch.randperm(len(idx), generator=g)]
 
     def _batch(self, idx: Tensor):
-        return self.data.batch(idx, self.graph, self.target_cols).to(self.device)
+        return self.data.batch(idx, self.graph, self.target_names).to(self.device)
 
     def train(self) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n", self.out / "config.json")
-        scale = self.model.heads.loss_scale().to(self.device)
+        heads = self.model.heads
+        scale = heads.loss_scale().to(self.device)  # [T]
+        col_target = heads.column_target().to(self.device)  # [D]
         names = [t.name for t in self.targets]
         bs = self.cfg.batch_size
         while self.epoch < self.cfg.epochs and self.bad_epochs < self.cfg.patience:
@@ -192,8 +195,11 @@ class Trainer:
             for k in range(self.step_in_epoch, self.steps_per_epoch):
                 batch = self._batch(order[k * bs:(k + 1) * bs])
                 out = self.model(batch)
-                pred = torch.stack([out[n] for n in names], dim=1)  # [B,T]
-                loss = ((pred - batch.y).abs() / scale).mean()
+                pred = heads.stack(out)  # [B,D]
+                # L1 per column in units of its target's scale, averaged within each target (a tensor's
+                # nine columns count once), then over targets.
+                per_col = ((pred - batch.y).abs() / scale[col_target]).mean(0)  # [D]
+                loss = scatter_mean(per_col, col_target, len(names)).mean()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.cfg.grad_clip:
@@ -213,7 +219,7 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.save_last()
             ema_model = self.ema.module
-            val = evaluate(ema_model, self.data, self.split["val"], self.graph, self.target_cols, self.device)
+            val = evaluate(ema_model, self.data, self.split["val"], self.graph, self.device)
             self.epoch += 1
             self.step_in_epoch = 0
             self.elapsed += time.perf_counter() - t0
@@ -243,8 +249,7 @@ class Trainer:
         best_path = self.out / "best.pt"
         model, ckpt = load_model(best_path, self.device)
         test_idx = self.split["test"]
-        test, pred, ref = evaluate(model, self.data, test_idx, self.graph, self.target_cols, self.device,
-                                   return_values=True)
+        test, pred, ref = evaluate(model, self.data, test_idx, self.graph, self.device, return_values=True)
         ckpt["metrics"].update({
             "test_mae": test, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
             "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch,
@@ -263,19 +268,22 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate(model: MoleculeModel, data: QM9, idx: Tensor, graph: GraphConfig, target_cols: list[int],
-             device: torch.device, batch_size: int = 256, return_values: bool = False):
-    """Mean absolute error per target (user units) of ``model`` on molecules ``idx``."""
+def evaluate(model: MoleculeModel, data: QM9, idx: Tensor, graph: GraphConfig, device: torch.device,
+             batch_size: int = 256, return_values: bool = False):
+    """Mean absolute error per target (user units; tensors: over their nine components) on molecules ``idx``.
+
+    With ``return_values``, also the stacked predictions and references ``[M,D]``.
+    """
     model.eval()
     names = [t.name for t in model.targets]
     preds, refs = [], []
     for k in range(0, len(idx), batch_size):
-        b = data.batch(idx[k:k + batch_size], graph, target_cols).to(device)
-        out = model(b)
-        preds.append(torch.stack([out[n] for n in names], 1).double().cpu())
+        b = data.batch(idx[k:k + batch_size], graph, names).to(device)
+        preds.append(model.heads.stack(model(b)).double().cpu())
         refs.append(b.y.double().cpu())
     p, r = torch.cat(preds), torch.cat(refs)
-    mae = {n: float((p[:, j] - r[:, j]).abs().mean()) for j, n in enumerate(names)}
+    col_target = model.heads.column_target()
+    mae = {n: float((p[:, col_target == j] - r[:, col_target == j]).abs().mean()) for j, n in enumerate(names)}
     return (mae, p, r) if return_values else mae
 
 

@@ -41,13 +41,16 @@ def learning_curve(history: Sequence[dict[str, Any]], targets: Sequence[Target],
 
 
 def parity_plot(pred: Tensor, ref: Tensor, targets: Sequence[Target], path: Path) -> None:
-    """Predicted against reference values on the test split, one panel per target."""
+    """Predicted against reference values ``[M,D]`` on the test split, one panel per target (a tensor
+    target's panel shows all nine components)."""
     plt = _plt()
     n = len(targets)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    col = 0
     for j, t in enumerate(targets):
         ax = axes[0, j]
-        p, r = pred[:, j].numpy(), ref[:, j].numpy()
+        p, r = pred[:, col:col + t.width].reshape(-1).numpy(), ref[:, col:col + t.width].reshape(-1).numpy()
+        col += t.width
         mae = abs(p - r).mean()
         ax.scatter(r, p, s=2, alpha=0.3, rasterized=True)
         lo, hi = min(r.min(), p.min()), max(r.max(), p.max())

@@ -41,7 +41,7 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
     if "test_mae" not in metrics:
         graph = GraphConfig(**ckpt["model"]["graph"])
         test = split["test"].long()
-        metrics["test_mae"] = evaluate(model, data, test, graph, data.target_index(targets), torch.device("cpu"))
+        metrics["test_mae"] = evaluate(model, data, test, graph, torch.device("cpu"))
         metrics["test_n"] = int(len(test))
     if "domain" not in ckpt:
         ckpt["domain"] = training_domain(data, split["train"].long(), model.elements)

@@ -38,7 +38,7 @@ def test_json():
     report = json.loads(result.stdout)
     assert report["passed"] is True and report["model"] == "egnn" and report["dtype"] == "float64"
     assert {r["transform"] for r in report["rows"]} == set(TRANSFORMS)
-    assert {r["kind"] for r in report["rows"]} == {"scalar", "vector"}
+    assert {r["kind"] for r in report["rows"]} == {"scalar", "vector", "tensor2"}
     assert all(r["max_rel_error"] < 1e-9 for r in report["rows"])
 
 

@@ -136,3 +136,24 @@ def test_bond_graph_model_perceives_bonds_of_xyz_input(tmp_path):
 
     mol = read_molecules(str(FIXTURES / "good.xyz"))[0]
     assert mol.bonds is None and len(perceive_bonds(mol).bonds) > 0
+
+
+def test_tensor_target_is_written_as_six_components(tmp_path):
+    import torch
+
+    from se3mol.nn import build_model
+    from se3mol.targets import get_target
+    from se3mol.training.checkpoint import atomic_save, model_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("egnn", [get_target("gap"), get_target("alpha_tensor")], {"hidden": 16, "layers": 2})
+    path = tmp_path / "tensor.pt"
+    atomic_save(model_checkpoint(model), path)
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--model", str(path), "-m", str(path)])
+    assert r.exit_code == 0, r.stderr
+    header = r.stdout.splitlines()[0].split(",")
+    comps = [c for c in header if c.startswith("alpha_tensor_") and not c.endswith("_std")]
+    assert comps == [f"alpha_tensor_{c}_bohr3" for c in ("xx", "yy", "zz", "xy", "xz", "yz")]
+    assert "alpha_tensor_xy_bohr3_std" in header
+    row = _rows(r.stdout)[0]
+    assert all(row[c] != "" for c in comps)

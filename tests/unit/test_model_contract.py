@@ -10,7 +10,7 @@ from se3mol.training.checkpoint import atomic_save, load_model, model_checkpoint
 from tests.conftest import small_molecules, tiny_config
 
 MODELS = model_names(include_controls=True)
-TARGETS = [get_target("gap"), get_target("mu"), get_target("U0")]
+TARGETS = [get_target("gap"), get_target("mu"), get_target("U0"), get_target("alpha_tensor")]
 SHAPES = {"scalar": lambda b: (b.num_graphs,), "atom_scalar": lambda b: (b.num_atoms,),
           "vector": lambda b: (b.num_graphs, 3), "tensor2": lambda b: (b.num_graphs, 3, 3)}
 
@@ -26,7 +26,9 @@ def test_outputs_match_declared_kinds(name):
     batch = collate(small_molecules(), model.graph).to(dtype=torch.float64)
     out = model(batch)
     kinds = model.output_kinds()
-    assert set(out) == set(kinds) == {"gap", "mu", "mu_vector", "U0"}
+    assert set(out) == set(kinds) == {"gap", "mu", "mu_vector", "U0", "alpha_tensor"}
+    assert kinds["alpha_tensor"] == "tensor2"
+    assert torch.allclose(out["alpha_tensor"], out["alpha_tensor"].transpose(1, 2), atol=1e-12)  # symmetric
     for key, kind in kinds.items():
         assert kind in OUTPUT_KINDS
         assert out[key].shape == SHAPES[kind](batch)
@@ -53,7 +55,7 @@ def test_save_load_round_trip(name, tmp_path):
     path = tmp_path / "m.pt"
     atomic_save(model_checkpoint(model.float()), path)
     loaded, ckpt = load_model(path)
-    assert ckpt["target_names"] == ["gap", "mu", "U0"]
+    assert ckpt["target_names"] == ["gap", "mu", "U0", "alpha_tensor"]
     assert ckpt["units"]["gap"] == "meV"
     batch = collate(small_molecules(), model.graph)
     a, b = model.eval()(batch), loaded(batch)
@@ -94,3 +96,23 @@ def test_unknown_element_is_refused_with_a_message():
     sulfur = Molecule(z=[16, 1, 1], pos=[[0, 0, 0], [1.3, 0, 0], [0, 1.3, 0]])
     with pytest.raises(ValueError, match="Z=\\[16\\] not known"):
         model(collate([sulfur], model.graph))
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_tensor_head_fits_anisotropic_tensors(name):
+    """The rank-2 head can represent anisotropy: a few steps fit three different polarizability tensors."""
+    torch.manual_seed(0)
+    model = build_model(name, [get_target("alpha_tensor")], tiny_config(name))
+    batch = collate(small_molecules(), model.graph)
+    y = torch.tensor([[9.0, 0.5, 0.0, 0.5, 8.0, 0.2, 0.0, 0.2, 7.0], [14.0, 0, 0, 0, 14.0, 0, 0, 0, 9.0],
+                      [22.0, 1.0, 0, 1.0, 19.0, 0, 0, 0, 18.0]])
+    model.heads.fit_normalization(y, batch.counts)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = []
+    for _ in range(200):
+        loss = (model.heads.stack(model(batch)) - y).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]

@@ -40,6 +40,16 @@ def test_water_dipole_and_polarizability_tensor(qm9):
     assert float(torch.diagonal(p).mean()) == pytest.approx(y["alpha"], rel=0.01)
 
 
+def test_tensor_target_values_are_the_polarizability_tensor(qm9):
+    idx = torch.tensor([2, 7])
+    v = qm9.target_values(idx, ["gap", "alpha_tensor", "mu"])
+    assert v.shape == (2, 11)
+    assert torch.allclose(v[:, 1:10], qm9.polarizability[idx].reshape(2, 9).double())
+    assert v[0, 10] == pytest.approx(1.8511)
+    with pytest.raises(ValueError, match="unknown QM9 target 'nope'"):
+        qm9.target_values(idx, ["nope"])
+
+
 def test_standard_split_is_fixed_disjoint_and_complete():
     a, b = standard_split(), standard_split()
     assert {k: len(v) for k, v in a.items()} == {"train": 110_000, "val": 10_000, "test": 10_831}
