@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from se3mol.data.qm9 import QM9, SPLIT_SEED, load_qm9, standard_split
 from se3mol.graph import GraphConfig
@@ -81,8 +81,8 @@ class Trainer:
         self.model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
                                            self.data.counts[train_idx])
         self.model.to(self.device)
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
-                                 use_buffers=True)
+        # Buffers (normalisation, element lookup) are fixed before this copy and never averaged.
+        self.ema = AveragedModel(self.model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
         total = self.steps_per_epoch * config.epochs
@@ -218,21 +218,26 @@ class Trainer:
                     self.elapsed += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.save_last()
-            ema_model = self.ema.module
-            val = evaluate(ema_model, self.data, self.split["val"], self.graph, self.device)
+            # Validate both the EMA and the raw weights; keep whichever is better (the EMA lags early on).
+            candidates = {"ema": self.ema.module, "raw": self.model}
+            vals = {k: evaluate(m, self.data, self.split["val"], self.graph, self.device)
+                    for k, m in candidates.items()}
+            scores = {k: float(np.mean([v[n] / float(s) for n, s in zip(names, scale.cpu(), strict=True)]))
+                      for k, v in vals.items()}
+            which = min(scores, key=scores.get)
+            val, score = vals[which], scores[which]
             self.epoch += 1
             self.step_in_epoch = 0
             self.elapsed += time.perf_counter() - t0
-            score = float(np.mean([val[n] / float(s) for n, s in zip(names, scale.cpu(), strict=True)]))
             row = {"epoch": self.epoch, "step": self.global_step,
                    "train_loss": self.loss_sum / max(self.n_seen, 1),
                    **{f"val_mae_{t.column}": val[t.name] for t in self.targets},
-                   "lr": self.sched.get_last_lr()[0], "time_s": round(self.elapsed, 1)}
+                   "weights": which, "lr": self.sched.get_last_lr()[0], "time_s": round(self.elapsed, 1)}
             self.history.append(row)
             if score < self.best_score:
                 self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
-                metrics = {"epoch": self.epoch, "val_mae": val, "split": "val"}
-                atomic_save(self._checkpoint(ema_model, False, metrics), self.out / "best.pt")
+                metrics = {"epoch": self.epoch, "val_mae": val, "split": "val", "weights": which}
+                atomic_save(self._checkpoint(candidates[which], False, metrics), self.out / "best.pt")
             else:
                 self.bad_epochs += 1
             self.save_last()
@@ -285,6 +290,22 @@ def evaluate(model: MoleculeModel, data: QM9, idx: Tensor, graph: GraphConfig, d
     col_target = model.heads.column_target()
     mae = {n: float((p[:, col_target == j] - r[:, col_target == j]).abs().mean()) for j, n in enumerate(names)}
     return (mae, p, r) if return_values else mae
+
+
+def ema_with_warmup(decay: float):
+    """EMA update with the usual warm-up ``min(decay, (1 + t) / (10 + t))``.
+
+    Without it, after ``t`` steps a fraction ``decay**t`` of the average is still the random initial
+    weights (9% after 2,400 steps at 0.999), and the averaged model is far worse than the raw one.
+    """
+
+    @torch.no_grad()
+    def update(ema_params: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
+        t = float(num_averaged)
+        d = min(decay, (1.0 + t) / (10.0 + t))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
 
 
 def training_domain(data: QM9, train_idx: Tensor, elements: tuple[int, ...]) -> dict[str, Any]:

@@ -68,8 +68,19 @@ def test_run_directory_contents(tmp_path, qm9):
               "parity_test.png"):
         assert (d / f).is_file(), f
     header = (d / "metrics.csv").read_text().splitlines()[0]
-    assert header == "epoch,step,train_loss,val_mae_gap_meV,lr,time_s"
+    assert header == "epoch,step,train_loss,val_mae_gap_meV,weights,lr,time_s"
     assert TrainConfig.from_json(d / "config.json") == _cfg(d, epochs=1)
     best = torch.load(d / "best.pt", weights_only=True)
     assert len(best["split"]["test"]) == 48 and best["metrics"]["test_n"] == 48
     assert best["domain"]["max_heavy_atoms"] <= 9
+
+
+def test_ema_warmup_forgets_the_initial_weights():
+    from se3mol.training.loop import ema_with_warmup
+
+    update = ema_with_warmup(0.999)
+    ema, cur = [torch.zeros(3)], [torch.ones(3)]
+    for t in range(200):
+        update(ema, cur, torch.tensor(t))
+    # plain decay 0.999 would still hold 82% of the initial zeros after 200 steps; the warm-up only ~5%
+    assert float(ema[0][0]) > 0.9
