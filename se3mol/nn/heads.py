@@ -144,7 +144,8 @@ class PropertyHeads(nn.Module):
         if self.vector_weights is not None and feats.vectors is not None:
             c = self.vector_channels
             w = self.vector_weights(feats.scalars).view(-1, len(self.targets), c)[:, k, :]  # [N,C]
-            mu = mu + scatter_sum((w[:, :, None] * feats.vectors).sum(1), batch, num_graphs)  # atomic dipoles
+            # atomic dipoles; 1/sqrt(C) keeps the untrained scale independent of the channel count
+            mu = mu + scatter_sum((w[:, :, None] * feats.vectors).sum(1), batch, num_graphs) / c**0.5
         return mu / DEBYE_TO_E_ANGSTROM
 
     def _tensor(self, iso: Tensor, k: int, tensor_k: int, feats: AtomFeatures, pos: Tensor, batch: Tensor,
@@ -160,7 +161,7 @@ class PropertyHeads(nn.Module):
             raise ValueError(f"tensor head built for {self.tensor_channels} rank-2 channels, got {t2.shape[1]}")
         c = self.tensor_channels
         w = self.tensor_weights(feats.scalars)[:, tensor_k * c:(tensor_k + 1) * c]  # [N,K]
-        aniso = (w[:, :, None, None] * t2).sum(1)  # [N,3,3]
+        aniso = (w[:, :, None, None] * t2).sum(1) / c**0.5  # [N,3,3]
         eye = torch.eye(3, dtype=pos.dtype, device=pos.device)
         atom = (iso * self.std[k] + self.atom_mean[k])[:, None, None] * eye + self.std[k] * aniso
         return scatter_sum(atom, batch, num_graphs)  # [B,3,3]

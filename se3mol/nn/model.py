@@ -40,6 +40,10 @@ class MoleculeModel(nn.Module):
                  graph: GraphConfig) -> None:
         super().__init__()
         entry = get_entry(name)
+        cutoff = getattr(config, "cutoff", None)
+        if graph.kind == "radius" and cutoff is not None and cutoff > graph.cutoff:
+            raise ValueError(f"model cutoff {cutoff} A exceeds the radius graph's {graph.cutoff} A: messages would "
+                             "jump to zero at the graph's edge instead of fading out; make them equal")
         self.name = name
         self.config = config
         self.graph = graph

@@ -116,3 +116,8 @@ def test_tensor_head_fits_anisotropic_tensors(name):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_model_cutoff_beyond_radius_graph_is_refused():
+    with pytest.raises(ValueError, match="exceeds the radius graph"):
+        build_model("egnn", TARGETS, {"hidden": 8, "layers": 1, "cutoff": 6.0}, graph=GraphConfig("radius", 4.0))
