@@ -101,6 +101,8 @@ class QM9:
         smiles: SMILES strings, ``M`` of them.
         charges: Mulliken partial charges ``[A]`` (e).
         polarizability: polarizability tensors ``[M,3,3]`` (a0^3).
+        bonds, bond_orders, bond_counts: covalent bonds perceived from the DFT geometries with RDKit
+            (``attach_bonds``), needed for bond graphs; ``None`` until attached.
     """
 
     z: Tensor
@@ -112,9 +114,24 @@ class QM9:
     smiles: list[str]
     charges: Tensor
     polarizability: Tensor
+    # Perceived bonds (see attach_bonds): local atom pairs [Mb,2], orders [Mb], bonds per molecule [M].
+    bonds: Tensor | None = None
+    bond_orders: Tensor | None = None
+    bond_counts: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.counts.shape[0])
+
+    def head(self, n: int) -> QM9:
+        """The first ``n`` molecules as a QM9 of their own (for tests and quick experiments)."""
+        a = int(self.counts[:n].sum())
+        nb = int(self.bond_counts[:n].sum()) if self.bond_counts is not None else 0
+        return QM9(z=self.z[:a], pos=self.pos[:a], counts=self.counts[:n], offsets=self.offsets[:n], y=self.y[:n],
+                   ids=self.ids[:n], smiles=self.smiles[:n], charges=self.charges[:a],
+                   polarizability=self.polarizability[:n],
+                   bonds=self.bonds[:nb] if self.bonds is not None else None,
+                   bond_orders=self.bond_orders[:nb] if self.bonds is not None else None,
+                   bond_counts=self.bond_counts[:n] if self.bonds is not None else None)
 
     def target_values(self, mol_idx: Tensor, names: list[str]) -> Tensor:
         """Targets of molecules ``mol_idx [B]`` in user units ``[B,D]``: one column per scalar target, nine
@@ -136,10 +153,27 @@ class QM9:
         atom = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
             int(counts.sum()))
         y = self.target_values(mol_idx, targets) if targets is not None else None
-        if graph.kind == "bond":
-            raise ValueError("QM9 here carries geometries, not bonds; use a full or radius graph")
-        return build_batch(self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype()), counts, graph,
-                           y=y.to(torch.get_default_dtype()) if y is not None else None)
+        y = y.to(torch.get_default_dtype()) if y is not None else None
+        z, pos = self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype())
+        if graph.kind != "bond":
+            return build_batch(z, pos, counts, graph, y=y)
+        if self.bonds is None:
+            raise ValueError("bond graph asked for, but no bonds attached: call attach_bonds(qm9) first")
+        return self._bond_batch(mol_idx, z, pos, counts, y)
+
+    def _bond_batch(self, mol_idx: Tensor, z: Tensor, pos: Tensor, counts: Tensor, y: Tensor | None) -> Batch:
+        from se3mol.graph import NUM_BOND_TYPES, _bond_type_index
+
+        bc = self.bond_counts[mol_idx]  # [B]
+        bond_start = (torch.cumsum(self.bond_counts, 0) - self.bond_counts)[mol_idx]
+        rows = torch.repeat_interleave(bond_start - (torch.cumsum(bc, 0) - bc), bc) + torch.arange(int(bc.sum()))
+        atom_offset = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, bc)  # [Eb]
+        pairs = self.bonds[rows].long() + atom_offset[:, None]  # [Eb,2]
+        ei = torch.cat([pairs, pairs.flip(1)]).T.contiguous()  # [2,2Eb]
+        t = torch.from_numpy(_bond_type_index(self.bond_orders[rows].double().numpy()))
+        attr = torch.nn.functional.one_hot(torch.cat([t, t]), NUM_BOND_TYPES).to(pos.dtype)
+        batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        return Batch(z=z, pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=attr, y=y)
 
     def molecule(self, k: int):
         """Molecule ``k`` as a :class:`~se3mol.molecule.Molecule`."""
@@ -180,6 +214,56 @@ def load_qm9(cache: Path | None = None, verbose: bool = True) -> QM9:
     torch.save(fields, tmp)
     os.replace(tmp, path)
     return QM9(**fields)
+
+
+def attach_bonds(qm9: QM9, cache: Path | None = None, workers: int | None = None, verbose: bool = True) -> QM9:
+    """Attach covalent bonds perceived from the DFT geometries (RDKit ``DetermineBonds``, neutral charge;
+    connectivity-only single bonds where no consistent bond orders exist), cached after the first run."""
+    if qm9.bonds is not None:
+        return qm9
+    key = hashlib.sha256(qm9.pos.numpy().tobytes() + qm9.z.numpy().tobytes()).hexdigest()[:16]
+    path = (cache or cache_dir()) / f"qm9-bonds-v{CACHE_FORMAT}-{key}.pt"
+    if path.exists():
+        try:
+            d = torch.load(path, weights_only=True)
+            qm9.bonds, qm9.bond_orders, qm9.bond_counts = d["bonds"], d["bond_orders"], d["bond_counts"]
+            return qm9
+        except Exception:  # noqa: BLE001  (a corrupt cache is rebuilt, not fatal)
+            path.unlink(missing_ok=True)
+    if verbose:
+        import sys
+
+        print(f"Perceiving bonds of {len(qm9)} QM9 geometries with RDKit once; caching to {path}", file=sys.stderr)
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [range(a, min(a + 2000, len(qm9))) for a in range(0, len(qm9), 2000)]
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        parts = list(pool.map(_perceive_chunk, [(qm9.z, qm9.pos, qm9.counts, qm9.offsets, c) for c in chunks]))
+    bonds = torch.cat([p[0] for p in parts])
+    d = {"bonds": bonds, "bond_orders": torch.cat([p[1] for p in parts]),
+         "bond_counts": torch.cat([p[2] for p in parts]), "connectivity_only": sum(p[3] for p in parts)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(d, tmp)
+    os.replace(tmp, path)
+    qm9.bonds, qm9.bond_orders, qm9.bond_counts = d["bonds"], d["bond_orders"], d["bond_counts"]
+    return qm9
+
+
+def _perceive_chunk(args) -> tuple[Tensor, Tensor, Tensor, int]:
+    from se3mol.io import perceive_bonds
+    from se3mol.molecule import Molecule
+
+    z, pos, counts, offsets, ks = args
+    bonds, orders, nb, fallback = [], [], [], 0
+    for k in ks:
+        s, n = int(offsets[k]), int(counts[k])
+        m = perceive_bonds(Molecule(z=z[s:s + n].numpy(), pos=pos[s:s + n].double().numpy()))
+        fallback += any("connectivity only" in note for note in m.notes)
+        bonds.append(torch.from_numpy(m.bonds.astype(np.int16)))
+        orders.append(torch.from_numpy(m.bond_orders.astype(np.float32)))
+        nb.append(len(m.bonds))
+    return torch.cat(bonds), torch.cat(orders), torch.tensor(nb, dtype=torch.long), fallback
 
 
 def _numbers(column) -> np.ndarray:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
-from se3mol.data.qm9 import QM9, SPLIT_SEED, load_qm9, standard_split
+from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
 from se3mol.graph import GraphConfig
 from se3mol.nn.layers import scatter_mean
 from se3mol.nn.model import QM9_ELEMENTS, MoleculeModel, build_model
@@ -71,6 +71,8 @@ class Trainer:
             split = {k: v[: config.limit] for k, v in split.items()}
         self.split = split
         self.graph = GraphConfig(config.graph, config.cutoff)
+        if self.graph.kind == "bond":
+            attach_bonds(self.data)
         # Scatter-adds in the backward pass are otherwise summed in thread-dependent order on CPU, and two
         # runs with one seed drift apart at 1e-9 within a few steps. Measured cost here: none.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)

@@ -90,3 +90,21 @@ def test_missing_qm9pack_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qm9pack" else real(name, *a))
     with pytest.raises(ImportError, match=r'pip install "se3mol\[qm9\]"'):
         mod.load_qm9(verbose=False)
+
+
+def test_bond_graph_from_perceived_bonds(qm9, tmp_path):
+    from se3mol.data import attach_bonds
+    from se3mol.graph import collate
+    from se3mol.io import perceive_bonds
+
+    small = attach_bonds(qm9.head(40), cache=tmp_path, workers=1, verbose=False)
+    assert small.bond_counts[0] == 4  # methane
+    idx = torch.tensor([5, 0, 17])
+    b = small.batch(idx, GraphConfig("bond"), ["gap"])
+    mols = [perceive_bonds(small.molecule(int(k))) for k in idx]
+    ref = collate(mols, GraphConfig("bond"))
+    assert {tuple(e) for e in b.edge_index.T.tolist()} == {tuple(e) for e in ref.edge_index.T.tolist()}
+    assert torch.equal(b.edge_attr.sum(0), ref.edge_attr.sum(0))  # same bond-type counts
+    # cached: a second attach reads the file instead of perceiving again
+    again = attach_bonds(qm9.head(40), cache=tmp_path, workers=1, verbose=False)
+    assert torch.equal(again.bonds, small.bonds) and len(list(tmp_path.glob("qm9-bonds-*.pt"))) == 1
