@@ -373,6 +373,8 @@ def _finish(parsed: _Parsed, index: int, source: str, n: int) -> Record:
         except ValueError:
             pass  # best effort: an XYZ record is fine without a SMILES
     name = (mol.name if mol is not None else "") or parsed.name
+    if not _is_text(name):
+        name = ""  # a binary title line would make an unusable id; fall back to source:N
     if mol is not None and not mol.name:
         mol.name = name
     return Record(
@@ -385,6 +387,11 @@ def _finish(parsed: _Parsed, index: int, source: str, n: int) -> Record:
         notes=list(mol.notes) if mol is not None else [],
         properties=parsed.properties,
     )
+
+
+def _is_text(text: str) -> bool:
+    """No undecodable bytes (read as U+FFFD) and no control characters other than tabs and line ends."""
+    return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def _normalise_format(input_format: str) -> str:
@@ -476,6 +483,9 @@ def _too_long_message(first: int) -> str:
 def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) -> Molecule:
     """Parse one molfile with RDKit (H kept, sanitised); re-embed 2D depictions in 3D."""
     block = "".join(lines)
+    if not _is_text(block):
+        # RDKit's own message for such input is an unreadable Boost.Python internals error.
+        raise ValueError("record is not text: it contains bytes that are not UTF-8 characters (binary data?)")
     with _rdkit_messages() as messages:
         try:
             mol = Chem.MolFromMolBlock(block, removeHs=False, sanitize=True)

@@ -477,3 +477,14 @@ def test_planar_molecule_in_the_z0_plane_is_kept_as_3d(tmp_path):
     (rec,) = read(path)
     assert rec.ok and not rec.notes
     assert rec.molecule.pos[1, 0] == pytest.approx(0.96)  # the given geometry, not a new one
+
+
+def test_random_bytes_give_a_readable_error_and_a_usable_id(tmp_path):
+    import random
+
+    path = tmp_path / "garbage.sdf"
+    path.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(3000)))
+    records = read(path)
+    assert records and all(not r.ok for r in records)
+    assert "not text" in records[0].error
+    assert records[0].id == "garbage.sdf:1"
