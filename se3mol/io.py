@@ -269,6 +269,7 @@ def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
         charge=int(sum(a.GetFormalCharge() for a in mol.GetAtoms())),
         name=mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "",
         smiles=smiles,
+        radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())),
     )
 
 

@@ -28,6 +28,7 @@ class Molecule:
         name: record title (SDF title line, XYZ comment, SMILES name column).
         smiles: canonical SMILES when known, else ``""``.
         notes: free-text remarks gathered on the way (e.g. "embedded from SMILES with ETKDG+MMFF").
+        radical_electrons: unpaired electrons when the input says (SDF, SMILES); ``None`` when unknown (XYZ).
 
     >>> import numpy as np
     >>> m = Molecule(z=np.array([8, 1, 1]), pos=np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
@@ -43,6 +44,7 @@ class Molecule:
     name: str = ""
     smiles: str = ""
     notes: list[str] = field(default_factory=list)
+    radical_electrons: int | None = None
 
     def __post_init__(self) -> None:
         self.z = np.asarray(self.z, dtype=np.int64).reshape(-1)

@@ -162,6 +162,9 @@ class Predictor:
         if mol.charge != 0:
             raise ValueError(f"charged species (total charge {mol.charge:+d}); the model was trained on neutral "
                              "molecules only")
+        if mol.radical_electrons:
+            raise ValueError(f"radical ({mol.radical_electrons} unpaired electron(s)); the model was trained on "
+                             "closed-shell molecules only")
         warnings = []
         for d in self.domain:
             if d.get("max_heavy_atoms") is not None and mol.n_heavy > d["max_heavy_atoms"]:

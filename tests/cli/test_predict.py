@@ -75,11 +75,12 @@ def test_smiles_are_embedded_and_say_so(tiny_checkpoint, tmp_path):
 
 def test_unknown_element_and_charged_species_are_errors(tiny_checkpoint, tmp_path):
     smi = tmp_path / "x.smi"
-    smi.write_text("CS sulfur\nC[NH3+] charged\nC methane\n")
+    smi.write_text("CS sulfur\nC[NH3+] charged\nC methane\nC[CH2] ethyl-radical\n")
     rows = _rows(runner.invoke(app, ["predict", str(smi), "--model", str(tiny_checkpoint)]).stdout)
     assert "S not in the model's training set" in rows[0]["error"]
     assert "charged" in rows[1]["error"]
     assert rows[2]["status"] == "ok"
+    assert "radical (1 unpaired electron(s))" in rows[3]["error"]
 
 
 def test_ensemble_has_std_columns(tiny_checkpoint):
