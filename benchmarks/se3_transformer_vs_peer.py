@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _isolated import run_isolated  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -90,16 +91,7 @@ def make_batch(path: Path, n_mols: int, n_atoms: int) -> None:
 
 def run(python: str, impl: str, batch: Path, depth: int, degrees: int, channels: int, heads: int,
         repeats: int, cap_gb: float) -> dict:
-    def limit() -> None:
-        cap = int(cap_gb * 1024**3)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-    p = subprocess.run([python, "-c", WORKER, impl, str(batch), str(depth), str(degrees), str(channels), str(heads),
-                        str(repeats)], capture_output=True, text=True, preexec_fn=limit)
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": f"exit {p.returncode}: {last[:300]}", "mem_cap_gb": cap_gb}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_isolated(python, WORKER, [impl, batch, depth, degrees, channels, heads, repeats], cap_gb)
 
 
 def main() -> None:
