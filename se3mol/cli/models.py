@@ -20,14 +20,15 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the model
         print(json.dumps(cards, indent=2))
         return
     con = Console()
-    table = Table(title=f"Shipped models ({models_dir()})")
-    for c in ("name", "family", "targets", "test MAE", "test set", "epochs", "train time"):
-        table.add_column(c)
+    table = Table(title=f"Shipped models ({models_dir()}); test MAE on the QM9 test split")
+    table.add_column("name", no_wrap=True)
+    for c in ("family", "targets", "test MAE", "test n", "epochs", "train h"):
+        table.add_column(c, justify="right" if c in ("test n", "epochs", "train h") else "left")
     for card in cards:
         mae = ", ".join(f"{k} {v:.4g} {card['units'][k]}" for k, v in card.get("test_mae", {}).items())
         table.add_row(card["name"], card.get("model", ""), ", ".join(card.get("targets", [])), mae,
-                      f"{card.get('test_n', '?')} QM9 test molecules", str(card.get("epochs", "")),
-                      f"{card.get('wall_time_s', 0) / 3600:.1f} h")
+                      str(card.get("test_n", "?")), str(card.get("epochs", "")),
+                      f"{(card.get('wall_time_s') or 0) / 3600:.1f}")
     con.print(table)
     fam = Table(title="Model families (for se3mol train --model)")
     fam.add_column("name")
