@@ -61,7 +61,7 @@ def test_standard_split_is_fixed_disjoint_and_complete():
 
 def test_batch_from_packed_arrays_matches_molecules(qm9):
     idx = torch.tensor([2, 0, 100])
-    b = qm9.batch(idx, GraphConfig(), [TARGET_NAMES.index("gap")])
+    b = qm9.batch(idx, GraphConfig(), ["gap"])
     assert b.counts.tolist() == [3, 5, int(qm9.counts[100])]
     m = qm9.molecule(100)
     assert torch.allclose(b.pos[8:].double(), torch.from_numpy(m.pos), atol=1e-6)
