@@ -80,10 +80,15 @@ class Predictor:
     def predict_files(self, paths: Sequence[str], input_format: str | None = None,
                       embed_seed: int = 0, stdin=None) -> Iterator[dict[str, Any]]:
         """Rows for every record of ``paths`` (``-`` is stdin), in input order."""
+        for chunk in self.predict_file_chunks(paths, input_format, embed_seed, stdin):
+            yield from chunk
+
+    def predict_file_chunks(self, paths: Sequence[str], input_format: str | None = None,
+                            embed_seed: int = 0, stdin=None) -> Iterator[list[dict[str, Any]]]:
+        """The same rows, one list per batch (what a streaming writer flushes at a time)."""
         from se3mol.io import read_records
 
-        for chunk in self.predict_chunks(read_records(paths, input_format, stdin=stdin, embed_seed=embed_seed)):
-            yield from chunk
+        yield from self.predict_chunks(read_records(paths, input_format, stdin=stdin, embed_seed=embed_seed))
 
     def predict_molecules(self, mols: Iterable[Molecule]) -> Iterator[dict[str, Any]]:
         """Rows for in-memory molecules."""

@@ -61,7 +61,7 @@ def predict(
         else:
             with RowWriter(predictor.columns, output, fmt) as writer, _progress() as bar:
                 task = bar.add_task("scoring", total=None, errors=0)
-                for chunk in predictor.predict_chunks(_records(inputs, input_format, seed)):
+                for chunk in predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed):
                     writer.write(chunk)
                     bar.update(task, advance=len(chunk), errors=predictor.stats.n_error)
     except BrokenPipeError:
@@ -87,12 +87,6 @@ def _progress():
     return Progress(SpinnerColumn(), TextColumn("{task.completed} records scored, {task.fields[errors]} errors"),
                     TimeElapsedColumn(), console=err,
                     disable=not err.is_terminal, transient=True)
-
-
-def _records(inputs, input_format, seed):
-    from se3mol.io import read_records
-
-    return read_records(inputs, input_format, embed_seed=seed)
 
 
 def _render_table(rows: list[dict], columns: list[str]) -> None:
