@@ -67,4 +67,4 @@ def model_names(include_controls: bool = False) -> list[str]:
 
 def _load_families() -> None:
     # Importing a family module registers it; done lazily so importing se3mol stays cheap.
-    from se3mol.nn import control, egnn, se3_transformer, tfn  # noqa: F401
+    from se3mol.nn import clofnet, control, egnn, se3_transformer, tfn  # noqa: F401
