@@ -20,8 +20,9 @@ from torch import Tensor
 
 from se3mol.molecule import BOND_TYPES, Molecule
 
-GraphKind = Literal["full", "radius", "bond"]
+GraphKind = Literal["full", "radius", "bond", "hops"]
 NUM_BOND_TYPES = len(BOND_TYPES)
+NUM_HOP_TYPES = 3  # 2 bonds apart, 3 bonds apart, further (or not connected)
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,10 @@ class GraphConfig:
     """How atoms are connected.
 
     Attributes:
-        kind: ``"full"`` (every pair), ``"radius"`` (pairs closer than ``cutoff``), or ``"bond"``
-            (covalent bonds, with one-hot bond types as ``edge_attr``).
+        kind: ``"full"`` (every pair), ``"radius"`` (pairs closer than ``cutoff``), ``"bond"``
+            (covalent bonds, with one-hot bond types as ``edge_attr``), or ``"hops"`` (every pair, typed
+            by the bond graph: one-hot bond type for bonded pairs, else hop order 2, 3 or further; the
+            conformer score model's graph).
         cutoff: radius in Angstrom, used by ``"radius"`` only.
     """
 
@@ -38,14 +41,18 @@ class GraphConfig:
     cutoff: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("full", "radius", "bond"):
-            raise ValueError(f"unknown graph kind {self.kind!r}; choose full, radius or bond")
+        if self.kind not in ("full", "radius", "bond", "hops"):
+            raise ValueError(f"unknown graph kind {self.kind!r}; choose full, radius, bond or hops")
         if self.kind == "radius" and not self.cutoff > 0:
             raise ValueError(f"radius graph needs a positive cutoff, got {self.cutoff}")
 
     @property
     def edge_attr_dim(self) -> int:
-        return NUM_BOND_TYPES if self.kind == "bond" else 0
+        return {"bond": NUM_BOND_TYPES, "hops": NUM_BOND_TYPES + NUM_HOP_TYPES}.get(self.kind, 0)
+
+    @property
+    def needs_bonds(self) -> bool:
+        return self.kind in ("bond", "hops")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,21 +130,62 @@ def radius_edges(pos: Tensor, counts: Tensor, cutoff: float) -> Tensor:
     return ei[:, d < cutoff]
 
 
-def bond_edges(mols: Sequence[Molecule]) -> tuple[Tensor, Tensor]:
-    """Covalent bonds in both directions ``[2,E]`` and one-hot bond types ``[E,NUM_BOND_TYPES]``."""
+def bond_list(mols: Sequence[Molecule]) -> tuple[Tensor, Tensor]:
+    """Covalent bonds of ``mols`` once each, as batch atom pairs ``[Eb,2]`` and bond type indices ``[Eb]``."""
     pairs, types, offset = [], [], 0
     for m in mols:
         if m.bonds is None:
             raise ValueError(f"molecule {m.name or '?'} has no bonds; a bond graph needs them")
-        b = m.bonds + offset
-        pairs += [b, b[:, ::-1]]
-        t = _bond_type_index(m.bond_orders)
-        types += [t, t]
+        pairs.append(m.bonds + offset)
+        types.append(_bond_type_index(m.bond_orders))
         offset += m.n_atoms
-    ei = torch.from_numpy(np.concatenate(pairs).T.copy()) if pairs else torch.zeros(2, 0, dtype=torch.long)
-    t = torch.from_numpy(np.concatenate(types)) if types else torch.zeros(0, dtype=torch.long)
-    attr = torch.nn.functional.one_hot(t, NUM_BOND_TYPES).to(torch.get_default_dtype())
-    return ei.long().reshape(2, -1), attr
+    if not pairs or sum(len(p) for p in pairs) == 0:
+        return torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return torch.from_numpy(np.concatenate(pairs)).long().reshape(-1, 2), torch.from_numpy(np.concatenate(types))
+
+
+def bond_edges(mols: Sequence[Molecule]) -> tuple[Tensor, Tensor]:
+    """Covalent bonds in both directions ``[2,E]`` and one-hot bond types ``[E,NUM_BOND_TYPES]``."""
+    pairs, types = bond_list(mols)
+    return _both_directions(pairs, types)
+
+
+def _both_directions(pairs: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
+    ei = torch.cat([pairs, pairs.flip(1)]).T.contiguous()  # [2,2Eb]
+    attr = torch.nn.functional.one_hot(torch.cat([types, types]), NUM_BOND_TYPES).to(torch.get_default_dtype())
+    return ei, attr
+
+
+def hop_edges(counts: Tensor, pairs: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
+    """Every pair within each molecule, typed by the bond graph: ``[2,E]`` and ``edge_attr [E,7]``.
+
+    ``pairs [Eb,2]`` (batch atom indices, each bond once) and ``types [Eb]`` (bond type indices) give
+    the bonds. A bonded pair gets its one-hot bond type (columns 0-3); any other pair one of three
+    hop columns: 2 bonds apart, 3 bonds apart, or further / not connected. Hop orders come from
+    boolean products of per-molecule adjacency matrices ``[B,M,M]`` (M = largest molecule).
+    """
+    counts = counts.long()
+    ei = full_edges(counts)
+    n, b, m = int(counts.sum()), len(counts), int(counts.max()) if len(counts) else 0
+    batch = torch.repeat_interleave(torch.arange(b), counts)  # [N]
+    local = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[batch]  # [N]
+    adj = torch.zeros(b, m, m)
+    btype = torch.full((b, m, m), -1, dtype=torch.long)
+    if len(pairs):
+        p, q = pairs[:, 0], pairs[:, 1]
+        adj[batch[p], local[p], local[q]] = 1.0
+        adj[batch[p], local[q], local[p]] = 1.0
+        btype[batch[p], local[p], local[q]] = types
+        btype[batch[p], local[q], local[p]] = types
+    a2 = torch.bmm(adj, adj) > 0
+    a3 = torch.bmm(a2.to(adj.dtype), adj) > 0
+    i, j = ei[0], ei[1]
+    bi, li, lj = batch[i], local[i], local[j]
+    t = btype[bi, li, lj]  # [E], -1 where not bonded
+    hop = torch.where(a2[bi, li, lj], 0, torch.where(a3[bi, li, lj], 1, 2))  # [E] hop column if not bonded
+    col = torch.where(t >= 0, t, NUM_BOND_TYPES + hop)
+    attr = torch.nn.functional.one_hot(col, NUM_BOND_TYPES + NUM_HOP_TYPES).to(torch.get_default_dtype())
+    return ei, attr
 
 
 def _bond_type_index(orders: np.ndarray) -> np.ndarray:
@@ -162,7 +210,7 @@ def build_batch(
 ) -> Batch:
     """Batch from packed atoms ``z [N]``, ``pos [N,3]`` and atoms per molecule ``counts [B]``.
 
-    ``mols`` is needed only for bond graphs (bonds are not geometric).
+    ``mols`` is needed only for bond and hop graphs (bonds are not geometric).
     """
     batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
     edge_attr = None
@@ -172,6 +220,7 @@ def build_batch(
         ei = radius_edges(pos, counts, graph.cutoff)
     else:
         if mols is None:
-            raise ValueError("bond graph needs the molecules' bonds")
-        ei, edge_attr = bond_edges(mols)
+            raise ValueError(f"{graph.kind} graph needs the molecules' bonds")
+        pairs, types = bond_list(mols)
+        ei, edge_attr = hop_edges(counts, pairs, types) if graph.kind == "hops" else _both_directions(pairs, types)
     return Batch(z=z.long(), pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=edge_attr, y=y)

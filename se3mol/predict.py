@@ -178,7 +178,7 @@ class Predictor:
                 break
         if warnings:
             row["warning"] = "; ".join(warnings)
-        if any(m.graph.kind == "bond" for m in self.models) and mol.bonds is None:
+        if any(m.graph.needs_bonds for m in self.models) and mol.bonds is None:
             from se3mol.io import perceive_bonds
 
             mol = perceive_bonds(mol)

@@ -29,8 +29,12 @@ def _parse_model_options(items: list[str]) -> dict[str, Any]:
 
 
 def train(
-    model: Annotated[str, typer.Option(help=f"Model family: {', '.join(model_names(True))}.")] = "egnn",
-    dataset: Annotated[str, typer.Option(help="Data set to train on.")] = "qm9",
+    model: Annotated[str | None, typer.Option(
+        help=f"Model family: {', '.join(model_names(True))} (default egnn; clofnet for --task conformers).")] = None,
+    task: Annotated[str, typer.Option(
+        help="properties (QM9 targets) or conformers (score model of `se3mol conformers`).")] = "properties",
+    dataset: Annotated[str, typer.Option(
+        help="qm9, or for --task conformers also an SDF file of conformers (several per molecule allowed).")] = "qm9",
     target: Annotated[list[str] | None, typer.Option(
         help="QM9 target(s): mu alpha homo lumo gap r2 zpve U0 U H G Cv. Repeat for several.")] = None,
     out: Annotated[Path, typer.Option(help="Run directory (config.json, metrics.csv, best.pt, last.pt).")] = Path(
@@ -49,7 +53,11 @@ def train(
     config: Annotated[Path | None, typer.Option(help="Re-run a run: its config.json (flags override it).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its last.pt.")] = None,
 ) -> None:
-    """Train a model on QM9 (standard 110k/10k/10,831 split) and report its test MAE."""
+    """Train a model on QM9 (standard 110k/10k/10,831 split) and report its test MAE.
+
+    With --task conformers, train the conformer score model (ClofNet, denoising score matching on
+    coordinates, noise 10 -> 0.01 A in 50 levels) on QM9's training geometries or an SDF collection.
+    """
     from se3mol.training import TrainConfig, Trainer
 
     try:
@@ -58,7 +66,8 @@ def train(
     except ValueError as exc:
         fail(str(exc), EXIT_FAILURE)
     overrides = {k: v for k, v in {
-        "model": model if (model != "egnn" or not (config or resume)) else None,
+        "task": task if (task != "properties" or not (config or resume)) else None,
+        "model": model or (None if (config or resume) else ("clofnet" if task == "conformers" else "egnn")),
         "dataset": dataset if (dataset != "qm9" or not (config or resume)) else None,
         "targets": list(target) if target else None, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "seed": seed, "limit": limit, "graph": graph, "cutoff": cutoff, "save_every": save_every,
@@ -70,7 +79,11 @@ def train(
 
     progress = _ProgressView(cfg.epochs)
     try:
-        trainer = Trainer(cfg, progress=progress)
+        if cfg.task == "conformers":
+            from se3mol.conformers.training import ConformerTrainer as trainer_cls
+        else:
+            trainer_cls = Trainer
+        trainer = trainer_cls(cfg, progress=progress)
         if resume:
             trainer.resume(resume / "last.pt")
             err.print(f"resumed {resume} at epoch {trainer.epoch}, step {trainer.global_step}")
@@ -79,6 +92,13 @@ def train(
     except (ValueError, ImportError) as exc:
         fail(str(exc), EXIT_FAILURE)
 
+    if cfg.task == "conformers":
+        err.print(f"best epoch {result.best_epoch}: validation DSM loss {result.val_mae['dsm_loss']:.4f}, "
+                  f"test DSM loss {result.test_mae.get('dsm_loss', float('nan')):.4f}")
+        err.print(f"run directory: {result.out}")
+        print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "val": result.val_mae,
+                          "test": result.test_mae}))
+        return
     table = Table(title=f"Test MAE of best checkpoint (epoch {result.best_epoch}) on {len(trainer.split['test'])}"
                         " test molecules")
     table.add_column("target")
@@ -128,7 +148,8 @@ class _ProgressView:
                 err.print(f"epoch {info['epoch']}/{self.epochs} step {info['step']}/{info['steps']} "
                           f"loss {info['loss']:.4f} ({rate:.2f} steps/s)", highlight=False)
         else:
-            self.last_val = "val MAE " + ", ".join(f"{k} {v:.4g}" for k, v in info["val_mae"].items())
+            label = "val " if "val_dsm_loss" in info else "val MAE "
+            self.last_val = label + ", ".join(f"{k} {v:.4g}" for k, v in info["val_mae"].items())
             if self.task is not None:
                 self.bar.update(self.task, completed=0, val=self.last_val)
             if not self.live:

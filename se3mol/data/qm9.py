@@ -88,39 +88,93 @@ def _checksum(files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-@dataclass
-class QM9:
-    """QM9 as packed tensors.
+@dataclass(kw_only=True)
+class PackedMolecules:
+    """Molecules packed into flat tensors, from which batches of any graph kind are cut.
 
     Attributes:
         z: atomic numbers of all atoms ``[A]`` (int8).
         pos: coordinates in Angstrom ``[A,3]`` (float32).
         counts: atoms per molecule ``[M]``; ``offsets`` ``[M]`` index the first atom of each.
-        y: all 12 targets in user units ``[M,12]`` (float64), columns in ``TARGET_NAMES`` order.
-        ids: QM9 molecule numbers (``dsgdb9nsd_NNNNNN``) ``[M]``.
         smiles: SMILES strings, ``M`` of them.
-        charges: Mulliken partial charges ``[A]`` (e).
-        polarizability: polarizability tensors ``[M,3,3]`` (a0^3).
-        bonds, bond_orders, bond_counts: covalent bonds perceived from the DFT geometries with RDKit
-            (``attach_bonds``), needed for bond graphs; ``None`` until attached.
+        bonds, bond_orders, bond_counts: covalent bonds as local atom pairs ``[Mb,2]``, orders ``[Mb]``
+            and bonds per molecule ``[M]``; needed for bond and hop graphs; ``None`` if unknown.
     """
 
     z: Tensor
     pos: Tensor
     counts: Tensor
     offsets: Tensor
-    y: Tensor
-    ids: Tensor
     smiles: list[str]
-    charges: Tensor
-    polarizability: Tensor
-    # Perceived bonds (see attach_bonds): local atom pairs [Mb,2], orders [Mb], bonds per molecule [M].
     bonds: Tensor | None = None
     bond_orders: Tensor | None = None
     bond_counts: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.counts.shape[0])
+
+    def batch(self, mol_idx: Tensor, graph: GraphConfig, y: Tensor | None = None) -> Batch:
+        """Build a :class:`Batch` of molecules ``mol_idx [B]`` (with ``y [B,D]`` if given)."""
+        counts = self.counts[mol_idx]
+        starts = self.offsets[mol_idx]
+        atom = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
+            int(counts.sum()))
+        z, pos = self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype())
+        if not graph.needs_bonds:
+            return build_batch(z, pos, counts, graph, y=y)
+        if self.bonds is None:
+            raise ValueError(f"{graph.kind} graph asked for, but no bonds attached: call attach_bonds(qm9) first")
+        return self._bond_batch(mol_idx, z, pos, counts, y, graph)
+
+    def _bond_batch(self, mol_idx: Tensor, z: Tensor, pos: Tensor, counts: Tensor, y: Tensor | None,
+                    graph: GraphConfig) -> Batch:
+        from se3mol.graph import _bond_type_index, _both_directions, hop_edges
+
+        bc = self.bond_counts[mol_idx]  # [B]
+        bond_start = (torch.cumsum(self.bond_counts, 0) - self.bond_counts)[mol_idx]
+        rows = torch.repeat_interleave(bond_start - (torch.cumsum(bc, 0) - bc), bc) + torch.arange(int(bc.sum()))
+        atom_offset = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, bc)  # [Eb]
+        pairs = self.bonds[rows].long() + atom_offset[:, None]  # [Eb,2]
+        t = torch.from_numpy(_bond_type_index(self.bond_orders[rows].double().numpy()))
+        ei, attr = hop_edges(counts, pairs, t) if graph.kind == "hops" else _both_directions(pairs, t)
+        attr = attr.to(pos.dtype)
+        batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        return Batch(z=z, pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=attr, y=y)
+
+    def molecule(self, k: int):
+        """Molecule ``k`` as a :class:`~se3mol.molecule.Molecule` (with its bonds, if known)."""
+        from se3mol.molecule import Molecule
+
+        s, n = int(self.offsets[k]), int(self.counts[k])
+        bonds = orders = None
+        if self.bonds is not None:
+            b0 = int(self.bond_counts[:k].sum())
+            nb = int(self.bond_counts[k])
+            bonds = self.bonds[b0:b0 + nb].long().numpy()
+            orders = self.bond_orders[b0:b0 + nb].double().numpy()
+        return Molecule(z=self.z[s:s + n].numpy(), pos=self.pos[s:s + n].double().numpy(), bonds=bonds,
+                        bond_orders=orders, name=self.name(k), smiles=self.smiles[k])
+
+    def name(self, k: int) -> str:
+        return f"molecule {k}"
+
+
+@dataclass(kw_only=True)
+class QM9(PackedMolecules):
+    """QM9 as packed tensors (see :class:`PackedMolecules`), with its targets.
+
+    Attributes:
+        y: all 12 targets in user units ``[M,12]`` (float64), columns in ``TARGET_NAMES`` order.
+        ids: QM9 molecule numbers (``dsgdb9nsd_NNNNNN``) ``[M]``.
+        charges: Mulliken partial charges ``[A]`` (e).
+        polarizability: polarizability tensors ``[M,3,3]`` (a0^3).
+        bonds, bond_orders, bond_counts: perceived from the DFT geometries with RDKit (``attach_bonds``).
+    """
+
+    y: Tensor
+    ids: Tensor
+    charges: Tensor
+    polarizability: Tensor
 
     def head(self, n: int) -> QM9:
         """The first ``n`` molecules as a QM9 of their own (for tests and quick experiments)."""
@@ -148,40 +202,11 @@ class QM9:
 
     def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[str] | None = None) -> Batch:
         """Build a :class:`Batch` of molecules ``mol_idx [B]`` with the named targets as ``y [B,D]``."""
-        counts = self.counts[mol_idx]
-        starts = self.offsets[mol_idx]
-        atom = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
-            int(counts.sum()))
         y = self.target_values(mol_idx, targets) if targets is not None else None
-        y = y.to(torch.get_default_dtype()) if y is not None else None
-        z, pos = self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype())
-        if graph.kind != "bond":
-            return build_batch(z, pos, counts, graph, y=y)
-        if self.bonds is None:
-            raise ValueError("bond graph asked for, but no bonds attached: call attach_bonds(qm9) first")
-        return self._bond_batch(mol_idx, z, pos, counts, y)
+        return super().batch(mol_idx, graph, y.to(torch.get_default_dtype()) if y is not None else None)
 
-    def _bond_batch(self, mol_idx: Tensor, z: Tensor, pos: Tensor, counts: Tensor, y: Tensor | None) -> Batch:
-        from se3mol.graph import NUM_BOND_TYPES, _bond_type_index
-
-        bc = self.bond_counts[mol_idx]  # [B]
-        bond_start = (torch.cumsum(self.bond_counts, 0) - self.bond_counts)[mol_idx]
-        rows = torch.repeat_interleave(bond_start - (torch.cumsum(bc, 0) - bc), bc) + torch.arange(int(bc.sum()))
-        atom_offset = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, bc)  # [Eb]
-        pairs = self.bonds[rows].long() + atom_offset[:, None]  # [Eb,2]
-        ei = torch.cat([pairs, pairs.flip(1)]).T.contiguous()  # [2,2Eb]
-        t = torch.from_numpy(_bond_type_index(self.bond_orders[rows].double().numpy()))
-        attr = torch.nn.functional.one_hot(torch.cat([t, t]), NUM_BOND_TYPES).to(pos.dtype)
-        batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        return Batch(z=z, pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=attr, y=y)
-
-    def molecule(self, k: int):
-        """Molecule ``k`` as a :class:`~se3mol.molecule.Molecule`."""
-        from se3mol.molecule import Molecule
-
-        s, n = int(self.offsets[k]), int(self.counts[k])
-        return Molecule(z=self.z[s:s + n].numpy(), pos=self.pos[s:s + n].double().numpy(),
-                        name=f"dsgdb9nsd_{int(self.ids[k]):06d}", smiles=self.smiles[k])
+    def name(self, k: int) -> str:
+        return f"dsgdb9nsd_{int(self.ids[k]):06d}"
 
 
 def standard_split(n: int = N_MOLECULES, seed: int = SPLIT_SEED) -> dict[str, Tensor]:

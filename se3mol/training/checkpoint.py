@@ -102,9 +102,24 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MoleculeModel, dict[str, Any]]:
     """Rebuild the model stored in checkpoint ``path``; returns it (in eval mode) and the checkpoint."""
     ckpt = read_checkpoint(path)
+    if "kind" in ckpt["model"]:
+        raise CheckpointError(f"{path} holds a {ckpt['model']['kind']} model, not a property model")
     try:
         model = MoleculeModel.from_description(ckpt["model"])
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not match its model description: {exc}") from None
+    return model.to(device).eval(), ckpt
+
+
+def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the conformer score model stored in checkpoint ``path``; returns it (eval mode) and the checkpoint."""
+    from se3mol.conformers.score import ScoreModel
+
+    ckpt = read_checkpoint(path)
+    try:
+        model = ScoreModel.from_description(ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a usable conformer score model checkpoint: {exc}") from None
     return model.to(device).eval(), ckpt

@@ -16,9 +16,11 @@ class TrainConfig:
     """Everything that defines a training run.
 
     ``train --config runs/x/config.json`` re-runs it; resume refuses a config that differs
-    (other than in device or output directory).
+    (other than in device or output directory). ``task`` is ``properties`` (QM9 targets) or
+    ``conformers`` (the score model of ``se3mol conformers``; ``dataset`` is ``qm9`` or an SDF file).
     """
 
+    task: str = "properties"
     model: str = "egnn"
     model_config: dict[str, Any] = field(default_factory=dict)
     dataset: str = "qm9"
@@ -43,6 +45,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("properties", "conformers"):
+            raise ValueError(f"unknown task {self.task!r}; choose properties or conformers")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

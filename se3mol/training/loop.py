@@ -61,32 +61,18 @@ class Trainer:
         self.cfg = config
         self.out = Path(config.out)
         self.device = resolve_device(config.device)
-        if config.dataset != "qm9":
-            raise ValueError(f"unknown dataset {config.dataset!r}; this version trains on 'qm9'")
-        self.targets = [get_target(t) for t in config.targets]
-        self.data = data if data is not None else load_qm9()
-        self.target_names = list(config.targets)
-        split = standard_split(len(self.data), SPLIT_SEED)
-        if config.limit:
-            split = {k: v[: config.limit] for k, v in split.items()}
-        self.split = split
-        self.graph = GraphConfig(config.graph, config.cutoff)
-        if self.graph.kind == "bond":
-            attach_bonds(self.data)
+        self.progress = progress
         # Scatter-adds in the backward pass are otherwise summed in thread-dependent order on CPU, and two
         # runs with one seed drift apart at 1e-9 within a few steps. Measured cost here: none.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+        self.setup_data(data)
         torch.manual_seed(config.seed)
-        self.model: MoleculeModel = build_model(config.model, self.targets, config.model_config,
-                                                QM9_ELEMENTS, self.graph)
-        train_idx = self.split["train"]
-        self.model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
-                                           self.data.counts[train_idx])
+        self.model = self.build_model()
         self.model.to(self.device)
         # Buffers (normalisation, element lookup) are fixed before this copy and never averaged.
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+        self.steps_per_epoch = math.ceil(len(self.split["train"]) / config.batch_size)
         total = self.steps_per_epoch * config.epochs
         warm = min(config.warmup_steps, max(total // 10, 1))
 
@@ -97,7 +83,6 @@ class Trainer:
             return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda)
-        self.progress = progress
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # batches of the current epoch done
         self.global_step = 0
@@ -107,6 +92,53 @@ class Trainer:
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
         self.loss_sum, self.n_seen = 0.0, 0  # running train loss of the current epoch
+
+    # ------------------------------------------------ task hooks (a subclass trains another task)
+    def setup_data(self, data: QM9 | None) -> None:
+        """Load the data and set ``self.split`` (a dict of index tensors: train, val, test)."""
+        if self.cfg.dataset != "qm9":
+            raise ValueError(f"unknown dataset {self.cfg.dataset!r}; properties are trained on 'qm9'")
+        self.targets = [get_target(t) for t in self.cfg.targets]
+        self.target_names = list(self.cfg.targets)
+        self.data = data if data is not None else load_qm9()
+        split = standard_split(len(self.data), SPLIT_SEED)
+        if self.cfg.limit:
+            split = {k: v[: self.cfg.limit] for k, v in split.items()}
+        self.split = split
+        self.graph = GraphConfig(self.cfg.graph, self.cfg.cutoff)
+        if self.graph.needs_bonds:
+            attach_bonds(self.data)
+
+    def build_model(self) -> torch.nn.Module:
+        model = build_model(self.cfg.model, self.targets, self.cfg.model_config, QM9_ELEMENTS, self.graph)
+        train_idx = self.split["train"]
+        model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
+                                      self.data.counts[train_idx])
+        self._scale = model.heads.loss_scale().to(self.device)  # [T]
+        self._col_target = model.heads.column_target().to(self.device)  # [D]
+        return model
+
+    def training_loss(self, idx: Tensor) -> tuple[Tensor, int]:
+        """Loss on training molecules ``idx`` and the number of molecules it covers."""
+        batch = self._batch(idx)
+        pred = self.model.heads.stack(self.model(batch))  # [B,D]
+        # L1 per column in units of its target's scale, averaged within each target (a tensor's
+        # nine columns count once), then over targets.
+        per_col = ((pred - batch.y).abs() / self._scale[self._col_target]).mean(0)  # [D]
+        return scatter_mean(per_col, self._col_target, len(self.targets)).mean(), batch.num_graphs
+
+    def validate(self, model: torch.nn.Module) -> tuple[dict[str, float], float]:
+        """Validation metrics of ``model`` and the one score (lower is better) that picks the best epoch."""
+        val = evaluate(model, self.data, self.split["val"], self.graph, self.device)
+        scale = self._scale.cpu()
+        return val, float(np.mean([val[t.name] / float(s) for t, s in zip(self.targets, scale, strict=True)]))
+
+    def metric_columns(self, val: dict[str, float]) -> dict[str, float]:
+        """Validation metrics as ``metrics.csv`` columns."""
+        return {f"val_mae_{t.column}": val[t.name] for t in self.targets}
+
+    def checkpoint_dict(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+        return model_checkpoint(model, domain=self.domain(), **extra)
 
     # ----------------------------------------------------------------- state
     def domain(self) -> dict[str, Any]:
@@ -135,17 +167,16 @@ class Trainer:
             "n_seen": self.n_seen,
         }
 
-    def _checkpoint(self, model: MoleculeModel, with_state: bool, metrics: dict[str, Any]) -> dict[str, Any]:
+    def _checkpoint(self, model: torch.nn.Module, with_state: bool, metrics: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {
             "train_config": self.cfg.to_dict(),
             "split": {"seed": SPLIT_SEED, "limit": self.cfg.limit,
                       **{k: v.to(torch.int32) for k, v in self.split.items()}},
             "metrics": metrics,
-            "domain": self.domain(),
         }
         if with_state:
             extra["training_state"] = self._state()
-        return model_checkpoint(model, **extra)
+        return self.checkpoint_dict(model, **extra)
 
     def save_last(self) -> None:
         metrics = {"epoch": self.epoch, "step": self.global_step}
@@ -183,10 +214,6 @@ class Trainer:
     def train(self) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n", self.out / "config.json")
-        heads = self.model.heads
-        scale = heads.loss_scale().to(self.device)  # [T]
-        col_target = heads.column_target().to(self.device)  # [D]
-        names = [t.name for t in self.targets]
         bs = self.cfg.batch_size
         while self.epoch < self.cfg.epochs and self.bad_epochs < self.cfg.patience:
             t0 = time.perf_counter()
@@ -195,13 +222,7 @@ class Trainer:
             if self.step_in_epoch == 0:
                 self.loss_sum, self.n_seen = 0.0, 0
             for k in range(self.step_in_epoch, self.steps_per_epoch):
-                batch = self._batch(order[k * bs:(k + 1) * bs])
-                out = self.model(batch)
-                pred = heads.stack(out)  # [B,D]
-                # L1 per column in units of its target's scale, averaged within each target (a tensor's
-                # nine columns count once), then over targets.
-                per_col = ((pred - batch.y).abs() / scale[col_target]).mean(0)  # [D]
-                loss = scatter_mean(per_col, col_target, len(names)).mean()
+                loss, n = self.training_loss(order[k * bs:(k + 1) * bs])
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.cfg.grad_clip:
@@ -211,8 +232,8 @@ class Trainer:
                 self.ema.update_parameters(self.model)
                 self.global_step += 1
                 self.step_in_epoch = k + 1
-                self.loss_sum += loss.item() * batch.num_graphs
-                self.n_seen += batch.num_graphs
+                self.loss_sum += loss.item() * n
+                self.n_seen += n
                 if self.progress:
                     self.progress({"event": "step", "epoch": self.epoch + 1, "step": k + 1,
                                    "steps": self.steps_per_epoch, "loss": loss.item()})
@@ -222,18 +243,14 @@ class Trainer:
                     self.save_last()
             # Validate both the EMA and the raw weights; keep whichever is better (the EMA lags early on).
             candidates = {"ema": self.ema.module, "raw": self.model}
-            vals = {k: evaluate(m, self.data, self.split["val"], self.graph, self.device)
-                    for k, m in candidates.items()}
-            scores = {k: float(np.mean([v[n] / float(s) for n, s in zip(names, scale.cpu(), strict=True)]))
-                      for k, v in vals.items()}
-            which = min(scores, key=scores.get)
-            val, score = vals[which], scores[which]
+            vals = {k: self.validate(m) for k, m in candidates.items()}
+            which = min(vals, key=lambda k: vals[k][1])
+            val, score = vals[which]
             self.epoch += 1
             self.step_in_epoch = 0
             self.elapsed += time.perf_counter() - t0
             row = {"epoch": self.epoch, "step": self.global_step,
-                   "train_loss": self.loss_sum / max(self.n_seen, 1),
-                   **{f"val_mae_{t.column}": val[t.name] for t in self.targets},
+                   "train_loss": self.loss_sum / max(self.n_seen, 1), **self.metric_columns(val),
                    "weights": which, "lr": self.sched.get_last_lr()[0], "time_s": round(self.elapsed, 1)}
             self.history.append(row)
             if score < self.best_score:

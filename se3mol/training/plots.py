@@ -61,3 +61,19 @@ def parity_plot(pred: Tensor, ref: Tensor, targets: Sequence[Target], path: Path
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def loss_curve(history: Sequence[dict[str, Any]], columns: Sequence[str], path: Path) -> None:
+    """The named per-epoch loss columns of ``metrics.csv`` (log scale)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ep = [r["epoch"] for r in history]
+    for c in columns:
+        ax.plot(ep, [r[c] for r in history], marker="o", ms=3, label=c)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

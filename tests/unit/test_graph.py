@@ -78,3 +78,32 @@ def test_molecule_formula_and_flatness(molecules):
     assert molecules[0].formula == "H2O"
     flat = Molecule(z=[6, 6, 6], pos=[[0, 0, 0], [1.4, 0, 0], [0.7, 1.2, 0]])
     assert flat.is_flat() and not molecules[1].is_flat()
+
+
+def test_hop_graph_types_pairs_by_bond_distance():
+    from se3mol.graph import NUM_BOND_TYPES, hop_edges
+
+    # propanol-like chain 0-1-2-3 (single bonds; 2-3 double) plus a lone atom 4, and a second molecule 0=1
+    counts = torch.tensor([5, 2])
+    pairs = torch.tensor([[0, 1], [1, 2], [2, 3], [5, 6]])
+    types = torch.tensor([0, 0, 1, 2])
+    ei, attr = hop_edges(counts, pairs, types)
+    assert ei.shape == (2, 5 * 4 + 2 * 1) and attr.shape == (22, NUM_BOND_TYPES + 3)
+    assert (attr.sum(1) == 1).all()
+    col = {(int(i), int(j)): int(c) for i, j, c in zip(ei[0], ei[1], attr.argmax(1), strict=True)}
+    assert col[(0, 1)] == col[(1, 0)] == 0 and col[(2, 3)] == 1 and col[(6, 5)] == 2  # bond types
+    assert col[(0, 2)] == col[(3, 1)] == NUM_BOND_TYPES  # 2 bonds apart
+    assert col[(0, 3)] == NUM_BOND_TYPES + 1  # 3 bonds apart
+    assert col[(0, 4)] == col[(4, 3)] == NUM_BOND_TYPES + 2  # not connected
+    assert (ei[0] < 5).eq(ei[1] < 5).all()  # never across molecules
+
+
+def test_hop_graph_from_molecules_matches_qm9_path():
+    from se3mol.equivariance import default_molecules
+
+    mols = default_molecules()
+    b = collate(mols, GraphConfig("hops"))
+    n = sum(m.n_atoms * (m.n_atoms - 1) for m in mols)
+    assert b.edge_index.shape == (2, n) and b.edge_attr.shape == (n, GraphConfig("hops").edge_attr_dim)
+    bonded = b.edge_attr[:, :4].sum() / 2
+    assert bonded == sum(len(m.bonds) for m in mols)
