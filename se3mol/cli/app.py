@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from se3mol.cli.check_equivariance import check_equivariance
+from se3mol.cli.conformers import conformers, evaluate_conformers
 from se3mol.cli.models import models
 from se3mol.cli.predict import predict
 from se3mol.cli.train import train
@@ -20,6 +21,9 @@ app.command("train")(train)
 app.command("predict")(predict)
 app.command("models")(models)
 app.command("check-equivariance")(check_equivariance)
+app.command("conformers")(conformers)
+app.command("generate-conformers", help="Alias of `se3mol conformers`.")(conformers)
+app.command("evaluate-conformers")(evaluate_conformers)
 
 
 @app.callback()

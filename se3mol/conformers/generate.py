@@ -429,7 +429,7 @@ class ConformerResult:
             props: dict[str, Any] = {
                 "smiles": self.input.smiles,
                 "canonical_smiles": self.canonical_smiles,
-                "name": self.input.name,
+                **({"name": self.input.name} if self.input.name else {}),
                 "conformer": k,
                 "n_conformers": self.n_conformers,
                 "method": self.method + ("+mmff" if self.relax is not None else ""),
