@@ -360,24 +360,31 @@ class RelaxOutcome:
 
 
 def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutcome]:
-    """Minimise every conformer of ``mol`` in place with MMFF94 (RDKit), one outcome per conformer.
+    """Minimise every conformer of ``mol`` with MMFF94 (RDKit), one outcome per conformer.
+
+    Only the coordinates of ``mol`` change: MMFF typing runs on a copy, because RDKit's MMFF set-up
+    rewrites aromaticity flags to the MMFF model, which would change the molecule written out (and stop it
+    matching the same molecule read elsewhere).
 
     Raises:
         ValueError: if MMFF94 has no parameters for the molecule.
     """
     from se3mol.io import _rdkit_messages
 
+    work = Chem.Mol(mol)
     with _rdkit_messages():
-        props = AllChem.MMFFGetMoleculeProperties(mol)
+        props = AllChem.MMFFGetMoleculeProperties(work)
     if props is None:
         raise ValueError("MMFF94 has no parameters for this molecule; run without --relax")
     outcomes = []
-    for conf in mol.GetConformers():
-        ff = AllChem.MMFFGetMoleculeForceField(mol, props, confId=conf.GetId())
+    for conf, work_conf in zip(mol.GetConformers(), work.GetConformers(), strict=True):
+        ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=work_conf.GetId())
         before = ff.CalcEnergy()
         not_converged = ff.Minimize(maxIts=max_iters)
         outcomes.append(RelaxOutcome(converged=not_converged == 0, energy_before=float(before),
                                      energy_after=float(ff.CalcEnergy())))
+        for i, p in enumerate(work_conf.GetPositions().tolist()):
+            conf.SetAtomPosition(i, Point3D(*p))
     return outcomes
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "group_key",
     "heavy_atom_rmsd_matrix",
     "read_conformer_groups",
+    "split_conformers",
 ]
 
 #: Angstrom; the COV threshold ConfGF and ClofNet use on QM9 (1.25 A on the larger GEOM-Drugs molecules).
@@ -110,6 +111,11 @@ def heavy_atom_rmsd_matrix(generated: Sequence[Chem.Mol], reference: Sequence[Ch
             n_maps = max(n_maps, len(maps))
             d[i, j] = rdMolAlign.GetBestRMS(prb, ref, map=maps)
     return d, n_maps
+
+
+def split_conformers(mol: Chem.Mol) -> list[Chem.Mol]:
+    """One single-conformer copy of ``mol`` per conformer, in conformer order (for the RMSD matrix)."""
+    return [Chem.Mol(mol, False, conf.GetId()) for conf in mol.GetConformers()]
 
 
 def _graph_signature(mol: Chem.Mol) -> str:

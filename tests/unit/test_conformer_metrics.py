@@ -125,3 +125,21 @@ def test_files_group_by_canonical_smiles_and_report_unreadable_records(tmp_path)
     assert rows["CCO"].cov_r == 1.0 and rows["CCO"].mat_r == pytest.approx(0.0, abs=1e-6)
     assert rows["CCCO"].status == "no reference conformers"
     assert len(result.read_errors) == 1 and "record 2" in result.read_errors[0]
+
+
+def test_mmff_relaxed_conformers_still_match_their_molecule():
+    # RDKit's MMFF set-up rewrites aromaticity flags in place; relax_mmff must leave the chemistry alone,
+    # or relaxed conformers of aromatic molecules no longer match the same molecule from elsewhere.
+    from se3mol.conformers.generate import relax_mmff
+
+    # a 1,3-oxazin-6-one from QM9: RDKit calls the ring non-aromatic, MMFF's aromaticity model aromatic
+    ref = _embedded("NC1=NC=CC(=O)O1")
+    mol = _embedded("NC1=NC=CC(=O)O1", seed=11)
+    flags = [b.GetIsAromatic() for b in mol.GetBonds()]
+    before = mol.GetConformer().GetPositions()
+    (outcome,) = relax_mmff(mol)
+    assert outcome.converged and outcome.energy_after < outcome.energy_before
+    assert [b.GetIsAromatic() for b in mol.GetBonds()] == flags
+    assert not np.allclose(mol.GetConformer().GetPositions(), before)
+    d, _ = heavy_atom_rmsd_matrix([mol], [ref])
+    assert d[0, 0] < 0.5
