@@ -256,7 +256,8 @@ def main() -> None:
             method, relax = make_method(name, args)
         except ModelUnavailableError as exc:
             print(f"skipping {name}: {exc}", file=sys.stderr)
-            skipped_methods.append({"method": name, "reason": str(exc)})
+            # paths relative to the repository, so committed results do not name this machine's directories
+            skipped_methods.append({"method": name, "reason": str(exc).replace(f"{Path(__file__).parent.parent}/", "")})
             continue
         t0 = time.perf_counter()
         r = run_method(name, method, relax, molecules, args.conformers, args.seed, args.threshold)
