@@ -12,7 +12,7 @@ from se3mol.cli.train import train
 
 app = typer.Typer(
     name="se3mol",
-    help="SE(3)-equivariant neural networks for molecules: train, predict, check equivariance.",
+    help="SE(3)-equivariant neural networks for molecules: train, predict, generate conformers, check equivariance.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,7 +28,7 @@ app.command("evaluate-conformers")(evaluate_conformers)
 
 @app.callback()
 def _root() -> None:
-    """SE(3)-equivariant neural networks for molecules: train, predict, check equivariance."""
+    """SE(3)-equivariant neural networks for molecules: train, predict, generate conformers, check equivariance."""
 
 
 def main() -> None:
