@@ -1,0 +1,243 @@
+"""``se3mol conformers`` (alias ``generate-conformers``) and ``se3mol evaluate-conformers``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from se3mol.cli.common import (
+    EXIT_BAD_MODEL,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_SOME_RECORDS_FAILED,
+    err,
+    fail,
+)
+
+METHODS = ("clofnet", "etkdg")
+PRESETS = ("default", "fast", "paper")
+# Above this many molecules the summary table lists only the molecules that failed or fell short.
+_FULL_SUMMARY_MAX = 20
+
+
+def conformers(
+    inputs: Annotated[list[str], typer.Argument(
+        help="SMILES strings, files of SMILES (one per line, optional name after it), or '-' for stdin. "
+             "An existing path is read as a file.", show_default=False)],
+    n: Annotated[int, typer.Option("-n", "--num-conformers", min=1, help="Conformers per molecule.")] = 10,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="SD file to write (atomically); default stdout.")] = None,
+    method: Annotated[str, typer.Option(help="clofnet (score model + annealed Langevin dynamics) or etkdg "
+                                             "(RDKit ETKDGv3).")] = "clofnet",
+    model: Annotated[str | None, typer.Option(
+        help="Score model for --method clofnet: shipped name or .pt path. Default: conformers-clofnet-qm9.")] = None,
+    seed: Annotated[int, typer.Option(help="Base seed; each molecule's seed is derived from it and its SMILES.")] = 0,
+    steps: Annotated[int | None, typer.Option(help="Langevin steps per noise level (clofnet).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="Sampler settings (clofnet): default, fast, or paper (50 levels x 100 steps).")] = None,
+    relax: Annotated[bool, typer.Option("--relax", help="Finish with MMFF94 minimisation (RDKit); energies and "
+                                                        "convergence go into each record.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet).")] = "cpu",
+) -> None:
+    """Generate 3D conformers (with hydrogens, bonds from the SMILES) and write them as SDF.
+
+    Every record is titled '<name or SMILES> conf <k>' and carries the input SMILES, conformer number,
+    method, seed and sampler settings. Exit 0 if every molecule got its conformers, 3 if some failed (the
+    others are still written), 4 if the score model cannot be loaded, 5 if the output cannot be written.
+    """
+    from se3mol.conformers.generate import (
+        EtkdgMethod,
+        ModelUnavailableError,
+        generate_conformers,
+        load_clofnet_method,
+        read_smiles_inputs,
+    )
+    from se3mol.writers import SDFWriter
+
+    if method not in METHODS:
+        raise typer.BadParameter(f"choose {' or '.join(METHODS)}", param_hint="--method")
+    if preset is not None and preset not in PRESETS:
+        raise typer.BadParameter(f"choose {', '.join(PRESETS)}", param_hint="--preset")
+    if method == "etkdg":
+        used = [name for name, v in (("--model", model), ("--steps", steps), ("--preset", preset)) if v is not None]
+        if used:
+            raise typer.BadParameter(f"{', '.join(used)} only apply to --method clofnet", param_hint=used[0])
+    try:
+        items = read_smiles_inputs(inputs)
+    except OSError as exc:
+        fail(f"cannot read input: {exc}", EXIT_INPUT)
+    if not items:
+        fail("no SMILES in the input (blank lines and # comments are skipped)", EXIT_INPUT)
+
+    if method == "clofnet":
+        try:
+            generator = load_clofnet_method(model, device=device, preset=preset, steps=steps)
+        except ModelUnavailableError as exc:
+            fail(str(exc), EXIT_BAD_MODEL)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    else:
+        generator = EtkdgMethod()
+
+    results = []
+    try:
+        with SDFWriter(output) as writer, _Progress(len(items)) as progress:
+            for result in generate_conformers(items, generator, n, seed=seed, relax=relax):
+                for mol, conf_id, title, props in result.records():
+                    writer.write(mol, conf_id, title, props)
+                results.append(result)
+                progress.done(result)
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(EXIT_OK) from None
+    except OSError as exc:
+        fail(f"cannot write output: {exc}", EXIT_OUTPUT)
+
+    _render_summary(results, n)
+    raise typer.Exit(EXIT_SOME_RECORDS_FAILED if any(r.status == "error" for r in results) else EXIT_OK)
+
+
+class _Progress:
+    """One step per molecule on stderr: a rich bar on a terminal, one plain line per molecule otherwise."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.total = total
+        self.count = 0
+        self.live = err.is_terminal
+        self.bar = Progress(TextColumn("conformers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[current]}"), console=err, transient=True, disable=not self.live)
+
+    def __enter__(self) -> _Progress:
+        self.bar.__enter__()
+        self.task = self.bar.add_task("conformers", total=self.total, current="")
+        return self
+
+    def done(self, result) -> None:
+        self.count += 1
+        label = result.input.label
+        if self.live:
+            self.bar.update(self.task, advance=1, current=label[:40])
+        if result.status == "error":
+            err.print(f"[red]error[/] {result.input.where} {label}: {result.error}", highlight=False)
+        elif not self.live:
+            err.print(f"[{self.count}/{self.total}] {label}: {result.n_conformers} conformer(s) in "
+                      f"{result.seconds:.2f} s" + (f" ({'; '.join(result.notes)})" if result.notes else ""),
+                      highlight=False, markup=False)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+
+def _render_summary(results, n: int) -> None:
+    failed = [r for r in results if r.status == "error"]
+    short = [r for r in results if r.status != "ok"]
+    written = sum(r.n_conformers for r in results)
+    shown = results if len(results) <= _FULL_SUMMARY_MAX else short
+    if shown:
+        table = Table(title="conformers", title_justify="left", show_lines=False)
+        for col, justify in (("#", "right"), ("molecule", "left"), ("status", "left"), ("conformers", "right"),
+                             ("seconds", "right"), ("error / notes", "left")):
+            table.add_column(col, justify=justify, overflow="fold")
+        for r in shown:
+            style = {"error": "red", "warning": "yellow"}.get(r.status, "")
+            table.add_row(str(r.input.index + 1), r.input.label, f"[{style}]{r.status}[/]" if style else r.status,
+                          f"{r.n_conformers}/{n}", f"{r.seconds:.2f}", r.error or "; ".join(r.notes))
+        err.print(table)
+    err.print(f"{len(results) - len(failed)} of {len(results)} molecule(s) done, {written} conformer(s) written; "
+              f"{len(failed)} failed", highlight=False)
+
+
+def evaluate_conformers(
+    generated: Annotated[Path, typer.Option("--generated", "-g", help="SD file of generated conformers.",
+                                            show_default=False)],
+    reference: Annotated[Path, typer.Option("--reference", "-r", help="SD file of reference conformers.",
+                                            show_default=False)],
+    threshold: Annotated[float, typer.Option(help="COV threshold, Angstrom (0.5 on QM9, 1.25 on GEOM-Drugs).")
+                         ] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (summary and every molecule) instead of "
+                                                         "tables.")] = False,
+    match_by: Annotated[str, typer.Option(
+        help="How records are grouped into molecules: smiles (canonical, stereo-blind), title, or the name of "
+             "an SD data field present in both files.")] = "smiles",
+    max_matches: Annotated[int, typer.Option(
+        min=1, help="Cap on graph-symmetric atom mappings tried per molecule.")] = 10_000,
+) -> None:
+    """COV-R / MAT-R and COV-P / MAT-P (mean and median over molecules) with heavy-atom best RMSD, as
+    ConfGF and ClofNet report them. Exit 0 if every molecule was evaluated, 3 if some could not be (no
+    generated or no reference conformers, unreadable records; they are listed), 6 if a file cannot be read."""
+    from se3mol.conformers.metrics import evaluate_conformer_files
+
+    if not threshold > 0:
+        raise typer.BadParameter("must be positive", param_hint="--threshold")
+    for p in (generated, reference):
+        if not p.is_file():
+            fail(f"input file {p} does not exist", EXIT_INPUT)
+    try:
+        result = evaluate_conformer_files(generated, reference, threshold, match_by=match_by,
+                                          max_matches=max_matches)
+    except OSError as exc:
+        fail(f"cannot read input: {exc}", EXIT_INPUT)
+
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        _render_evaluation(result)
+    for line in result.read_errors[:20]:
+        err.print(f"[yellow]unreadable[/] {line}", highlight=False)
+    if len(result.read_errors) > 20:
+        err.print(f"  ... and {len(result.read_errors) - 20} more unreadable record(s)")
+    raise typer.Exit(EXIT_OK if result.complete else EXIT_SOME_RECORDS_FAILED)
+
+
+def _fmt(v: float | None, percent: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}%" if percent else f"{v:.3f}"
+
+
+def _render_evaluation(result) -> None:
+    from rich.console import Console
+
+    out = Console()
+    per = Table(title=f"per molecule (threshold {result.threshold:g} A)", title_justify="left")
+    for col, justify in (("molecule", "left"), ("gen", "right"), ("ref", "right"), ("COV-R", "right"),
+                         ("MAT-R", "right"), ("COV-P", "right"), ("MAT-P", "right"), ("status", "left")):
+        per.add_column(col, justify=justify, overflow="fold")
+    for m in result.molecules:
+        status = m.status if m.error is None else f"{m.status}: {m.error}"
+        if m.max_matches_reached:
+            status += f" (atom mappings capped at {result.max_matches})"
+        per.add_row(m.smiles, str(m.n_generated), str(m.n_reference), _fmt(m.cov_r, True), _fmt(m.mat_r),
+                    _fmt(m.cov_p, True), _fmt(m.mat_p), status)
+    out.print(per)
+    summary = Table(title=f"over {result.n_evaluated} of {len(result.molecules)} molecule(s)", title_justify="left")
+    for col in ("", "COV-R", "MAT-R (A)", "COV-P", "MAT-P (A)"):
+        summary.add_column(col, justify="right")
+    for stat in ("mean", "median"):
+        s = result.summary
+        summary.add_row(stat, _fmt(s["cov_r"][stat], True), _fmt(s["mat_r"][stat]), _fmt(s["cov_p"][stat], True),
+                        _fmt(s["mat_p"][stat]))
+    out.print(summary)
+    missing = result.n_missing_generated + result.n_missing_reference + result.n_errors
+    if missing:
+        out.print(f"not evaluated: {result.n_missing_generated} without generated conformers, "
+                  f"{result.n_missing_reference} without reference conformers, {result.n_errors} error(s)",
+                  highlight=False)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

@@ -1,0 +1,503 @@
+"""Conformer generation from SMILES: inputs, per-molecule seeds, ClofNet or ETKDG, optional MMFF relaxation.
+
+What ``se3mol conformers`` runs, one molecule at a time, so that one bad molecule never stops the others:
+
+    SMILES argument / file / stdin -> :class:`SmilesInput` -> RDKit molecule with explicit hydrogens
+    -> coordinates from a :class:`ConformerMethod` ``[K,N,3]`` -> (MMFF relaxation) -> :class:`ConformerResult`
+    -> SD records (:meth:`ConformerResult.records`).
+
+Bonds, formal charges and stereo come from the SMILES; the method only places the atoms. Each molecule
+is seeded with :func:`derive_seed` from the base seed and its canonical SMILES, so its conformers do not
+depend on which other molecules were given, or in what order.
+
+The score-based sampler (``se3mol.conformers.sampler``) is imported only when ``--method clofnet`` is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import AllChem
+from rdkit.Geometry import Point3D
+
+__all__ = [
+    "DEFAULT_SCORE_MODEL",
+    "ClofnetMethod",
+    "ConformerMethod",
+    "ConformerResult",
+    "EtkdgMethod",
+    "ModelUnavailableError",
+    "RelaxOutcome",
+    "SmilesInput",
+    "derive_seed",
+    "generate_conformers",
+    "load_clofnet_method",
+    "molecule_from_smiles",
+    "read_smiles_inputs",
+    "relax_mmff",
+]
+
+#: The shipped score model ``--method clofnet`` uses unless ``--model`` says otherwise.
+DEFAULT_SCORE_MODEL = "conformers-clofnet-qm9"
+#: MMFF minimisation steps per conformer for ``--relax`` (RDKit's default is 200, often too few to converge).
+MMFF_MAX_ITERS = 2000
+# Extensions of molecule files that conformers does not take (it reads SMILES, not 3D structures).
+_STRUCTURE_EXTENSIONS = (".sdf", ".sd", ".mol", ".mol2", ".xyz", ".extxyz", ".pdb", ".gz")
+_HEADER_TOKENS = ("smiles", "smi", "canonical_smiles")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SmilesInput:
+    """One molecule asked for: a SMILES and its name, or the reason it could not be read.
+
+    Attributes:
+        index: 0-based position across all inputs, in input order.
+        source: ``"argument"``, ``"-"`` (stdin) or the file path.
+        line: 1-based line in ``source`` (``None`` for an argument).
+        smiles: the SMILES as given (stripped).
+        name: the name after the SMILES on its line, else ``""``.
+        error: why this input is not a molecule (``None`` if it may be one).
+    """
+
+    index: int
+    source: str
+    smiles: str
+    name: str = ""
+    line: int | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Name if given, else the SMILES: what records and summaries call the molecule."""
+        return self.name or self.smiles
+
+    @property
+    def where(self) -> str:
+        """Where the input came from, for error messages: ``smiles.txt:3`` or ``argument 2``."""
+        if self.line is None:
+            return f"argument {self.index + 1}" if self.source == "argument" else self.source
+        return f"{self.source}:{self.line}"
+
+
+def read_smiles_inputs(inputs: Sequence[str], stdin: TextIO | None = None) -> list[SmilesInput]:
+    """Turn command-line inputs into molecules to generate, in order.
+
+    Each input is ``"-"`` (SMILES lines from ``stdin``), an existing file (SMILES lines), or else a SMILES
+    string. An existing path always wins, so a file named ``CCO`` in the working directory is read as a
+    file. SMILES lines hold ``SMILES [name]`` separated by whitespace (tab or comma also work, as in .smi
+    and CSV exports); blank lines, ``#`` comments and a ``smiles`` column header are skipped.
+
+    An input that is neither an existing file nor a valid SMILES, and a bad SMILES line, become a
+    :class:`SmilesInput` with ``error`` set; they never raise.
+
+    Raises:
+        OSError: if an existing file cannot be read (permissions, a directory).
+    """
+    out: list[SmilesInput] = []
+    for arg in inputs:
+        if arg == "-":
+            out.extend(_smiles_lines(stdin if stdin is not None else sys.stdin, "-", len(out)))
+        elif os.path.exists(arg):
+            if os.path.isdir(arg):
+                raise IsADirectoryError(f"{arg} is a directory, not a SMILES file")
+            if arg.lower().endswith(_STRUCTURE_EXTENSIONS):
+                out.append(SmilesInput(len(out), arg, arg, error=(
+                    f"{arg} looks like a structure file; conformers reads SMILES (a string, a text file with one "
+                    "SMILES per line, or '-' for stdin)")))
+                continue
+            with open(arg, encoding="utf-8", errors="replace") as fh:
+                out.extend(_smiles_lines(fh, arg, len(out)))
+        else:
+            item = SmilesInput(len(out), "argument", arg.strip())
+            try:
+                molecule_from_smiles(arg)
+            except ValueError as exc:
+                looks_like_path = os.sep in arg or os.path.splitext(arg)[1].lower() in (
+                    ".smi", ".smiles", ".txt", ".csv", *_STRUCTURE_EXTENSIONS)
+                reason = str(exc).replace(f"invalid SMILES {arg.strip()!r}", "").strip()
+                item.error = (f"no such file: {arg}" if looks_like_path
+                              else f"{arg!r} is neither an existing file nor a valid SMILES {reason}".rstrip())
+            out.append(item)
+    return out
+
+
+def _smiles_lines(stream: TextIO, source: str, start: int) -> Iterator[SmilesInput]:
+    first = True
+    for lineno, raw in enumerate(stream, start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        sep = "\t" if "\t" in text else ("," if "," in text else None)
+        fields = text.split(sep, 1)
+        smiles = fields[0].strip()
+        name = fields[1].strip() if len(fields) > 1 else ""
+        if first and smiles.lower() in _HEADER_TOKENS:
+            first = False
+            continue
+        first = False
+        yield SmilesInput(start, source, smiles, name, line=lineno)
+        start += 1
+
+
+def molecule_from_smiles(smiles: str) -> Chem.Mol:
+    """The molecule of ``smiles`` with explicit hydrogens (``Chem.AddHs``), sanitised, no coordinates.
+
+    Raises:
+        ValueError: for an empty or invalid SMILES (with RDKit's reason), or one without atoms.
+    """
+    from se3mol.io import _rdkit_messages, _smiles_error_detail
+
+    text = smiles.strip()
+    if not text:
+        raise ValueError("empty SMILES")
+    with _rdkit_messages() as messages:
+        mol = Chem.MolFromSmiles(text)
+    if mol is None:
+        detail = _smiles_error_detail(messages, text)
+        raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
+    if mol.GetNumAtoms() == 0:
+        raise ValueError(f"SMILES {text!r} has no atoms")
+    return Chem.AddHs(mol)
+
+
+def derive_seed(seed: int, canonical_smiles: str) -> int:
+    """The seed of one molecule: a hash of the base ``seed`` and its canonical SMILES, in ``[0, 2^31 - 1)``.
+
+    Depends on nothing else, so a molecule gets the same conformers alone or in a list, first or last.
+
+    >>> derive_seed(0, "CCO") == derive_seed(0, "CCO") != derive_seed(1, "CCO")
+    True
+    """
+    digest = hashlib.sha256(f"se3mol-conformers:{seed}:{canonical_smiles}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31 - 1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------------------------
+
+
+class ConformerMethod(Protocol):
+    """Places the atoms of a molecule: ``coordinates(mol, n, seed) -> [n,N,3]`` in Angstrom.
+
+    ``mol`` has explicit hydrogens and its atom order defines the rows. ``check`` raises ValueError for a
+    molecule the method cannot handle (before any time is spent); ``coordinates`` may return fewer than
+    ``n`` conformers (with a note saying why) but raises ValueError when it has none.
+    """
+
+    name: str
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def check(self, mol: Chem.Mol) -> None: ...
+
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]: ...
+
+
+@dataclass
+class EtkdgMethod:
+    """RDKit ETKDGv3 distance geometry (Riniker and Landrum 2015), the classical baseline.
+
+    Conformers that fail to embed from ETKDG's distance-bounds start are retried from random starting
+    coordinates (RDKit's documented fallback for strained molecules); a note says how many.
+    """
+
+    name: str = "etkdg"
+    max_attempts: int = 0  # RDKit's default (0: 10 x number of atoms)
+
+    def settings(self) -> dict[str, Any]:
+        return {"algorithm": "ETKDGv3", "max_iterations": self.max_attempts, "prune_rms_threshold": None,
+                "random_coords_fallback": True}
+
+    def check(self, mol: Chem.Mol) -> None:
+        return None
+
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+        from se3mol.io import _clean_rdkit_messages, _rdkit_messages
+
+        work = Chem.Mol(mol)
+        params = AllChem.ETKDGv3()
+        params.randomSeed = seed
+        params.numThreads = 1
+        params.maxIterations = self.max_attempts
+        notes: list[str] = []
+        with _rdkit_messages() as messages:
+            ids = list(AllChem.EmbedMultipleConfs(work, numConfs=n, params=params))
+            if len(ids) < n:
+                params.useRandomCoords = True
+                params.clearConfs = False
+                params.randomSeed = (seed + 1) % (2**31 - 1)
+                extra = list(AllChem.EmbedMultipleConfs(work, numConfs=n - len(ids), params=params))
+                if extra:
+                    notes.append(f"{len(extra)} of {n} conformers embedded from random starting coordinates")
+                ids += extra
+        if not ids:
+            detail = _clean_rdkit_messages(messages)
+            raise ValueError("RDKit ETKDG could not embed this molecule, also from random starting coordinates"
+                             + (f" (RDKit: {detail})" if detail else ""))
+        if len(ids) < n:
+            notes.append(f"only {len(ids)} of {n} conformers could be embedded")
+        pos = np.stack([work.GetConformer(i).GetPositions() for i in ids])  # [K,N,3]
+        return pos, notes
+
+
+class ModelUnavailableError(FileNotFoundError):
+    """The score model for ``--method clofnet`` is not installed or cannot be loaded."""
+
+
+@dataclass
+class ClofnetMethod:
+    """The ClofNet score model sampled with annealed Langevin dynamics (``se3mol.conformers.sampler``).
+
+    Attributes:
+        sampler: a loaded ``ScoreSampler`` (anything with ``elements`` and ``sample(mol, n, seed, settings)``).
+        sampler_settings: its ``SamplerSettings`` (levels, steps per level, step size, clipping).
+        model: the model name or path, written into every record.
+    """
+
+    sampler: Any
+    sampler_settings: Any
+    model: str = DEFAULT_SCORE_MODEL
+    name: str = "clofnet"
+
+    def settings(self) -> dict[str, Any]:
+        return {"model": self.model, **self.sampler_settings.to_dict()}
+
+    def check(self, mol: Chem.Mol) -> None:
+        known = set(int(z) for z in self.sampler.elements)
+        unknown = sorted({a.GetAtomicNum() for a in mol.GetAtoms()} - known)
+        if unknown:
+            names = ", ".join(Chem.GetPeriodicTable().GetElementSymbol(z) for z in unknown)
+            allowed = ", ".join(Chem.GetPeriodicTable().GetElementSymbol(z) for z in sorted(known))
+            raise ValueError(f"element(s) {names} not in the score model's training set ({allowed}); "
+                             "use --method etkdg for this molecule")
+
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+        pos = np.asarray(self.sampler.sample(mol, n, seed, self.sampler_settings), dtype=np.float64)  # [n,N,3]
+        if pos.shape != (n, mol.GetNumAtoms(), 3):
+            raise ValueError(f"the sampler returned coordinates of shape {pos.shape}, "
+                             f"expected ({n}, {mol.GetNumAtoms()}, 3)")
+        finite = np.isfinite(pos).all(axis=(1, 2))  # [n]
+        if not finite.any():
+            raise ValueError("the sampler diverged: every conformer has non-finite coordinates")
+        dropped = int((~finite).sum())
+        notes = [f"{dropped} of {n} samples diverged (non-finite coordinates) and were dropped"] if dropped else []
+        return pos[finite], notes
+
+
+def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: str | None = None,
+                        steps: int | None = None) -> ClofnetMethod:
+    """Load the score model ``model`` (shipped name or ``.pt`` path) and its sampler settings.
+
+    Raises:
+        ModelUnavailableError: if the model is not installed (naming it, with what to do instead) or the
+            ClofNet sampler is not part of this installation.
+        ValueError: for an unknown preset or a non-positive ``steps``.
+    """
+    from dataclasses import replace
+
+    spec = model or DEFAULT_SCORE_MODEL
+    hint = "use --method etkdg, or --model PATH to a score model trained with `se3mol train --task conformers`"
+    path, shipped = _score_model_path(spec)
+    if not path.is_file():
+        what = (f"the score model {spec!r} is not installed (no {path})" if shipped
+                else f"score model file {path} does not exist")
+        raise ModelUnavailableError(f"{what}; {hint}")
+    try:
+        from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
+    except ImportError as exc:
+        raise ModelUnavailableError(f"the ClofNet sampler is not available in this installation ({exc}); {hint}") \
+            from None
+    settings = SamplerSettings.preset(preset or "default")
+    if steps is not None:
+        if steps < 1:
+            raise ValueError("--steps must be at least 1")
+        settings = replace(settings, steps=steps)
+    try:
+        sampler = ScoreSampler.load(str(path), device=device)
+    except FileNotFoundError as exc:
+        raise ModelUnavailableError(f"{exc}; {hint}") from None
+    return ClofnetMethod(sampler=sampler, sampler_settings=settings, model=spec)
+
+
+def _score_model_path(spec: str) -> tuple[Path, bool]:
+    """The checkpoint file named by ``spec`` and whether it names a shipped model (not a path)."""
+    from se3mol.pretrained import models_dir
+
+    p = Path(spec)
+    if p.suffix == ".pt" or os.sep in spec or p.exists():
+        return p, False
+    return models_dir() / f"{spec}.pt", True
+
+
+# --------------------------------------------------------------------------------------------------------
+# Relaxation
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RelaxOutcome:
+    """What MMFF94 minimisation did to one conformer (energies in kcal/mol)."""
+
+    converged: bool
+    energy_before: float
+    energy_after: float
+
+
+def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutcome]:
+    """Minimise every conformer of ``mol`` with MMFF94 (RDKit), one outcome per conformer.
+
+    Only the coordinates of ``mol`` change: MMFF typing runs on a copy, because RDKit's MMFF set-up
+    rewrites aromaticity flags to the MMFF model, which would change the molecule written out (and stop it
+    matching the same molecule read elsewhere).
+
+    Raises:
+        ValueError: if MMFF94 has no parameters for the molecule.
+    """
+    from se3mol.io import _rdkit_messages
+
+    work = Chem.Mol(mol)
+    with _rdkit_messages():
+        props = AllChem.MMFFGetMoleculeProperties(work)
+    if props is None:
+        raise ValueError("MMFF94 has no parameters for this molecule; run without --relax")
+    outcomes = []
+    for conf, work_conf in zip(mol.GetConformers(), work.GetConformers(), strict=True):
+        ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=work_conf.GetId())
+        before = ff.CalcEnergy()
+        not_converged = ff.Minimize(maxIts=max_iters)
+        outcomes.append(RelaxOutcome(converged=not_converged == 0, energy_before=float(before),
+                                     energy_after=float(ff.CalcEnergy())))
+        for i, p in enumerate(work_conf.GetPositions().tolist()):
+            conf.SetAtomPosition(i, Point3D(*p))
+    return outcomes
+
+
+# --------------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConformerResult:
+    """The conformers of one input molecule, or why there are none.
+
+    Attributes:
+        input: what was asked for.
+        status: ``"ok"``, ``"warning"`` (fewer conformers than asked for; see ``notes``) or ``"error"``.
+        error: why no conformer was generated (``status == "error"``).
+        mol: the molecule with explicit hydrogens and one RDKit conformer per generated conformer.
+        canonical_smiles: canonical (isomeric) SMILES of the input, ``""`` if it did not parse.
+        seed: the derived per-molecule seed.
+        method, settings: the method's name and settings (written into every record).
+        relax: one MMFF outcome per conformer with ``--relax``, else ``None``.
+        seconds: wall time for this molecule (embedding, sampling, relaxation).
+        notes: remarks, e.g. conformers dropped.
+    """
+
+    input: SmilesInput
+    status: str
+    error: str | None = None
+    mol: Chem.Mol | None = None
+    canonical_smiles: str = ""
+    seed: int | None = None
+    method: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    base_seed: int | None = None
+    relax: list[RelaxOutcome] | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_conformers(self) -> int:
+        return 0 if self.mol is None else self.mol.GetNumConformers()
+
+    def records(self) -> Iterator[tuple[Chem.Mol, int, str, dict[str, Any]]]:
+        """``(mol, conf_id, title, properties)`` for each conformer: what an SD writer needs."""
+        if self.mol is None:
+            return
+        settings = json.dumps(self.settings, sort_keys=True)
+        for k, conf in enumerate(self.mol.GetConformers(), start=1):
+            props: dict[str, Any] = {
+                "smiles": self.input.smiles,
+                "canonical_smiles": self.canonical_smiles,
+                **({"name": self.input.name} if self.input.name else {}),
+                "conformer": k,
+                "n_conformers": self.n_conformers,
+                "method": self.method + ("+mmff" if self.relax is not None else ""),
+                "seed": self.seed,
+                "base_seed": self.base_seed,
+                "settings": settings,
+            }
+            if self.relax is not None:
+                r = self.relax[k - 1]
+                props.update({"mmff_converged": int(r.converged),
+                              "mmff_energy_before_kcal_mol": round(r.energy_before, 4),
+                              "mmff_energy_after_kcal_mol": round(r.energy_after, 4)})
+            yield self.mol, conf.GetId(), f"{self.input.label} conf {k}", props
+
+
+def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n: int, seed: int = 0,
+                        relax: bool = False) -> Iterator[ConformerResult]:
+    """Generate ``n`` conformers per molecule with ``method``, one :class:`ConformerResult` per input, in order.
+
+    Never raises for a bad molecule: invalid SMILES, elements the method does not know, failed embeddings
+    and MMFF failures become results with ``status == "error"`` and go on to the next molecule.
+    """
+    if n < 1:
+        raise ValueError("the number of conformers must be at least 1")
+    for item in items:
+        yield generate_one(item, method, n, seed, relax)
+
+
+def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int = 0,
+                 relax: bool = False) -> ConformerResult:
+    """:func:`generate_conformers` for one input."""
+    t0 = time.perf_counter()
+    result = ConformerResult(input=item, status="error", method=method.name, settings=method.settings(),
+                             base_seed=seed)
+    if item.error is not None:
+        result.error = item.error
+        return result
+    try:
+        mol = molecule_from_smiles(item.smiles)
+        result.canonical_smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
+        result.seed = derive_seed(seed, result.canonical_smiles)
+        method.check(mol)
+        pos, notes = method.coordinates(mol, n, result.seed)  # [K,N,3]
+        result.notes.extend(notes)
+        mol = Chem.Mol(mol)
+        mol.RemoveAllConformers()
+        for xyz in pos:
+            conf = Chem.Conformer(mol.GetNumAtoms())
+            for i, (x, y, z) in enumerate(xyz.tolist()):
+                conf.SetAtomPosition(i, Point3D(x, y, z))
+            conf.Set3D(True)
+            mol.AddConformer(conf, assignId=True)
+        if relax:
+            result.relax = relax_mmff(mol)
+            unconverged = sum(not r.converged for r in result.relax)
+            if unconverged:
+                result.notes.append(f"MMFF did not converge in {MMFF_MAX_ITERS} steps for {unconverged} conformer(s)")
+        result.mol = mol
+        result.status = "ok" if mol.GetNumConformers() == n else "warning"
+    except ValueError as exc:
+        result.error = str(exc)
+        result.mol = None
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,178 @@
+"""se3mol conformers / evaluate-conformers through Typer's CliRunner: inputs, SD records and properties,
+per-molecule errors and exit codes, seeds, atomic output, and the clofnet path with a fake sampler."""
+
+import io
+import json
+import sys
+import types
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+from typer.testing import CliRunner
+
+from se3mol.cli.app import app
+from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_OUTPUT, EXIT_SOME_RECORDS_FAILED
+
+runner = CliRunner()
+
+
+def _records(sdf_text: str) -> list[Chem.Mol]:
+    mols = list(Chem.ForwardSDMolSupplier(io.BytesIO(sdf_text.encode()), removeHs=False))
+    assert all(m is not None for m in mols)
+    return mols
+
+
+def _positions(mols: list[Chem.Mol]) -> np.ndarray:
+    return np.stack([m.GetConformer().GetPositions() for m in mols])
+
+
+def test_smiles_file_and_stdin_inputs_give_named_records_with_properties(tmp_path):
+    smi = tmp_path / "mols.smi"
+    smi.write_text("smiles name\n# a comment\n\nCCO ethanol\nC1CCC1\tcyclobutane\n")
+    r = runner.invoke(app, ["conformers", "CN", str(smi), "-", "-n", "2", "--method", "etkdg", "--seed", "5"],
+                      input="O=C=O carbon dioxide\n")
+    assert r.exit_code == 0, r.stderr
+    mols = _records(r.stdout)
+    titles = [m.GetProp("_Name") for m in mols]
+    assert titles == ["CN conf 1", "CN conf 2", "ethanol conf 1", "ethanol conf 2", "cyclobutane conf 1",
+                      "cyclobutane conf 2", "carbon dioxide conf 1", "carbon dioxide conf 2"]
+    first = mols[0]
+    assert first.GetNumAtoms() == 7  # explicit hydrogens
+    assert first.GetProp("smiles") == "CN" and first.GetProp("method") == "etkdg"
+    assert first.GetProp("conformer") == "1" and int(first.GetProp("base_seed")) == 5
+    assert json.loads(first.GetProp("settings"))["algorithm"] == "ETKDGv3"
+    assert mols[2].GetProp("name") == "ethanol"
+    # bonds come from the SMILES, not from perception: CO2 keeps its two double bonds
+    co2 = mols[-1]
+    assert sorted(b.GetBondTypeAsDouble() for b in co2.GetBonds()) == [2.0, 2.0]
+    assert "[4/4]" in r.stderr  # plain progress lines when stderr is not a terminal
+
+
+def test_bad_molecules_are_reported_and_the_rest_still_written():
+    r = runner.invoke(app, ["conformers", "CCO", "C1CC", "not_a_file.smi", "c1ccccc1", "-n", "1",
+                            "--method", "etkdg"])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED
+    assert [m.GetProp("smiles") for m in _records(r.stdout)] == ["CCO", "c1ccccc1"]
+    assert "unclosed ring" in r.stderr and "no such file: not_a_file.smi" in r.stderr
+    assert "2 of 4 molecule(s) done" in r.stderr and "2 failed" in r.stderr
+
+
+def test_seed_depends_on_the_molecule_not_on_its_neighbours():
+    alone = runner.invoke(app, ["conformers", "CCCO", "-n", "3", "--method", "etkdg", "--seed", "1"])
+    listed = runner.invoke(app, ["conformers", "c1ccncc1", "CCCO", "-n", "3", "--method", "etkdg", "--seed", "1"])
+    other_seed = runner.invoke(app, ["conformers", "CCCO", "-n", "3", "--method", "etkdg", "--seed", "2"])
+    a = _positions(_records(alone.stdout))
+    b = _positions(_records(listed.stdout)[3:])
+    c = _positions(_records(other_seed.stdout))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_relax_reports_mmff_outcome_and_lowers_the_energy(tmp_path):
+    out = tmp_path / "out.sdf"
+    r = runner.invoke(app, ["conformers", "CCCCO", "-n", "2", "--method", "etkdg", "--relax", "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["out.sdf"]  # no temporary file left
+    for m in _records(out.read_text()):
+        assert m.GetProp("method") == "etkdg+mmff" and m.GetProp("mmff_converged") == "1"
+        assert float(m.GetProp("mmff_energy_after_kcal_mol")) <= float(m.GetProp("mmff_energy_before_kcal_mol"))
+
+
+def test_unwritable_output_and_missing_model():
+    r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "-o", "/nonexistent/dir/out.sdf"])
+    assert r.exit_code == EXIT_OUTPUT and "does not exist" in r.stderr
+    r = runner.invoke(app, ["generate-conformers", "CCO"])  # the alias, and the default method (clofnet)
+    assert r.exit_code == EXIT_BAD_MODEL
+    assert "conformers-clofnet-qm9" in r.stderr and "--method etkdg" in r.stderr
+    r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "--steps", "3"])
+    assert r.exit_code == 2
+
+
+# ---- the clofnet path, with a fake sampler implementing the ScoreSampler interface ----------------------
+
+
+@dataclass
+class FakeSettings:
+    sigma_max: float = 10.0
+    sigma_min: float = 0.01
+    levels: int = 5
+    steps: int = 2
+
+    @classmethod
+    def preset(cls, name):
+        if name not in ("default", "fast", "paper"):
+            raise ValueError(name)
+        return cls(levels=50, steps=100) if name == "paper" else cls()
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class FakeSampler:
+    """Knows H, C, N, O, F; 'samples' by seeded ETKDG so geometries are sensible; records its calls."""
+
+    elements = (1, 6, 7, 8, 9)
+    calls: list = []
+
+    @classmethod
+    def load(cls, spec, device="cpu"):
+        cls.loaded = spec
+        return cls()
+
+    def sample(self, mol, n, seed, settings):
+        FakeSampler.calls.append((Chem.MolToSmiles(Chem.RemoveHs(mol)), n, seed, settings.steps))
+        m = Chem.Mol(mol)
+        ids = AllChem.EmbedMultipleConfs(m, n, randomSeed=seed)
+        return np.stack([m.GetConformer(i).GetPositions() for i in ids])
+
+
+@pytest.fixture
+def fake_clofnet(monkeypatch, tmp_path):
+    module = types.ModuleType("se3mol.conformers.sampler")
+    module.SamplerSettings, module.ScoreSampler = FakeSettings, FakeSampler
+    monkeypatch.setitem(sys.modules, "se3mol.conformers.sampler", module)
+    FakeSampler.calls = []
+    model = tmp_path / "score.pt"
+    model.write_bytes(b"fake")
+    return model
+
+
+def test_clofnet_path_with_fake_sampler(fake_clofnet):
+    r = runner.invoke(app, ["conformers", "CCO", "CCCl", "N#N", "-n", "2", "--model", str(fake_clofnet),
+                            "--preset", "paper", "--steps", "7", "--relax"])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED
+    mols = _records(r.stdout)
+    assert [m.GetProp("smiles") for m in mols] == ["CCO", "CCO", "N#N", "N#N"]
+    settings = json.loads(mols[0].GetProp("settings"))
+    assert settings == {"model": str(fake_clofnet), "sigma_max": 10.0, "sigma_min": 0.01, "levels": 50, "steps": 7}
+    assert mols[0].GetProp("method") == "clofnet+mmff" and mols[0].HasProp("mmff_converged")
+    assert "Cl not in the score model's training set" in r.stderr
+    # the sampler got the molecule with hydrogens, the number asked for, the derived seed and the settings
+    assert [(c[0], c[1], c[3]) for c in FakeSampler.calls] == [("CCO", 2, 7), ("N#N", 2, 7)]
+    assert FakeSampler.calls[0][2] == int(mols[0].GetProp("seed"))
+
+
+# ---- evaluate-conformers ------------------------------------------------------------------------------
+
+
+def test_evaluate_conformers_json_and_missing_molecules(tmp_path):
+    ref = tmp_path / "ref.sdf"
+    gen = tmp_path / "gen.sdf"
+    r = runner.invoke(app, ["conformers", "CCCO", "CC(C)C", "-n", "1", "--method", "etkdg", "--seed", "3",
+                            "-o", str(ref)])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["conformers", "CCCO", "-n", "4", "--method", "etkdg", "-o", str(gen)])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["evaluate-conformers", "--generated", str(gen), "--reference", str(ref), "--json"])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED  # CC(C)C has no generated conformers
+    report = json.loads(r.stdout)
+    rows = {m["smiles"]: m for m in report["molecules"]}
+    assert rows["CC(C)C"]["status"] == "no generated conformers"
+    assert rows["CCCO"]["n_generated"] == 4 and rows["CCCO"]["status"] == "ok"
+    assert 0 <= rows["CCCO"]["mat_r"] < 1.5 and report["summary"]["mat_r"]["mean"] == rows["CCCO"]["mat_r"]
+    assert report["n_evaluated"] == 1 and report["threshold_angstrom"] == 0.5
+    r = runner.invoke(app, ["evaluate-conformers", "-g", str(gen), "-r", str(gen)])
+    assert r.exit_code == 0 and "COV-R" in r.stdout and "100.0%" in r.stdout
