@@ -20,12 +20,15 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the model
         print(json.dumps(cards, indent=2))
         return
     con = Console()
-    table = Table(title=f"Shipped models ({models_dir()}); test MAE on the QM9 test split")
+    table = Table(title=f"Shipped models ({models_dir()}); measured on the QM9 test split")
     table.add_column("name", no_wrap=True)
-    for c in ("family", "targets", "test MAE", "test n", "epochs", "train h"):
+    for c in ("family", "targets", "test metric", "test n", "epochs", "train h"):
         table.add_column(c, justify="right" if c in ("test n", "epochs", "train h") else "left")
     for card in cards:
-        mae = ", ".join(f"{k} {v:.4g} {card['units'][k]}" for k, v in card.get("test_mae", {}).items())
+        if card.get("task") == "conformers":
+            mae = _conformer_metric(card)
+        else:
+            mae = ", ".join(f"MAE {k} {v:.4g} {card['units'][k]}" for k, v in card.get("test_mae", {}).items())
         table.add_row(card["name"], card.get("model", ""), ", ".join(card.get("targets", [])), mae,
                       str(card.get("test_n", "?")), str(card.get("epochs", "")),
                       f"{(card.get('wall_time_s') or 0) / 3600:.1f}")
@@ -36,3 +39,12 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the model
     for n in model_names(include_controls=True):
         fam.add_row(n, get_entry(n).description)
     con.print(fam)
+
+
+def _conformer_metric(card: dict) -> str:
+    """COV-R / MAT-R of the shipped score model from its card's benchmark, else its test DSM loss."""
+    for row in (card.get("benchmark") or {}).get("results", []):
+        if row.get("method") == "clofnet" and row.get("cov_r_mean") is not None:
+            return f"COV-R {100 * row['cov_r_mean']:.1f}%, MAT-R {row['mat_r_mean']:.3f} A"
+    loss = card.get("test_dsm_loss")
+    return f"DSM loss {loss:.4g}" if loss is not None else "-"

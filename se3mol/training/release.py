@@ -33,6 +33,10 @@ def _cpu_name() -> str:
 def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path = "models") -> dict[str, Any]:
     """Write ``models_dir/name.pt`` and ``name.json`` from ``run_dir/best.pt``; return the card."""
     run_dir, models_dir = Path(run_dir), Path(models_dir)
+    from se3mol.training.checkpoint import read_checkpoint
+
+    if "kind" in read_checkpoint(run_dir / "best.pt")["model"]:
+        return release_conformers(run_dir, name, command, models_dir)
     model, ckpt = load_model(run_dir / "best.pt")
     metrics = ckpt.get("metrics", {})
     data = load_qm9()
@@ -45,10 +49,7 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
         metrics["test_n"] = int(len(test))
     if "domain" not in ckpt:
         ckpt["domain"] = training_domain(data, split["train"].long(), model.elements)
-    history = []
-    if (run_dir / "last.pt").exists():
-        last = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
-        history = last.get("training_state", {}).get("history", [])
+    history = _history(run_dir)
     wall = metrics.get("wall_time_s") or (history[-1]["time_s"] if history else None)
     ckpt["metrics"] = metrics
     atomic_save(ckpt, models_dir / f"{name}.pt")
@@ -81,6 +82,54 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
     return card
 
 
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    if not (run_dir / "last.pt").exists():
+        return []
+    last = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+    return last.get("training_state", {}).get("history", [])
+
+
+def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
+                       benchmark: Path = Path("benchmarks/results/conformers.json")) -> dict[str, Any]:
+    """Ship a conformer score model; its card carries the DSM losses and, once measured, the COV/MAT
+    figures of ``benchmarks/conformers.py`` for methods ``clofnet`` and ``clofnet+relax``."""
+    from se3mol.training.checkpoint import load_score_model
+
+    _, ckpt = load_score_model(run_dir / "best.pt")
+    metrics = ckpt.get("metrics", {})
+    history = _history(run_dir)
+    atomic_save(ckpt, models_dir / f"{name}.pt")
+    cfg = ckpt["train_config"]
+    card = {
+        "name": name,
+        "task": "conformers",
+        "model": ckpt["model"]["name"],
+        "model_config": ckpt["model"]["config"],
+        "graph": ckpt["model"]["graph"],
+        "noise": ckpt.get("noise"),
+        "targets": ["conformers"],
+        "units": {},
+        "val_dsm_loss": metrics.get("val_mae", {}).get("dsm_loss"),
+        "test_dsm_loss": metrics.get("test", {}).get("dsm_loss"),
+        "test_n": metrics.get("test_n"),
+        "best_epoch": metrics.get("epoch"),
+        "epochs": len(history) or metrics.get("epochs_run"),
+        "epochs_planned": cfg["epochs"],
+        "wall_time_s": metrics.get("wall_time_s") or (history[-1]["time_s"] if history else None),
+        "data": ckpt.get("data"),
+        "domain": ckpt.get("domain"),
+        "hardware": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "command": command,
+        "history": history,
+        "se3mol_version": ckpt["se3mol_version"],
+    }
+    if benchmark.is_file():
+        bench = json.loads(benchmark.read_text())
+        card["benchmark"] = {"source": str(benchmark), **{k: v for k, v in bench.items() if k != "molecules"}}
+    atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
+    return card
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m se3mol.training.release RUN_DIR NAME --command "se3mol train ..."``"""
     import argparse
@@ -92,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models-dir", default="models")
     a = ap.parse_args(argv)
     card = release(a.run_dir, a.name, a.command, a.models_dir)
-    print(json.dumps({k: card[k] for k in ("name", "test_mae", "test_n", "epochs", "wall_time_s")}, indent=2))
+    keys = ("name", "test_mae", "test_dsm_loss", "test_n", "epochs", "wall_time_s")
+    print(json.dumps({k: card[k] for k in keys if k in card}, indent=2))
 
 
 if __name__ == "__main__":
