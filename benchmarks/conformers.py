@@ -100,12 +100,13 @@ def _connectivity(mol: Chem.Mol) -> Chem.Mol:
     return out
 
 
-def pick_molecules(n: int) -> tuple[list[tuple[str, str, Chem.Mol]], list[dict]]:
-    """The first ``n`` test-split molecules with a usable reference: (QM9 id, SMILES, reference), and the skipped."""
+def pick_molecules(n: int, split: str = "test") -> tuple[list[tuple[str, str, Chem.Mol]], list[dict]]:
+    """The first ``n`` molecules of a QM9 split with a usable reference: (QM9 id, SMILES, reference), and the
+    skipped. Benchmarks score the test split; sampler settings are tuned on the validation split."""
     from se3mol.data.qm9 import SPLIT_SEED, load_qm9, standard_split
 
     q = load_qm9(verbose=True)
-    test = standard_split(len(q), SPLIT_SEED)["test"].tolist()
+    test = standard_split(len(q), SPLIT_SEED)[split].tolist()
     picked, skipped = [], []
     for k in test:
         if len(picked) == n:

@@ -1,0 +1,80 @@
+"""Tune the annealed Langevin sampler on QM9 *validation* molecules (the test split stays for the benchmark).
+
+    python benchmarks/conformer_sampler_sweep.py --model runs/conformers-clofnet-qm9/best.pt -n 30 \\
+        --grid 50x4,50x10,25x8 [--eps 2.4e-5] [--relax]
+
+For each ``LEVELSxSTEPS`` setting: COV-R (0.5 A), MAT-R and seconds per molecule for K conformers of the
+first N validation-split molecules, as ``benchmarks/conformers.py`` measures them. Prints a table and
+writes ``benchmarks/results/conformer_sampler_sweep.{json,md}`` unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conformers import RESULTS, pick_molecules, run_method  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("-n", "--molecules", type=int, default=30)
+    p.add_argument("-k", "--conformers", type=int, default=10)
+    p.add_argument("--grid", default="50x4,50x10", help="comma-separated LEVELSxSTEPS")
+    p.add_argument("--eps", type=float, default=None, help="step size at sigma_min (default: 2.4e-4 / steps)")
+    p.add_argument("--sigma-max", type=float, default=None)
+    p.add_argument("--clip", type=float, default=None)
+    p.add_argument("--relax", action="store_true")
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args()
+    import torch
+    from rdkit import rdBase
+
+    from se3mol.conformers.generate import load_clofnet_method
+
+    torch.set_num_threads(1)
+    rdBase.DisableLog("rdApp.warning")
+    molecules, _ = pick_molecules(args.molecules, split="val")
+    rows = []
+    for item in args.grid.split(","):
+        levels, steps = (int(v) for v in item.lower().split("x"))
+        method = load_clofnet_method(args.model)
+        changes = {"levels": levels, "steps": steps, "eps": args.eps}
+        if args.sigma_max is not None:
+            changes["sigma_max"] = args.sigma_max
+        if args.clip is not None:
+            changes["clip"] = args.clip
+        method.sampler_settings = replace(method.sampler_settings, **changes)
+        r = run_method(f"clofnet {item}", method, args.relax, molecules, args.conformers, 0, 0.5)
+        row = {"setting": item, **{k: r[k] for k in ("cov_r_mean", "mat_r_mean", "mat_r_median", "cov_p_mean",
+                                                     "mat_p_mean", "seconds_per_molecule_mean", "n_failed")},
+               "sampler": method.sampler_settings.to_dict(), "relax": args.relax}
+        rows.append(row)
+        print(f"{item}: COV-R {row['cov_r_mean']:.3f} MAT-R {row['mat_r_mean']:.3f} (median "
+              f"{row['mat_r_median']:.3f}) COV-P {row['cov_p_mean']:.3f} "
+              f"{row['seconds_per_molecule_mean']:.2f} s/mol", file=sys.stderr, flush=True)
+    if args.no_write:
+        return
+    out = RESULTS / "conformer_sampler_sweep"
+    report = {"command": "python benchmarks/conformer_sampler_sweep.py " + " ".join(sys.argv[1:]),
+              "split": "QM9 validation split, first molecules", "n_molecules": len(molecules),
+              "k": args.conformers, "rows": rows}
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = [f"# Sampler sweep on {len(molecules)} QM9 validation molecules", "", f"`{report['command']}`", "",
+             "| levels x steps | COV-R | MAT-R mean (A) | MAT-R median (A) | COV-P | s / molecule |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['setting']} | {100 * r['cov_r_mean']:.1f}% | {r['mat_r_mean']:.3f} | {r['mat_r_median']:.3f} | "
+              f"{100 * r['cov_p_mean']:.1f}% | {r['seconds_per_molecule_mean']:.2f} |" for r in rows]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
