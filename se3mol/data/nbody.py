@@ -322,6 +322,13 @@ def simulate(
         positions ``[R,M,P,3]`` and velocities ``[R,M,P,3]`` after each step in ``record``, and
         clipped force components per system ``[R,M]``: entry ``r`` counts the clips in the forces
         applied after record ``r-1`` (after the start, for r = 0) up to record ``r``.
+
+    Two opposite charges at rest attract each other, and their total momentum stays zero:
+
+    >>> x = np.array([[[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]]])
+    >>> xs, vs, _ = simulate(x, np.zeros_like(x), np.array([[1.0, -1.0]]), [100, 200])
+    >>> bool(-0.5 < xs[0, 0, 0] < xs[1, 0, 0]), float(np.abs(vs.sum(axis=2)).max())
+    (True, 0.0)
     """
     x = np.array(loc, dtype=np.float64)
     v = np.array(vel, dtype=np.float64)
