@@ -327,7 +327,7 @@ def simulate(
 
     >>> x = np.array([[[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]]])
     >>> xs, vs, _ = simulate(x, np.zeros_like(x), np.array([[1.0, -1.0]]), [100, 200])
-    >>> bool(-0.5 < xs[0, 0, 0] < xs[1, 0, 0]), float(np.abs(vs.sum(axis=2)).max())
+    >>> bool(-0.5 < xs[0, 0, 0, 0] < xs[1, 0, 0, 0]), float(np.abs(vs.sum(axis=2)).max())
     (True, 0.0)
     """
     x = np.array(loc, dtype=np.float64)
