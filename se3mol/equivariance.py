@@ -16,7 +16,11 @@ scalar [B]      unchanged                  unchanged                   unchanged
 atom_scalar     unchanged                  unchanged                   unchanged        permuted
 vector [B,3]    ``R v``                    ``P v`` (polar vector)      unchanged        unchanged
 tensor2         ``R T R^T``                ``P T P^T``                 unchanged        unchanged
+atom_vector     ``R v_i``                  ``P v_i``                   unchanged        permuted
 ==============  =========================  ==========================  ===============  ===========
+
+Vector inputs of a batch (``node_vec``, e.g. velocities) are rotated and reflected with the positions,
+and permuted with the atoms, but not translated; invariant inputs (``node_attr``) are permuted.
 
 Each molecule of the batch gets its *own* rotation, reflection and translation. A model that couples
 molecules of one batch (a batch-wide centroid or normalisation) is then caught too: batched molecules
@@ -55,7 +59,7 @@ from torch import Tensor, nn
 
 from se3mol.graph import Batch, GraphConfig, full_edges, radius_edges
 from se3mol.molecule import Molecule
-from se3mol.nn.heads import ATOM_SCALAR, SCALAR, TENSOR2, VECTOR
+from se3mol.nn.heads import ATOM_SCALAR, ATOM_VECTOR, SCALAR, TENSOR2, VECTOR
 from se3mol.nn.model import MoleculeModel, build_model
 
 TRANSFORMS: tuple[str, ...] = ("rotation", "reflection", "translation", "permutation")
@@ -79,7 +83,7 @@ class CheckRow:
 
     Attributes:
         output: name of the model output (``gap``, ``mu_vector``).
-        kind: its declared kind (``scalar``, ``atom_scalar``, ``vector``, ``tensor2``).
+        kind: its declared kind (``scalar``, ``atom_scalar``, ``vector``, ``tensor2``, ``atom_vector``).
         transform: ``rotation``, ``reflection``, ``translation`` or ``permutation``.
         max_abs_error: largest ``|f(g x) - g f(x)|`` over elements and trials (output units; NaN if any
             output was NaN).
@@ -176,7 +180,7 @@ def check(model: MoleculeModel, batch: Batch, *, trials: int = 3, seed: int = 0,
     if not tolerance > 0:
         raise ValueError(f"tolerance must be positive, got {tolerance}")
     kinds = model.output_kinds()
-    unknown = {k for k in kinds.values() if k not in (SCALAR, ATOM_SCALAR, VECTOR, TENSOR2)}
+    unknown = {k for k in kinds.values() if k not in (SCALAR, ATOM_SCALAR, VECTOR, TENSOR2, ATOM_VECTOR)}
     if unknown:
         raise ValueError(f"the checker does not know output kind(s) {sorted(unknown)}")
     graph: GraphConfig = model.graph
@@ -269,7 +273,10 @@ def _draw(transform: str, batch: Batch, graph: GraphConfig, gen: torch.Generator
         if transform == "reflection":
             rot = -rot  # improper: det -1
         pos = torch.einsum("nij,nj->ni", rot[batch.batch], batch.pos)  # [N,3]
-        return _regraph(batch.replace(pos=pos), graph), lambda ref, kind: _rotate_output(ref, kind, rot)
+        moved = batch.replace(pos=pos)
+        if batch.node_vec is not None:  # vector inputs (velocities) rotate with the positions
+            moved = moved.replace(node_vec=torch.einsum("nij,ncj->nci", rot[batch.batch], batch.node_vec))
+        return _regraph(moved, graph), lambda ref, kind: _rotate_output(ref, kind, rot, batch.batch)
     if transform == "translation":
         shift = (torch.randn(b, 3, generator=gen) * TRANSLATION_SCALE).to(batch.pos)  # [B,3]
         moved = _regraph(batch.replace(pos=batch.pos + shift[batch.batch]), graph)
@@ -279,13 +286,18 @@ def _draw(transform: str, batch: Batch, graph: GraphConfig, gen: torch.Generator
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(len(perm), device=perm.device)  # old -> new
         moved = batch.replace(z=batch.z[perm], pos=batch.pos[perm], edge_index=inverse[batch.edge_index])
-        return _regraph(moved, graph), lambda ref, kind: ref[perm] if kind == ATOM_SCALAR else ref
+        for name in ("node_attr", "node_vec"):
+            if getattr(batch, name) is not None:
+                moved = moved.replace(**{name: getattr(batch, name)[perm]})
+        return _regraph(moved, graph), lambda ref, kind: ref[perm] if kind in (ATOM_SCALAR, ATOM_VECTOR) else ref
     raise ValueError(f"unknown transformation {transform!r}")
 
 
-def _rotate_output(ref: Tensor, kind: str, rot: Tensor) -> Tensor:
+def _rotate_output(ref: Tensor, kind: str, rot: Tensor, atom_batch: Tensor) -> Tensor:
     if kind == VECTOR:
         return torch.einsum("bij,bj->bi", rot, ref)  # [B,3]
+    if kind == ATOM_VECTOR:
+        return torch.einsum("nij,nj->ni", rot[atom_batch], ref)  # [N,3]
     if kind == TENSOR2:
         return rot @ ref @ rot.transpose(1, 2)  # [B,3,3]
     return ref  # scalar, atom_scalar: invariant

@@ -70,6 +70,9 @@ class Batch:
         num_graphs: number of molecules ``B``.
         edge_attr: edge features ``[E,F]`` (one-hot bond types for bond graphs) or ``None``.
         y: regression targets ``[B,T]`` (training only) or ``None``.
+        node_attr: extra invariant per-atom inputs ``[N,F]`` (e.g. charges of N-body particles) or ``None``.
+        node_vec: per-atom vector inputs ``[N,C,3]`` (e.g. velocities; rotate with the positions,
+            unchanged by translations) or ``None``.
 
     >>> from se3mol.molecule import Molecule
     >>> water = Molecule(z=[8, 1, 1], pos=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
@@ -85,6 +88,8 @@ class Batch:
     num_graphs: int
     edge_attr: Tensor | None = None
     y: Tensor | None = None
+    node_attr: Tensor | None = None
+    node_vec: Tensor | None = None
 
     @property
     def num_atoms(self) -> int:
@@ -96,7 +101,7 @@ class Batch:
         return torch.bincount(self.batch, minlength=self.num_graphs)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
-        """Move tensors to ``device``; cast floating tensors (pos, edge_attr, y) to ``dtype``."""
+        """Move tensors to ``device``; cast floating tensors (pos, edge_attr, y, node inputs) to ``dtype``."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)

@@ -34,7 +34,7 @@ def train(
     task: Annotated[str, typer.Option(
         help="properties (QM9 targets) or conformers (score model of `se3mol conformers`).")] = "properties",
     dataset: Annotated[str, typer.Option(
-        help="qm9, or for --task conformers also an SDF file of conformers (several per molecule allowed).")] = "qm9",
+        help="qm9; nbody (N-body dynamics); for --task conformers also an SDF file of conformers.")] = "qm9",
     target: Annotated[list[str] | None, typer.Option(
         help="QM9 target(s): mu alpha homo lumo gap r2 zpve U0 U H G Cv. Repeat for several.")] = None,
     out: Annotated[Path, typer.Option(help="Run directory (config.json, metrics.csv, best.pt, last.pt).")] = Path(
@@ -66,7 +66,8 @@ def train(
     except ValueError as exc:
         fail(str(exc), EXIT_FAILURE)
     overrides = {k: v for k, v in {
-        "task": task if (task != "properties" or not (config or resume)) else None,
+        "task": ("nbody" if dataset == "nbody" else task) if (task != "properties" or dataset == "nbody"
+                                                             or not (config or resume)) else None,
         "model": model or (None if (config or resume) else ("clofnet" if task == "conformers" else "egnn")),
         "dataset": dataset if (dataset != "qm9" or not (config or resume)) else None,
         "targets": list(target) if target else None, "epochs": epochs, "batch_size": batch_size, "lr": lr,
@@ -81,6 +82,8 @@ def train(
     try:
         if cfg.task == "conformers":
             from se3mol.conformers.training import ConformerTrainer as trainer_cls
+        elif cfg.task == "nbody":
+            from se3mol.training.nbody import NBodyTrainer as trainer_cls
         else:
             trainer_cls = Trainer
         trainer = trainer_cls(cfg, progress=progress)
@@ -92,9 +95,8 @@ def train(
     except (ValueError, ImportError) as exc:
         fail(str(exc), EXIT_FAILURE)
 
-    if cfg.task == "conformers":
-        err.print(f"best epoch {result.best_epoch}: validation DSM loss {result.val_mae['dsm_loss']:.4f}, "
-                  f"test DSM loss {result.test_mae.get('dsm_loss', float('nan')):.4f}")
+    if cfg.task in ("conformers", "nbody"):
+        err.print(f"best epoch {result.best_epoch}: validation {result.val_mae}, test {result.test_mae}")
         err.print(f"run directory: {result.out}")
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "val": result.val_mae,
                           "test": result.test_mae}))
@@ -148,7 +150,7 @@ class _ProgressView:
                 err.print(f"epoch {info['epoch']}/{self.epochs} step {info['step']}/{info['steps']} "
                           f"loss {info['loss']:.4f} ({rate:.2f} steps/s)", highlight=False)
         else:
-            label = "val " if "val_dsm_loss" in info else "val MAE "
+            label = "val " if ("val_dsm_loss" in info or "val_mse" in info) else "val MAE "
             self.last_val = label + ", ".join(f"{k} {v:.4g}" for k, v in info["val_mae"].items())
             if self.task is not None:
                 self.bar.update(self.task, completed=0, val=self.last_val)

@@ -222,7 +222,8 @@ class NBodyBatch:
     Attributes:
         graph: the systems as one graph: ``z [N]`` all ``DUMMY_Z``, ``pos [N,3]`` input positions,
             full ``edge_index [2,E]``, ``batch [N]``, ``edge_attr [E,1]`` the charge products
-            ``q_i q_j`` (EGNN's edge attribute, ds:52), ``y`` None.
+            ``q_i q_j`` (EGNN's edge attribute, ds:52), ``node_attr [N,1]`` the charges,
+            ``node_vec [N,1,3]`` the velocities, ``y`` None.
         vel: input velocities ``[N,3]`` (a type-1 input).
         charges: charges ``[N]`` (a type-0 input).
         target_pos: positions at the target frame ``[N,3]``.
@@ -255,6 +256,8 @@ def nbody_batch(data: NBodyData, idx: Tensor | Sequence[int]) -> NBodyBatch:
         batch=torch.repeat_interleave(torch.arange(b), counts),
         num_graphs=b,
         edge_attr=(q[edge_index[0]] * q[edge_index[1]])[:, None],
+        node_attr=q[:, None],  # [N,1] charges, a type-0 input
+        node_vec=data.vel[idx].reshape(-1, 1, 3).to(dtype),  # [N,1,3] velocities, a type-1 input
     )
     return NBodyBatch(
         graph=graph,

@@ -52,6 +52,11 @@ class ClofNetConfig:
         r_max: largest distance (Angstrom) the expansion resolves.
         cutoff: if set, messages fade smoothly to zero at this distance (use with radius graphs).
         frame_features: width of the learned embedding of the frame scalars.
+        node_attr_dim: width of extra invariant atom inputs ``batch.node_attr`` (0: none).
+        vector_inputs: channels of vector atom inputs ``batch.node_vec`` (0: none, e.g. 1 for velocities).
+            They are scalarized on every edge frame (``v_i`` and ``v_j`` on ``a, b, c``), and each layer
+            adds ``phi_vel(h_i) v_i`` to the output vectors, as ClofNet's dynamics model moves atoms along
+            their velocities.
     """
 
     hidden: int = 128
@@ -60,6 +65,8 @@ class ClofNetConfig:
     r_max: float = 8.0
     cutoff: float | None = None
     frame_features: int = 32
+    node_attr_dim: int = 0
+    vector_inputs: int = 0
 
 
 def soft_unit(v: Tensor, eps: float) -> Tensor:
@@ -76,11 +83,19 @@ def edge_frames(xc: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor, Tensor]
     return a, b, c
 
 
-def scalarize(xc: Tensor, edge_index: Tensor, frame: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-    """Invariant edge scalars ``[E,4]``: ``x_i . a, x_i . c, x_j . a, x_j . c`` (``x . b`` is always 0)."""
-    a, _, c = frame
-    xi, xj = xc[edge_index[0]], xc[edge_index[1]]
-    return torch.stack([(xi * a).sum(-1), (xi * c).sum(-1), (xj * a).sum(-1), (xj * c).sum(-1)], dim=-1)
+def scalarize(xc: Tensor, edge_index: Tensor, frame: tuple[Tensor, Tensor, Tensor],
+              node_vec: Tensor | None = None) -> Tensor:
+    """Invariant edge scalars ``[E,4+6C]``: ``x_i . a, x_i . c, x_j . a, x_j . c`` (``x . b`` is always 0),
+    then, for each vector input channel, ``v_i`` and ``v_j`` on ``a, b, c``."""
+    a, b, c = frame
+    i, j = edge_index[0], edge_index[1]
+    xi, xj = xc[i], xc[j]
+    out = [torch.stack([(xi * a).sum(-1), (xi * c).sum(-1), (xj * a).sum(-1), (xj * c).sum(-1)], dim=-1)]
+    if node_vec is not None:
+        axes = torch.stack([a, b, c], dim=1)  # [E,3,3]
+        for v in (node_vec[i], node_vec[j]):  # [E,C,3]
+            out.append(torch.einsum("ecx,ekx->eck", v, axes).flatten(1))  # [E,3C]
+    return torch.cat(out, dim=-1)
 
 
 class ClofNetLayer(nn.Module):
@@ -128,19 +143,25 @@ class ClofNet(nn.Module):
         self.embed = ElementEmbedding(elements, c.hidden)
         self.rbf = GaussianRBF(c.num_rbf, c.r_max)
         self.edge_attr_dim = edge_attr_dim
-        self.frame_embed = mlp([4, c.frame_features, c.frame_features], last_act=True)
+        self.frame_embed = mlp([4 + 6 * c.vector_inputs, c.frame_features, c.frame_features], last_act=True)
         edge_dim = c.num_rbf + c.frame_features + edge_attr_dim
         self.layers = nn.ModuleList(ClofNetLayer(c.hidden, edge_dim) for _ in range(c.layers))
+        self.node_in = nn.Linear(c.node_attr_dim, c.hidden, bias=False) if c.node_attr_dim else None
+        self.phi_vel = nn.ModuleList(mlp([c.hidden, c.hidden, c.vector_inputs]) for _ in range(c.layers)) \
+            if c.vector_inputs else None
 
     def forward(self, batch: Batch, node_condition: Tensor | None = None) -> AtomFeatures:
         h = self.embed(batch.z)  # [N,H]
         if node_condition is not None:
             h = h + node_condition
+        if self.node_in is not None:
+            h = h + self.node_in(batch.node_attr.to(h.dtype))
+        node_vec = batch.node_vec if self.config.vector_inputs else None
         xc = center_positions(batch.pos, batch.batch, batch.num_graphs)  # [N,3]
         ei = batch.edge_index
         frame = edge_frames(xc, ei)
         d = (xc[ei[0]] - xc[ei[1]]).norm(dim=-1)  # [E]
-        feats = [self.rbf(d), self.frame_embed(scalarize(xc, ei, frame))]
+        feats = [self.rbf(d), self.frame_embed(scalarize(xc, ei, frame, node_vec))]
         if self.edge_attr_dim:
             feats.append(batch.edge_attr.to(d.dtype))
         edge_feat = torch.cat(feats, dim=-1)  # [E,F]
@@ -148,9 +169,11 @@ class ClofNet(nn.Module):
         degree = torch.bincount(ei[0], minlength=h.shape[0]).clamp(min=1).to(xc.dtype)  # [N]
         inv_degree = 1.0 / degree
         vec = torch.zeros_like(xc)
-        for layer in self.layers:
+        for k, layer in enumerate(self.layers):
             h, v = layer(h, ei, edge_feat, frame, env, inv_degree)
             vec = vec + v
+            if self.phi_vel is not None:
+                vec = vec + (self.phi_vel[k](h)[:, :, None] * node_vec).sum(1)
         return AtomFeatures(scalars=h, vectors=vec[:, None, :])
 
 

@@ -40,7 +40,11 @@ class EGNNConfig:
             messages when ``cutoff`` is set.
         cutoff: if set, messages fade smoothly to zero at this distance (use with radius graphs).
         coord_updates: update coordinates between layers, as in the paper's dynamics models
-            (its QM9 model keeps them fixed).
+            (its QM9 model keeps them fixed); the total displacement becomes a second vector channel.
+        node_attr_dim: width of extra invariant atom inputs ``batch.node_attr`` (0: none).
+        vector_inputs: channels of vector atom inputs ``batch.node_vec`` (0: none); with coordinate
+            updates each layer also moves atoms along them, ``x_i += phi_vel(h_i) v_i`` (the paper's
+            velocity-aware EGNN for N-body dynamics, its eq. 7).
     """
 
     hidden: int = 128
@@ -49,11 +53,13 @@ class EGNNConfig:
     r_max: float = 8.0
     cutoff: float | None = None
     coord_updates: bool = False
+    node_attr_dim: int = 0
+    vector_inputs: int = 0
 
 
 class EGNNLayer(nn.Module):
     def __init__(self, hidden: int, num_rbf: int, edge_attr_dim: int, coord_updates: bool,
-                 vector_out: bool) -> None:
+                 vector_out: bool, vector_inputs: int = 0) -> None:
         super().__init__()
         self.w_i = nn.Linear(hidden, hidden)  # first phi_e layer, receiver part (carries the bias)
         self.w_j = nn.Linear(hidden, hidden, bias=False)  # sender part
@@ -63,9 +69,10 @@ class EGNNLayer(nn.Module):
         self.phi_h = mlp([2 * hidden, hidden, hidden])
         self.phi_x = mlp([hidden, hidden, 1]) if coord_updates else None
         self.phi_v = mlp([hidden, hidden, 1]) if vector_out else None
+        self.phi_vel = mlp([hidden, hidden, vector_inputs]) if (coord_updates and vector_inputs) else None
 
     def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, edge_feat: Tensor, envelope: Tensor | None,
-                inv_degree: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+                inv_degree: Tensor, node_vec: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         i, j = edge_index[0], edge_index[1]
         m = self.phi_e(self.w_i(h)[i] + self.w_j(h)[j] + self.w_d(edge_feat))  # [E,H]
         gate = torch.sigmoid(self.phi_inf(m))  # [E,1]
@@ -75,6 +82,8 @@ class EGNNLayer(nn.Module):
         rel = x[i] - x[j]  # [E,3]
         if self.phi_x is not None:
             x = x + scatter_sum(rel * self.phi_x(m), i, h.shape[0]) * inv_degree[:, None]
+        if self.phi_vel is not None and node_vec is not None:
+            x = x + (self.phi_vel(h)[:, :, None] * node_vec).sum(1)  # [N,3]
         vec = None
         if self.phi_v is not None:
             vec = scatter_sum(rel * self.phi_v(m) * gate, i, h.shape[0]) * inv_degree[:, None]  # [N,3]
@@ -86,9 +95,8 @@ class EGNN(nn.Module):
     """EGNN representation: ``batch -> AtomFeatures(scalars [N,H], vectors [N,1,3])``.
 
     E(3)-equivariant (rotations, reflections, translations) and permutation-equivariant.
+    With ``coord_updates``, ``vectors`` has a second channel: the displacement ``x_final - x``.
     """
-
-    vector_channels = 1
 
     def __init__(self, config: EGNNConfig, elements: tuple[int, ...], edge_attr_dim: int = 0) -> None:
         super().__init__()
@@ -96,14 +104,19 @@ class EGNN(nn.Module):
         self.embed = ElementEmbedding(elements, c.hidden)
         self.rbf = GaussianRBF(c.num_rbf, c.r_max)
         self.edge_attr_dim = edge_attr_dim
+        self.vector_channels = 2 if c.coord_updates else 1
+        self.node_in = nn.Linear(c.node_attr_dim, c.hidden, bias=False) if c.node_attr_dim else None
         self.layers = nn.ModuleList(
-            EGNNLayer(c.hidden, c.num_rbf, edge_attr_dim, c.coord_updates, vector_out=(k == c.layers - 1))
+            EGNNLayer(c.hidden, c.num_rbf, edge_attr_dim, c.coord_updates, vector_out=(k == c.layers - 1),
+                      vector_inputs=c.vector_inputs)
             for k in range(c.layers)
         )
 
     def forward(self, batch: Batch) -> AtomFeatures:
         x = batch.pos
         h = self.embed(batch.z)  # [N,H]
+        if self.node_in is not None:
+            h = h + self.node_in(batch.node_attr.to(h.dtype))
         i, j = batch.edge_index
         degree = torch.bincount(i, minlength=h.shape[0]).clamp(min=1).to(x.dtype)  # [N]
         inv_degree = 1.0 / degree
@@ -114,8 +127,11 @@ class EGNN(nn.Module):
             if self.edge_attr_dim:
                 feat = torch.cat([feat, batch.edge_attr.to(feat.dtype)], dim=-1)
             env = cosine_cutoff(d, self.config.cutoff) if self.config.cutoff else None
-            h, x, vec = layer(h, x, batch.edge_index, feat, env, inv_degree)
-        return AtomFeatures(scalars=h, vectors=vec[:, None, :])
+            h, x, vec = layer(h, x, batch.edge_index, feat, env, inv_degree, batch.node_vec)
+        vectors = vec[:, None, :]  # [N,1,3]
+        if self.config.coord_updates:
+            vectors = torch.cat([vectors, (x - batch.pos)[:, None, :]], dim=1)  # [N,2,3]
+        return AtomFeatures(scalars=h, vectors=vectors)
 
 
 register(ModelEntry(

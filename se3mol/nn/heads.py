@@ -34,8 +34,8 @@ class AtomFeatures:
 
 
 # Output kinds of the model contract: what each named output must do under E(3).
-SCALAR, ATOM_SCALAR, VECTOR, TENSOR2 = "scalar", "atom_scalar", "vector", "tensor2"
-OUTPUT_KINDS = (SCALAR, ATOM_SCALAR, VECTOR, TENSOR2)
+SCALAR, ATOM_SCALAR, VECTOR, TENSOR2, ATOM_VECTOR = "scalar", "atom_scalar", "vector", "tensor2", "atom_vector"
+OUTPUT_KINDS = (SCALAR, ATOM_SCALAR, VECTOR, TENSOR2, ATOM_VECTOR)
 
 
 class PropertyHeads(nn.Module):

@@ -17,7 +17,8 @@ class TrainConfig:
 
     ``train --config runs/x/config.json`` re-runs it; resume refuses a config that differs
     (other than in device or output directory). ``task`` is ``properties`` (QM9 targets) or
-    ``conformers`` (the score model of ``se3mol conformers``; ``dataset`` is ``qm9`` or an SDF file).
+    ``conformers`` (the score model of ``se3mol conformers``; ``dataset`` is ``qm9`` or an SDF file) or
+    ``nbody`` (position prediction on the N-body system; ``dataset`` is ``nbody``).
     """
 
     task: str = "properties"
@@ -47,8 +48,8 @@ class TrainConfig:
         return asdict(self)
 
     def __post_init__(self) -> None:
-        if self.task not in ("properties", "conformers"):
-            raise ValueError(f"unknown task {self.task!r}; choose properties or conformers")
+        if self.task not in ("properties", "conformers", "nbody"):
+            raise ValueError(f"unknown task {self.task!r}; choose properties, conformers or nbody")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
