@@ -48,6 +48,19 @@ def _atomic_write(path: str | Path, write: Callable[[IO], None], text: bool) -> 
         raise
 
 
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files that an interrupted atomic write left in ``directory``; returns them.
+
+    A process killed mid-write (SIGKILL, power loss) leaves ``.NAME.XXXXXXXX.tmp`` behind. Its name
+    already says it is incomplete, and the file it was to replace is intact; this only tidies up.
+    Call it when no other process is writing into ``directory``.
+    """
+    stale = [p for p in Path(directory).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` atomically."""
     _atomic_write(path, lambda fh: torch.save(obj, fh), text=False)

@@ -18,6 +18,8 @@ class TrainConfig:
     ``train --config runs/x/config.json`` re-runs it; resume refuses a config that differs
     (other than in device or output directory). ``task`` is ``properties`` (QM9 targets) or
     ``conformers`` (the score model of ``se3mol conformers``; ``dataset`` is ``qm9`` or an SDF file).
+    ``batch_size`` is per process; ``world_size`` is the number of processes (1, or what torchrun
+    started: the trainer sets it), so one step sees ``batch_size * world_size`` molecules.
     """
 
     task: str = "properties"
@@ -29,6 +31,7 @@ class TrainConfig:
     cutoff: float = 5.0
     epochs: int = 100
     batch_size: int = 96
+    world_size: int = 1
     lr: float = 5e-4
     min_lr_ratio: float = 0.01
     weight_decay: float = 1e-5
