@@ -50,7 +50,8 @@ def train(
     graph: Annotated[str | None, typer.Option(help="Graph: full, radius or bond (default full).")] = None,
     cutoff: Annotated[float | None, typer.Option(help="Radius-graph cutoff in Angstrom (default 5).")] = None,
     save_every: Annotated[int | None, typer.Option(help="Also save last.pt every N steps.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda or cuda:N (default auto; with --resume or --config, the run's).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Model setting KEY=VALUE (e.g. --set hidden=128 --set layers=4).")] = None,
     config: Annotated[Path | None, typer.Option(help="Re-run a run: its config.json (flags override it).")] = None,

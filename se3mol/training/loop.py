@@ -79,7 +79,10 @@ class Trainer:
         # runs with one seed drift apart at 1e-9 within a few steps. Measured cost here: none.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
         self.setup_data(data)
+        # All three generators: the states saved in last.pt are then those of the seed, not of the process.
         torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        random.seed(config.seed)
         self.model = self.build_model()
         self.model.to(self.device)
         # Buffers (normalisation, element lookup) are fixed before this copy and never averaged.

@@ -1,0 +1,109 @@
+"""Distributed training: 2 processes (torchrun, gloo, this machine) match 1 process with the same global batch.
+
+``se3mol train --nproc 2 --batch-size 4`` takes 8 molecules per step (4 on each rank); one process with
+``--batch-size 8`` sees the same molecules in the same steps. The two compute the same thing in exact
+arithmetic, but not in the same order: each rank sums its own 4 molecules and gloo adds the two
+partial gradients (and DDP divides by 2), where one process sums all 8 at once; the last batch of an
+epoch (1 molecule here) leaves rank 1 a zero-weight stand-in. Float32 rounding then differs at ~1e-7
+relative per step, and a few dozen Adam steps carry that to ~1e-6 at most. Tolerance: 1e-4 relative
+on metrics and 1e-4 (absolute and relative) on weights -- far below what a real fault changes (a rank
+training on its own shard alone, a missing gradient average, a wrongly weighted last batch: each
+moves weights by ~1e-3 or more after one step at this learning rate).
+"""
+
+import json
+
+import pytest
+import torch
+
+from tests.integration.runs import (
+    assert_no_truncated_files,
+    differences,
+    finish,
+    kill_mid_epoch,
+    load,
+    metrics_without_time,
+    results_without_time,
+    run,
+    start,
+    train_command,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+RTOL = 1e-4
+# 49 training molecules: 7 steps of 8 per epoch, the last with a single molecule (rank 1 gets none).
+COMMON = ["--limit", "49", "--epochs", "2", "--set", "hidden=16", "--set", "layers=2", "--seed", "5",
+          "--device", "cpu", "--target", "gap", "--target", "mu"]
+
+
+def _close_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> list[str]:
+    out = []
+    for ra, rb in zip(a, b, strict=True):
+        for k in ra:
+            try:
+                x, y = float(ra[k]), float(rb[k])
+            except ValueError:
+                ok = ra[k] == rb[k]
+            else:
+                ok = abs(x - y) <= RTOL * abs(y)
+            if not ok:
+                out.append(f"epoch {ra['epoch']} {k}: {ra[k]} vs {rb[k]}")
+    return out
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    two, one = tmp_path / "two", tmp_path / "one"
+    single = start(train_command(*COMMON, "--batch-size", "8", "--out", str(one)))
+    out2, err2 = run(train_command(*COMMON, "--nproc", "2", "--batch-size", "4", "--out", str(two)))
+    finish(single)
+
+    # rank 0 alone reports and writes
+    assert len([line for line in out2.splitlines() if line.startswith("{")]) == 1
+    assert err2.count("run directory:") == 1 and "launching 2 processes" in err2
+    cfg = json.loads((two / "config.json").read_text())
+    assert (cfg["batch_size"], cfg["world_size"]) == (4, 2)
+    assert_no_truncated_files(two)
+
+    m2, m1 = metrics_without_time(two), metrics_without_time(one)
+    assert [r["step"] for r in m2] == [r["step"] for r in m1] == ["7", "14"]
+    bad = _close_rows(m2, m1)
+    assert not bad, bad
+    r2, r1 = results_without_time(two), results_without_time(one)
+    for split in ("val_mae", "test_mae"):
+        for t in ("gap", "mu"):
+            assert r2[split][t] == pytest.approx(r1[split][t], rel=RTOL)
+    w2, w1 = load(two / "last.pt"), load(one / "last.pt")
+    assert not differences(w2["state_dict"], w1["state_dict"], rtol=RTOL, atol=RTOL)
+    assert not differences(w2["training_state"]["ema"], w1["training_state"]["ema"], rtol=RTOL, atol=RTOL)
+    print("largest weight difference 2 processes vs 1:",
+          max(float((w2["state_dict"][k].double() - w1["state_dict"][k].double()).abs().max())
+              for k in w1["state_dict"] if w1["state_dict"][k].is_floating_point()))
+
+
+@pytest.mark.slow
+def test_distributed_run_killed_mid_epoch_resumes_bit_identically(tmp_path):
+    """SIGKILL the whole torchrun process group mid-epoch, resume on 2 processes: identical to the last bit."""
+    args = ["--limit", "48", "--epochs", "2", "--batch-size", "2", "--set", "hidden=16", "--set", "layers=2",
+            "--save-every", "1", "--seed", "11", "--device", "cpu", "--target", "gap", "--nproc", "2"]
+    ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
+    reference = start(train_command(*args, "--out", str(ref_dir)))
+    victim = start(train_command(*args, "--out", str(run_dir)))
+    epoch, step_in_epoch, _ = kill_mid_epoch(victim, run_dir, min_epoch=1)
+    assert step_in_epoch > 0
+    assert_no_truncated_files(run_dir)
+
+    # A different number of processes is refused: --batch-size is per process.
+    p = start(train_command("--resume", str(run_dir)))
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 1 and "world_size: 2 -> 1" in err.replace("\n", "")
+
+    run(train_command("--resume", str(run_dir), "--nproc", "2"))
+    finish(reference)
+    assert assert_no_truncated_files(run_dir) == []
+    assert metrics_without_time(run_dir) == metrics_without_time(ref_dir)
+    assert results_without_time(run_dir) == results_without_time(ref_dir)
+    for name in ("last.pt", "best.pt"):
+        diffs = differences(load(run_dir / name), load(ref_dir / name))
+        assert not diffs, f"{name}: {diffs[:5]}"
+    assert torch.load(run_dir / "last.pt", weights_only=True)["train_config"]["world_size"] == 2

@@ -1,0 +1,54 @@
+"""A training process killed with SIGKILL mid-epoch resumes to the bit-identical result of an uninterrupted run.
+
+Real processes: ``python -m se3mol train`` is started, caught while its ``last.pt`` holds a step in
+the middle of an epoch, killed (no chance to clean up), and continued with ``--resume``. The final
+metrics and every tensor of the final checkpoints (weights, EMA, optimizer, RNG states) must equal
+those of a run that was never interrupted, to the last bit on CPU; no file in the run directory may
+ever be truncated.
+"""
+
+import pytest
+
+from tests.integration.runs import (
+    assert_no_truncated_files,
+    differences,
+    finish,
+    kill_mid_epoch,
+    load,
+    metrics_without_time,
+    results_without_time,
+    run,
+    start,
+    train_command,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+# 48 training molecules in batches of 4: 12 steps per epoch, last.pt after every step.
+ARGS = ["--limit", "48", "--epochs", "3", "--batch-size", "4", "--set", "hidden=16", "--set", "layers=2",
+        "--save-every", "1", "--seed", "7", "--device", "cpu", "--target", "gap"]
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
+    reference = start(train_command(*ARGS, "--out", str(ref_dir)))  # runs alongside the one to be killed
+    victim = start(train_command(*ARGS, "--out", str(run_dir)))
+    epoch, step_in_epoch, global_step = kill_mid_epoch(victim, run_dir, min_epoch=1, min_step=5)
+    assert epoch >= 1 and 0 < step_in_epoch < 12 and global_step == 12 * epoch + step_in_epoch
+
+    # Nothing the kill left behind is truncated; an interrupted write can only leave a hidden .tmp.
+    temps = assert_no_truncated_files(run_dir)
+    print(f"killed at epoch {epoch + 1}, step {step_in_epoch}/12 of it (global step {global_step}); "
+          f"interrupted writes left: {temps or 'none'}")
+    assert len(metrics_without_time(run_dir)) == epoch  # one row per finished epoch, nothing more
+
+    _, err = run(train_command("--resume", str(run_dir)))
+    assert f"resumed {run_dir} at epoch {epoch}, step {global_step}" in err.replace("\n", "")
+    finish(reference)
+
+    assert assert_no_truncated_files(run_dir) == []  # resume removed any stale temporary file
+    assert metrics_without_time(run_dir) == metrics_without_time(ref_dir)
+    assert results_without_time(run_dir) == results_without_time(ref_dir)
+    for name in ("last.pt", "best.pt"):
+        diffs = differences(load(run_dir / name), load(ref_dir / name))
+        assert not diffs, f"{name} differs from the uninterrupted run: {diffs[:5]}"
