@@ -261,7 +261,8 @@ class Trainer:
                 self.ema.update_parameters(self.module)
                 self.global_step += 1
                 self.step_in_epoch = k + 1
-                loss_n, n = self.dist.sum(loss.item() * n, n if shard.n else 0)  # train loss over all ranks
+                n = n if shard.n else 0  # a rank's zero-weight stand-in molecule does not count
+                loss_n, n = self.dist.sum(loss.item() * n, n)  # train loss over all ranks
                 self.loss_sum += loss_n
                 self.n_seen += n
                 if self.progress:
