@@ -112,6 +112,9 @@ class Distributed:
             if device.index is not None and device.index != local_rank and torch.cuda.device_count() > 1:
                 raise ValueError(f"--device {device} under torchrun: each process uses the GPU of its local rank; "
                                  "pass --device cuda (or auto)")
+            if local_rank >= torch.cuda.device_count():
+                raise ValueError(f"local rank {local_rank} needs a GPU of its own, but this node has "
+                                 f"{torch.cuda.device_count()}: start fewer processes per node, or use --device cpu")
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
             backend = "nccl"
