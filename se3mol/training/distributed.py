@@ -109,7 +109,7 @@ class Distributed:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if device.type == "cuda":
-            if device.index is not None and device.index != local_rank and torch.cuda.device_count() > 1:
+            if device.index is not None and device.index != local_rank:
                 raise ValueError(f"--device {device} under torchrun: each process uses the GPU of its local rank; "
                                  "pass --device cuda (or auto)")
             if local_rank >= torch.cuda.device_count():
@@ -122,14 +122,14 @@ class Distributed:
             backend = "gloo"
         else:
             raise ValueError(f"distributed training runs on cpu (gloo) or cuda (NCCL), not {device.type}")
-        self = cls(rank, world, local_rank, device)
+        group = cls(rank, world, local_rank, device)
         if not dist.is_initialized():
             dist.init_process_group(backend, rank=rank, world_size=world,
                                     device_id=device if device.type == "cuda" else None)
-            self._owns_group = True
+            group._owns_group = True
         elif dist.get_world_size() != world:
             raise ValueError("a process group of another size is already initialised")
-        return self
+        return group
 
     def close(self) -> None:
         """Leave the process group, if this object joined it."""
