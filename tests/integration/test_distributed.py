@@ -111,9 +111,11 @@ def test_distributed_run_killed_mid_epoch_resumes_bit_identically(tmp_path):
     ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
     reference = start(train_command(*args, "--out", str(ref_dir)))
     victim = start(train_command(*args, "--out", str(run_dir)))
-    epoch, step_in_epoch, _ = kill_mid_epoch(victim, run_dir, min_epoch=1)
-    assert step_in_epoch > 0
-    assert_no_truncated_files(run_dir)
+    epoch, step_in_epoch, global_step = kill_mid_epoch(victim, run_dir, min_epoch=1, min_step=5)
+    assert 0 < step_in_epoch < 12
+    temps = assert_no_truncated_files(run_dir)
+    print(f"killed 2 ranks at epoch {epoch + 1}, step {step_in_epoch}/12 of it (global step {global_step}); "
+          f"interrupted writes left: {temps or 'none'}")
 
     # A different number of processes is refused: --batch-size is per process.
     p = start(train_command("--resume", str(run_dir)))
