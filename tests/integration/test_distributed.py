@@ -131,3 +131,18 @@ def test_distributed_run_killed_mid_epoch_resumes_bit_identically(tmp_path):
         diffs = differences(load(run_dir / name), load(ref_dir / name))
         assert not diffs, f"{name}: {diffs[:5]}"
     assert torch.load(run_dir / "last.pt", weights_only=True)["train_config"]["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_conformer_training_runs_on_two_processes(tmp_path):
+    """ConformerTrainer only overrides hooks: it trains under DDP unchanged, rank 0 writing the run."""
+    out = tmp_path / "conf"
+    stdout, _ = run(train_command("--task", "conformers", "--limit", "40", "--epochs", "2", "--batch-size", "5",
+                                  "--set", "hidden=16", "--set", "layers=2", "--set", "num_rbf=8",
+                                  "--set", "frame_features=8", "--set", "sigma_features=8", "--seed", "1",
+                                  "--device", "cpu", "--nproc", "2", "--out", str(out)))
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["best_epoch"] >= 1 and result["test"]["dsm_loss"] > 0
+    rows = metrics_without_time(out)
+    assert [r["step"] for r in rows] == ["4", "8"]  # 40 molecules, 5 per process and step, 2 processes
+    assert_no_truncated_files(out)
