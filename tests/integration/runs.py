@@ -74,10 +74,19 @@ def kill_mid_epoch(proc: subprocess.Popen, run_dir: Path, min_epoch: int = 1, mi
     pgid = os.getpgid(proc.pid)
     deadline = time.monotonic() + timeout
     last = run_dir / "last.pt"
+    seen = None  # (inode, mtime) of the last.pt read last: every atomic replace makes a new inode
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the run ended (exit {proc.returncode}) before it was caught mid-epoch; "
                                  f"stderr:\n{proc.stderr.read()[-3000:]}")
+        try:
+            st = last.stat()
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_ino, st.st_mtime_ns) == seen:
+            time.sleep(0.002)  # polling interval only; correctness never depends on it
+            continue
+        seen = (st.st_ino, st.st_mtime_ns)
         pos = training_position(last)
         if pos is not None and pos[0] >= min_epoch and pos[1] >= min_step:
             os.killpg(pgid, signal.SIGSTOP)
@@ -88,7 +97,6 @@ def kill_mid_epoch(proc: subprocess.Popen, run_dir: Path, min_epoch: int = 1, mi
                 proc.communicate()
                 return pos
             os.killpg(pgid, signal.SIGCONT)
-        time.sleep(0.005)  # polling interval only; correctness never depends on it
     os.killpg(pgid, signal.SIGKILL)
     raise AssertionError(f"no mid-epoch last.pt within {timeout} s")
 
@@ -111,6 +119,11 @@ def assert_no_truncated_files(run_dir: Path) -> list[str]:
             rows = list(csv.reader(p.open()))
             assert all(len(r) == len(rows[0]) for r in rows), p
     return temps
+
+
+def squeezed(text: str) -> str:
+    """``text`` without whitespace: rich wraps stderr lines at a width that depends on the paths in them."""
+    return "".join(text.split())
 
 
 def metrics_without_time(run_dir: Path) -> list[dict[str, str]]:
