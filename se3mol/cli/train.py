@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from se3mol.cli.common import EXIT_FAILURE, err, fail
+from se3mol.cli.common import EXIT_FAILURE, EXIT_USAGE, err, fail
 from se3mol.nn.registry import model_names
 
 
@@ -40,18 +42,23 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory (config.json, metrics.csv, best.pt, last.pt).")] = Path(
         "runs/run"),
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 100).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Molecules per batch (default 96).")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Molecules per batch and process (default 96); a step sees batch size x processes.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 5e-4).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N molecules of each split.")] = None,
     graph: Annotated[str | None, typer.Option(help="Graph: full, radius or bond (default full).")] = None,
     cutoff: Annotated[float | None, typer.Option(help="Radius-graph cutoff in Angstrom (default 5).")] = None,
     save_every: Annotated[int | None, typer.Option(help="Also save last.pt every N steps.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda or cuda:N (default auto; with --resume or --config, the run's).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Model setting KEY=VALUE (e.g. --set hidden=128 --set layers=4).")] = None,
     config: Annotated[Path | None, typer.Option(help="Re-run a run: its config.json (flags override it).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its last.pt.")] = None,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="Train on N processes of this machine (DistributedDataParallel, launched with torchrun; "
+                    "one GPU each on CUDA). For several machines, run torchrun yourself (README).")] = 1,
 ) -> None:
     """Train a model on QM9 (standard 110k/10k/10,831 split) and report its test MAE.
 
@@ -59,7 +66,14 @@ def train(
     coordinates, noise 10 -> 0.01 A in 50 levels) on QM9's training geometries or an SDF collection.
     """
     from se3mol.training import TrainConfig, Trainer
+    from se3mol.training.distributed import is_main_process, launched_by_torchrun
 
+    if nproc > 1:
+        if launched_by_torchrun():
+            fail("--nproc launches torchrun; under torchrun, leave it out (torchrun's --nproc_per_node sets it)",
+                 EXIT_USAGE)
+        _launch_torchrun(nproc)
+    main = is_main_process()  # under torchrun, rank 0 reports; the others would only repeat it
     try:
         base = TrainConfig.from_json(config) if config else (
             TrainConfig.from_json(resume / "config.json") if resume else TrainConfig())
@@ -78,7 +92,7 @@ def train(
         overrides["model_config"] = {**base.model_config, **_parse_model_options(set_)}
     cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
 
-    progress = _ProgressView(cfg.epochs)
+    progress = _ProgressView(cfg.epochs, enabled=main)
     try:
         if cfg.task == "conformers":
             from se3mol.conformers.training import ConformerTrainer as trainer_cls
@@ -89,12 +103,15 @@ def train(
         trainer = trainer_cls(cfg, progress=progress)
         if resume:
             trainer.resume(resume / "last.pt")
-            err.print(f"resumed {resume} at epoch {trainer.epoch}, step {trainer.global_step}")
+            if main:
+                err.print(f"resumed {resume} at epoch {trainer.epoch}, step {trainer.global_step}")
         with progress:
             result = trainer.train()
     except (ValueError, ImportError) as exc:
         fail(str(exc), EXIT_FAILURE)
 
+    if not main:
+        return
     if cfg.task in ("conformers", "nbody"):
         err.print(f"best epoch {result.best_epoch}: validation {result.val_mae}, test {result.test_mae}")
         err.print(f"run directory: {result.out}")
@@ -114,12 +131,41 @@ def train(
     print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "test_mae": result.test_mae}))
 
 
+def _launch_torchrun(nproc: int) -> None:
+    """Replace this process with ``torchrun --standalone --nproc_per_node=N -m se3mol <same arguments>``.
+
+    ``exec`` rather than a child process: signals (Ctrl-C, a scheduler's SIGTERM) and the exit status
+    then go straight to and from torchrun, which stops all workers when one fails.
+    """
+    args = sys.argv[1:]
+    if "train" not in args:
+        fail("--nproc works from the command line (se3mol train ...); from Python, run torchrun", EXIT_USAGE)
+    kept: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            kept.append(a)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # N processes share the cores; torchrun would set it and warn
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "se3mol", *kept]
+    err.print(f"launching {nproc} processes: torchrun --standalone --nproc_per_node={nproc} -m se3mol "
+              + " ".join(kept), highlight=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(sys.executable, cmd, env)
+
+
 class _ProgressView:
     """Rich progress bar on a terminal; one log line per epoch otherwise (nohup, CI)."""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, enabled: bool = True) -> None:
         self.epochs = epochs
-        self.live = err.is_terminal
+        self.live = err.is_terminal and enabled
         self.bar = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
             TextColumn("step {task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"),

@@ -51,7 +51,10 @@ class ConformerTrainer(Trainer):
     def training_loss(self, idx: Tensor) -> tuple[Tensor, int]:
         batch = self.data.batch(idx, self.graph).to(self.device)
         # Noise drawn from a generator keyed by the step: a resumed run replays exactly the same noise.
-        return dsm_loss(self.model, batch, self.sigmas, self._generator(self.global_step)), batch.num_graphs
+        # Under torchrun, also by the rank, so that ranks do not give their molecules the same noise
+        # (on one process the key is the step, as before).
+        key = self.global_step * self.cfg.world_size + self.dist.rank
+        return dsm_loss(self.model, batch, self.sigmas, self._generator(key)), batch.num_graphs
 
     @torch.no_grad()
     def loss_on(self, model: torch.nn.Module, idx: Tensor, batch_size: int = 256) -> float:

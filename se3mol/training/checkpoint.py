@@ -8,6 +8,7 @@ file or the new one, never a truncated one.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,23 @@ def _atomic_write(path: str | Path, write: Callable[[IO], None], text: bool) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# What _atomic_write's mkstemp names look like: "." + target name + "." + 8 random characters + ".tmp".
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files that an interrupted atomic write left in ``directory``; returns them.
+
+    A process killed mid-write (SIGKILL, power loss) leaves ``.NAME.XXXXXXXX.tmp`` behind. Its name
+    already says it is incomplete, and the file it was to replace is intact; this only tidies up.
+    Call it when no other process is writing into ``directory``.
+    """
+    stale = [p for p in Path(directory).glob(".*.tmp") if _TEMP_NAME.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

@@ -19,6 +19,8 @@ class TrainConfig:
     (other than in device or output directory). ``task`` is ``properties`` (QM9 targets) or
     ``conformers`` (the score model of ``se3mol conformers``; ``dataset`` is ``qm9`` or an SDF file) or
     ``nbody`` (position prediction on the N-body system; ``dataset`` is ``nbody``).
+    ``batch_size`` is per process; ``world_size`` is the number of processes (1, or what torchrun
+    started: the trainer sets it), so one step sees ``batch_size * world_size`` molecules.
     """
 
     task: str = "properties"
@@ -30,6 +32,7 @@ class TrainConfig:
     cutoff: float = 5.0
     epochs: int = 100
     batch_size: int = 96
+    world_size: int = 1
     lr: float = 5e-4
     min_lr_ratio: float = 0.01
     weight_decay: float = 1e-5

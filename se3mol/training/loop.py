@@ -4,6 +4,9 @@ EMA of weights, early stopping, atomic best/last checkpoints and exact resume.
 Determinism: the order of training molecules in epoch ``e`` is a permutation drawn from a
 generator seeded with ``(seed, e)``, so a run resumed from any saved step replays the same
 batches as an uninterrupted one.
+
+Under torchrun, each process takes its share of every batch and DDP averages the gradients; the
+plumbing (sharding, reductions, rank 0 doing the writing) is in :mod:`se3mol.training.distributed`.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
@@ -29,8 +34,15 @@ from se3mol.graph import GraphConfig
 from se3mol.nn.layers import scatter_mean
 from se3mol.nn.model import QM9_ELEMENTS, MoleculeModel, build_model
 from se3mol.targets import get_target
-from se3mol.training.checkpoint import atomic_save, atomic_write_text, model_checkpoint, read_checkpoint
+from se3mol.training.checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    model_checkpoint,
+    read_checkpoint,
+    remove_stale_temporaries,
+)
 from se3mol.training.config import TrainConfig
+from se3mol.training.distributed import Distributed
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,21 +70,27 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data: QM9 | None = None,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.cfg = config
+        self.dist = Distributed.from_environment(resolve_device(config.device))
+        self.device = self.dist.device
+        self.cfg = config = replace(config, world_size=self.dist.world_size)
         self.out = Path(config.out)
-        self.device = resolve_device(config.device)
-        self.progress = progress
+        self.progress = progress if self.dist.is_main else None
         # Scatter-adds in the backward pass are otherwise summed in thread-dependent order on CPU, and two
         # runs with one seed drift apart at 1e-9 within a few steps. Measured cost here: none.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
         self.setup_data(data)
+        # All three generators: the states saved in last.pt are then those of the seed, not of the process.
         torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        random.seed(config.seed)
         self.model = self.build_model()
         self.model.to(self.device)
         # Buffers (normalisation, element lookup) are fixed before this copy and never averaged.
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.steps_per_epoch = math.ceil(len(self.split["train"]) / config.batch_size)
+        self.model = self.dist.wrap(self.model)  # DDP under torchrun; hooks use it as before
+        self.global_batch = config.batch_size * config.world_size
+        self.steps_per_epoch = math.ceil(len(self.split["train"]) / self.global_batch)
         total = self.steps_per_epoch * config.epochs
         warm = min(config.warmup_steps, max(total // 10, 1))
 
@@ -141,6 +159,11 @@ class Trainer:
         return model_checkpoint(model, domain=self.domain(), **extra)
 
     # ----------------------------------------------------------------- state
+    @property
+    def module(self) -> torch.nn.Module:
+        """The model itself, without its DDP wrapper (what is saved, validated and averaged)."""
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
     def domain(self) -> dict[str, Any]:
         """What the training molecules covered, so predict can flag extrapolation."""
         return training_domain(self.data, self.split["train"], self.model.elements)
@@ -180,17 +203,20 @@ class Trainer:
 
     def save_last(self) -> None:
         metrics = {"epoch": self.epoch, "step": self.global_step}
-        atomic_save(self._checkpoint(self.model, True, metrics), self.out / "last.pt")
+        if self.dist.is_main:
+            atomic_save(self._checkpoint(self.module, True, metrics), self.out / "last.pt")
 
     def resume(self, path: Path) -> None:
-        ckpt = read_checkpoint(path)
+        ckpt = self.dist.on_main(lambda: read_checkpoint(path))  # every rank restores rank 0's reading
         old = ckpt.get("train_config")
         if old is None or "training_state" not in ckpt:
             raise ValueError(f"{path} holds no training state to resume from")
         diffs = TrainConfig.from_dict(old).differences(self.cfg)
         if diffs:
-            raise ValueError("refusing to resume with a changed configuration: " + "; ".join(diffs))
-        self.model.load_state_dict(ckpt["state_dict"])
+            hint = ("; --batch-size is per process, so resume on as many processes as before"
+                    if old.get("world_size", 1) != self.cfg.world_size else "")
+            raise ValueError("refusing to resume with a changed configuration: " + "; ".join(diffs) + hint)
+        self.module.load_state_dict(ckpt["state_dict"])
         st = ckpt["training_state"]
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])
@@ -212,9 +238,11 @@ class Trainer:
         return self.data.batch(idx, self.graph, self.target_names).to(self.device)
 
     def train(self) -> RunResult:
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n", self.out / "config.json")
-        bs = self.cfg.batch_size
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out)
+            atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n", self.out / "config.json")
+        bs = self.global_batch
         while self.epoch < self.cfg.epochs and self.bad_epochs < self.cfg.patience:
             t0 = time.perf_counter()
             order = self._epoch_order(self.epoch)
@@ -222,28 +250,31 @@ class Trainer:
             if self.step_in_epoch == 0:
                 self.loss_sum, self.n_seen = 0.0, 0
             for k in range(self.step_in_epoch, self.steps_per_epoch):
-                loss, n = self.training_loss(order[k * bs:(k + 1) * bs])
+                shard = self.dist.shard(order[k * bs:(k + 1) * bs])
+                loss, n = self.training_loss(shard.idx)
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * shard.weight if shard.weight != 1.0 else loss).backward()
                 if self.cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                 self.opt.step()
                 self.sched.step()
-                self.ema.update_parameters(self.model)
+                self.ema.update_parameters(self.module)
                 self.global_step += 1
                 self.step_in_epoch = k + 1
-                self.loss_sum += loss.item() * n
+                n = n if shard.n else 0  # a rank's zero-weight stand-in molecule does not count
+                loss_n, n = self.dist.sum(loss.item() * n, n)  # train loss over all ranks
+                self.loss_sum += loss_n
                 self.n_seen += n
                 if self.progress:
                     self.progress({"event": "step", "epoch": self.epoch + 1, "step": k + 1,
-                                   "steps": self.steps_per_epoch, "loss": loss.item()})
+                                   "steps": self.steps_per_epoch, "loss": loss_n / max(n, 1)})
                 if self.cfg.save_every and self.global_step % self.cfg.save_every == 0:
                     self.elapsed += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.save_last()
             # Validate both the EMA and the raw weights; keep whichever is better (the EMA lags early on).
-            candidates = {"ema": self.ema.module, "raw": self.model}
-            vals = {k: self.validate(m) for k, m in candidates.items()}
+            candidates = {"ema": self.ema.module, "raw": self.module}
+            vals = self.dist.on_main(partial(_validate_each, self.validate, candidates))  # rank 0 validates
             which = min(vals, key=lambda k: vals[k][1])
             val, score = vals[which]
             self.epoch += 1
@@ -256,14 +287,18 @@ class Trainer:
             if score < self.best_score:
                 self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
                 metrics = {"epoch": self.epoch, "val_mae": val, "split": "val", "weights": which}
-                atomic_save(self._checkpoint(candidates[which], False, metrics), self.out / "best.pt")
+                if self.dist.is_main:
+                    atomic_save(self._checkpoint(candidates[which], False, metrics), self.out / "best.pt")
             else:
                 self.bad_epochs += 1
             self.save_last()
-            _write_metrics_csv(self.history, self.out / "metrics.csv")
+            if self.dist.is_main:
+                _write_metrics_csv(self.history, self.out / "metrics.csv")
             if self.progress:
                 self.progress({"event": "epoch", **row, "val_mae": val})
-        return self.finish()
+        result = self.dist.on_main(self.finish)  # test metrics and plots: rank 0 alone
+        self.dist.close()
+        return result
 
     def finish(self) -> RunResult:
         """Evaluate the best checkpoint on the test split, record it, and draw the plots."""
@@ -335,6 +370,10 @@ def training_domain(data: QM9, train_idx: Tensor, elements: tuple[int, ...]) -> 
         0, torch.repeat_interleave(torch.arange(len(data)), data.counts), heavy_per_atom)[train_idx]
     return {"elements": list(elements), "max_atoms": int(counts.max()), "max_heavy_atoms": int(heavy.max()),
             "charge": 0}
+
+
+def _validate_each(validate: Callable, models: dict[str, torch.nn.Module]) -> dict[str, tuple[dict, float]]:
+    return {k: validate(m) for k, m in models.items()}
 
 
 def _write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:

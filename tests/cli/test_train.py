@@ -48,3 +48,10 @@ def test_unavailable_device_is_a_clear_error(tmp_path):
         pytest.skip("a CUDA device is present")
     r = runner.invoke(app, ["train", "--device", "cuda", "--limit", "10", "--out", str(tmp_path / "z")])
     assert r.exit_code == 1 and "no CUDA device" in r.stderr
+
+
+def test_nproc_under_torchrun_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it in its workers
+    r = runner.invoke(app, ["train", "--nproc", "2", "--limit", "10", "--out", str(tmp_path / "n")])
+    assert r.exit_code == 2 and "under torchrun, leave it out" in r.stderr
+    assert not (tmp_path / "n").exists()
