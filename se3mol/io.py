@@ -17,13 +17,14 @@ one thread at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
@@ -44,6 +45,7 @@ __all__ = [
     "molecule_from_rdkit",
     "perceive_bonds",
     "read_molecules",
+    "parse_shard",
     "read_records",
 ]
 
@@ -156,6 +158,7 @@ def read_records(
     stdin: TextIO | None = None,
     embed_seed: int = 0,
     start_index: int = 0,
+    shard: tuple[int, int] | str | None = None,
 ) -> Iterator[Record]:
     """Read every record of every file in ``paths``, in order, one :class:`Record` at a time.
 
@@ -171,12 +174,16 @@ def read_records(
         embed_seed: random seed for RDKit ETKDG when 3D coordinates have to be generated (SMILES input
             and 2D SDF records), so results are reproducible.
         start_index: ``Record.index`` of the first record.
+        shard: ``(i, n)`` or ``"i/n"``: only the records whose index is ``i`` modulo ``n`` (0 <= i < n),
+            so that ``n`` processes split the same inputs between them. In SDF, XYZ and SMILES files the
+            others are only delimited (``$$$$``, frame headers, lines), not parsed, so a shard costs about
+            ``1/n`` of the parsing; indices and ids stay those of the whole input.
 
     Returns:
         A generator of records. Arguments are checked at the call, before anything is read.
 
     Raises:
-        ValueError: for an unknown ``input_format``, or ``"-"`` without ``input_format``.
+        ValueError: for an unknown ``input_format``, ``"-"`` without ``input_format``, or a bad ``shard``.
 
     >>> import io
     >>> rec = next(read_records(["-"], "smi", stdin=io.StringIO("CCO ethanol\\n")))
@@ -192,7 +199,31 @@ def read_records(
             "reading from stdin ('-') needs input_format: the format cannot be told from a file name; "
             f"use one of {', '.join(FORMATS)} or an ASE format name"
         )
-    return _read_records(paths, fmt, stdin, embed_seed, start_index)
+    i, n = (0, 1) if shard is None else parse_shard(shard)
+    return _read_records(paths, fmt, stdin, embed_seed, start_index, i, n)
+
+
+def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
+    """``"I/N"`` (or ``(I, N)``) -> ``(I, N)``: the records with index ``I`` modulo ``N``, ``0 <= I < N``.
+
+    >>> parse_shard("1/4")
+    (1, 4)
+
+    Raises:
+        ValueError: saying what is wrong with ``shard``.
+    """
+    if isinstance(shard, str):
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+        if m is None:
+            raise ValueError(f"shard {shard!r} is not of the form I/N (e.g. 0/4: records 0, 4, 8, ...)")
+        i, n = int(m[1]), int(m[2])
+    else:
+        i, n = (int(x) for x in shard)
+    if n < 1:
+        raise ValueError(f"shard {i}/{n}: the number of shards N must be at least 1")
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: I must be between 0 and N-1 = {n - 1} (shards are numbered from 0)")
+    return i, n
 
 
 def read_molecules(path: str, input_format: str | None = None) -> list[Molecule]:
@@ -297,19 +328,29 @@ def perceive_bonds(mol: Molecule) -> Molecule:
 # --------------------------------------------------------------------------------------------------------
 
 
+# A delimited record, parsed only when called: records of other shards are never parsed.
+_Lazy = Callable[[], "_Parsed"]
+
+
+def _ready(parsed: _Parsed) -> _Lazy:
+    return lambda: parsed
+
+
 def _read_records(
-    paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int
+    paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int,
+    shard_i: int = 0, shard_n: int = 1,
 ) -> Iterator[Record]:
     index = start_index
     for path in paths:
         n = 0
-        for parsed in _parse_source(path, fmt, stdin, embed_seed):
+        for lazy in _parse_source(path, fmt, stdin, embed_seed):
             n += 1
-            yield _finish(parsed, index, path, n)
+            if (index - start_index) % shard_n == shard_i:
+                yield _finish(lazy(), index, path, n)
             index += 1
 
 
-def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int) -> Iterator[_Lazy]:
     """All records of one source; failing to open or to keep reading it gives one error record."""
     if path == "-":
         stream = stdin if stdin is not None else sys.stdin
@@ -320,13 +361,13 @@ def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: 
         with open(path, "rb"):
             pass
     except OSError as exc:
-        yield _Parsed(error=f"cannot open file: {_os_error(exc)}")
+        yield _ready(_Parsed(error=f"cannot open file: {_os_error(exc)}"))
         return
     if fmt is None:
         try:
             fmt = detect_format(path)
         except ValueError as exc:
-            yield _Parsed(error=str(exc))
+            yield _ready(_Parsed(error=str(exc)))
             return
     if fmt not in FORMATS:
         yield from _parse_with_ase(path, fmt)
@@ -334,13 +375,13 @@ def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: 
     try:
         stream = _open_text(path)
     except OSError as exc:
-        yield _Parsed(error=f"cannot open file: {_os_error(exc)}")
+        yield _ready(_Parsed(error=f"cannot open file: {_os_error(exc)}"))
         return
     with stream:
         yield from _io_guard(fmt, stream, embed_seed)
 
 
-def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     """Run one of the readers here; an I/O error mid-file ends that file with one error record.
 
     (A corrupt .gz or a vanished network share should not end the whole run.)
@@ -353,7 +394,7 @@ def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
         except StopIteration:
             return
         except (OSError, EOFError) as exc:
-            yield _Parsed(error=f"could not read the rest of the file: {_os_error(exc)}")
+            yield _ready(_Parsed(error=f"could not read the rest of the file: {_os_error(exc)}"))
             return
         yield parsed
 
@@ -435,18 +476,20 @@ def _os_error(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _parse_sdf(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_sdf(stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     for first_line, lines, error in _sdf_blocks(stream):
-        title = lines[0].strip() if lines else ""
-        if error is not None:
-            yield _Parsed(name=title, error=error)
-            continue
-        try:
-            mol = _molecule_from_molblock(lines, first_line, embed_seed)
-        except ValueError as exc:
-            yield _Parsed(name=title, error=str(exc))
-            continue
-        yield _Parsed(name=title, molecule=mol, properties=_sdf_data_fields(lines))
+        yield functools.partial(_sdf_record, first_line, lines, error, embed_seed)
+
+
+def _sdf_record(first_line: int, lines: list[str], error: str | None, embed_seed: int) -> _Parsed:
+    title = lines[0].strip() if lines else ""
+    if error is not None:
+        return _Parsed(name=title, error=error)
+    try:
+        mol = _molecule_from_molblock(lines, first_line, embed_seed)
+    except ValueError as exc:
+        return _Parsed(name=title, error=str(exc))
+    return _Parsed(name=title, molecule=mol, properties=_sdf_data_fields(lines))
 
 
 def _sdf_blocks(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
@@ -596,13 +639,13 @@ def _sdf_data_fields(lines: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _parse_xyz(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_xyz(stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     del embed_seed  # XYZ frames are 3D already
     for first_line, lines, error in _xyz_frames(stream):
         if error is not None:
-            yield _Parsed(error=error)
-            continue
-        yield _xyz_frame_to_parsed(lines, first_line)
+            yield _ready(_Parsed(error=error))
+        else:
+            yield functools.partial(_xyz_frame_to_parsed, lines, first_line)
 
 
 def _xyz_frames(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
@@ -719,7 +762,7 @@ def _positive_int(text: str) -> int | None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     """One record per non-blank, non-``#`` line: ``SMILES [name]``, separated by whitespace, tab or comma."""
     first_data_line = True
     for lineno, line in enumerate(stream, start=1):
@@ -738,13 +781,17 @@ def _parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
             first_data_line = False
             continue  # a column header, not a molecule
         first_data_line = False
-        try:
-            yield _Parsed(name=name, molecule=embed_smiles(smiles, seed=embed_seed, name=name))
-        except ValueError as exc:
-            yield _Parsed(name=name, error=f"line {lineno}: {exc}")
+        yield functools.partial(_smiles_record, smiles, name, lineno, embed_seed)
 
 
-def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Parsed]:
+def _smiles_record(smiles: str, name: str, lineno: int, embed_seed: int) -> _Parsed:
+    try:
+        return _Parsed(name=name, molecule=embed_smiles(smiles, seed=embed_seed, name=name))
+    except ValueError as exc:
+        return _Parsed(name=name, error=f"line {lineno}: {exc}")
+
+
+def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Lazy]:
     """Frames of any other format through ``ase.io.iread``, which cannot resume after a bad frame."""
     frames = ase.io.iread(source, index=":", format=fmt)
     n_read = 0
@@ -755,7 +802,7 @@ def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Parsed]:
             return
         except Exception as exc:  # ASE readers raise anything; the rest of the file is lost
             where = f"after record {n_read}" if n_read else "at the first record"
-            yield _Parsed(error=f"ASE ({fmt}) could not read the file {where}: {type(exc).__name__}: {exc}")
+            yield _ready(_Parsed(error=f"ASE ({fmt}) could not read the file {where}: {type(exc).__name__}: {exc}"))
             return
         n_read += 1
         info = dict(atoms.info)
@@ -764,7 +811,7 @@ def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Parsed]:
         if atoms.calc is not None:
             properties.update({k: _plain(v) for k, v in atoms.calc.results.items()})
         mol = Molecule(z=atoms.numbers, pos=atoms.positions, name=name)
-        yield _Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True)
+        yield _ready(_Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ EXIT_SOME_RECORDS_FAILED = 3  # predict: at least one record could not be scored
 EXIT_BAD_MODEL = 4  # the model or checkpoint could not be loaded (corrupt, foreign, other format)
 EXIT_OUTPUT = 5  # the output could not be written (unwritable path, disk full)
 EXIT_INPUT = 6  # an input file could not be opened at all
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 err = Console(stderr=True)
 
