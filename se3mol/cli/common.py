@@ -21,5 +21,5 @@ def fail(message: str, code: int) -> None:
     """Print ``message`` on stderr and exit with ``code``."""
     import typer
 
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # no hard wraps in logs
     raise typer.Exit(code)
