@@ -209,6 +209,12 @@ def main() -> None:
             run["steady_over_pure_inference"] = round(pure["molecules_per_s"] / run["molecules_per_s_steady"], 2)
             res["runs"].append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "rss_samples_s_mb"}), flush=True)
+            if not a.quick and prefetch:
+                save(res)  # after every run: a long benchmark cut short still leaves its measurements
+
+
+def save(res: dict) -> None:
+    """Add the extrapolation and write the JSON and markdown results."""
     big = max((r for r in res["runs"] if r["prefetch"]), key=lambda r: r["molecules"])
     res["extrapolation_1M"] = {
         "basis": f"steady-state rate and start-up of the {big['molecules']}-molecule run; peak RSS does not "
@@ -217,11 +223,9 @@ def main() -> None:
         "peak_rss_mb": big["peak_rss_mb"],
     }
     res["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(res["extrapolation_1M"]))
-    if not a.quick:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "predict_scale.json").write_text(json.dumps(res, indent=2) + "\n")
-        (RESULTS / "predict_scale.md").write_text(markdown(res))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "predict_scale.json").write_text(json.dumps(res, indent=2) + "\n")
+    (RESULTS / "predict_scale.md").write_text(markdown(res))
 
 
 def markdown(res: dict) -> str:

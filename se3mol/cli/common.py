@@ -13,6 +13,7 @@ EXIT_BAD_MODEL = 4  # the model or checkpoint could not be loaded (corrupt, fore
 EXIT_OUTPUT = 5  # the output could not be written (unwritable path, disk full)
 EXIT_INPUT = 6  # an input file could not be opened at all
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_TERMINATED = 143  # SIGTERM, e.g. a batch system ending the job (128 + SIGTERM)
 
 err = Console(stderr=True)
 

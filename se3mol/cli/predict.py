@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from se3mol.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_SOME_RECORDS_FAILED,
+    EXIT_TERMINATED,
     err,
     fail,
 )
@@ -78,6 +80,8 @@ def predict(
         fail(f"cannot load model: {exc}", EXIT_BAD_MODEL)
 
     stats = predictor.stats
+    # A batch system ends jobs with SIGTERM (pre-emption, time limit): clean up as for Ctrl-C.
+    previous = _set_sigterm(_raise_terminated)
     try:
         chunks = predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed,
                                                shard=shard_in)
@@ -97,16 +101,20 @@ def predict(
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         _silence_stdout()
         raise typer.Exit(EXIT_OK) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as exc:
         if output is None:
             _silence_stdout()  # the interrupted pipe may be gone too
-        fail(f"interrupted after {stats.n_records} record(s)"
-             + (f"; {output} was not written" if output is not None else ""), EXIT_INTERRUPTED)
+        what, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, _Terminated) else ("interrupted",
+                                                                                          EXIT_INTERRUPTED)
+        fail(f"{what} after {stats.n_records} record(s)"
+             + (f"; {output} was not written" if output is not None else ""), code)
     except OSError as exc:
         if output is None:
             _silence_stdout()  # or Python's own flush at exit fails again, with a traceback
         fail(f"cannot write output: {_os_message(exc)}"
              + (f"; {output} was not written" if output is not None else ""), EXIT_OUTPUT)
+    finally:
+        _set_sigterm(previous)
 
     s = stats
     err.print(f"scored {s.n_ok} of {s.n_records} record(s); {s.n_error} error(s)", highlight=False)
@@ -155,3 +163,20 @@ def _os_message(exc: OSError) -> str:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror}{where}"
     return str(exc)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the output is cleaned up as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _set_sigterm(handler):
+    """Install a SIGTERM handler and return the previous one (only the main thread may; else a no-op)."""
+    import threading
+
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from se3mol.cli.app import app
-from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT
+from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_TERMINATED
 from tests.conftest import FIXTURES, ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -119,7 +119,9 @@ def test_full_disk_on_output_file_leaves_no_file_and_the_old_one_intact(where, t
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary file left
 
 
-def test_ctrl_c_is_exit_130_and_leaves_no_output_file(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, EXIT_INTERRUPTED, b"interrupted"),
+                                                   (signal.SIGTERM, EXIT_TERMINATED, b"terminated")])
+def test_ctrl_c_or_sigterm_leaves_no_output_file(sig, code, word, tiny_checkpoint, tmp_path):
     out = tmp_path / "scores.csv"
     proc = subprocess.Popen([*SE3MOL, "predict", "-", "--input-format", "sdf", "--batch-size", "1", "-o", str(out),
                              "--model", str(tiny_checkpoint)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -132,13 +134,13 @@ def test_ctrl_c_is_exit_130_and_leaves_no_output_file(tiny_checkpoint, tmp_path)
             assert time.monotonic() < deadline
             time.sleep(0.1)
         time.sleep(1)
-        proc.send_signal(signal.SIGINT)  # stdin is still open: the reader thread is blocked on it
+        proc.send_signal(sig)  # stdin is still open: the reader thread is blocked on it
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == EXIT_INTERRUPTED, stderr
-    assert b"interrupted after" in stderr and b"Traceback" not in stderr
+    assert proc.returncode == code, stderr
+    assert word + b" after" in stderr and b"Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
 
 
