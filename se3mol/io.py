@@ -286,7 +286,8 @@ def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
     if mol.GetNumConformers() == 0:
         raise ValueError("no coordinates: the RDKit molecule has no conformer")
     pos = np.asarray(mol.GetConformer(0).GetPositions(), dtype=np.float64)  # [N,3]
-    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)  # [N]
+    atoms = list(mol.GetAtoms())  # RDKit's atom sequence is slow to index; walk it once
+    z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)  # [N]
     bonds, orders = _bonds_from_rdkit(mol)
     try:
         smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
@@ -297,10 +298,10 @@ def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
         pos=pos,
         bonds=bonds,
         bond_orders=orders,
-        charge=int(sum(a.GetFormalCharge() for a in mol.GetAtoms())),
+        charge=int(sum(a.GetFormalCharge() for a in atoms)),
         name=mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "",
         smiles=smiles,
-        radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())),
+        radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in atoms)),
     )
 
 
@@ -431,8 +432,14 @@ def _finish(parsed: _Parsed, index: int, source: str, n: int) -> Record:
     )
 
 
+# ASCII characters that str.isprintable() rejects, less tab and line ends.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _is_text(text: str) -> bool:
     """No undecodable bytes (read as U+FFFD) and no control characters other than tabs and line ends."""
+    if text.isascii():  # the usual case, checked in C rather than character by character
+        return _ASCII_CONTROL.search(text) is None
     return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
@@ -554,7 +561,8 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
     # A genuinely planar molecule (water, benzene) may sit in the z = 0 plane of a real 3D geometry,
     # so flatness alone is not proof of a depiction; an atom with four neighbours (sp3) is: it
     # cannot be planar in 3D, whatever the header says.
-    tetrahedral = any(a.GetDegree() >= 4 for a in mol.GetAtoms())
+    atoms = list(mol.GetAtoms())
+    tetrahedral = any(a.GetDegree() >= 4 for a in atoms)
     if flagged_2d or (all_z_zero and tetrahedral):
         # A depiction's coordinates are not a geometry: a model would see a flattened molecule.
         why = "2D coordinates in input" if flagged_2d else "all z coordinates are zero (a 2D depiction)"
@@ -564,8 +572,8 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
             raise ValueError(f"{why} and re-embedding in 3D failed: {exc}") from None
         notes += [f"{why}: re-embedded in 3D ({ff_notes[0]}, seed {embed_seed})", *ff_notes[1:]]
 
-    implicit_h = sum(a.GetTotalNumHs() for a in mol.GetAtoms())
-    if implicit_h and not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
+    implicit_h = sum(a.GetTotalNumHs() for a in atoms)
+    if implicit_h and not any(a.GetAtomicNum() == 1 for a in atoms):
         notes.append(f"no hydrogens in input (RDKit would add {implicit_h}); kept as given")
 
     molecule = molecule_from_rdkit(mol)
@@ -856,9 +864,9 @@ def _embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
 
 def _bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     """Bonds ``[M,2]`` (0-based atom indices) and orders ``[M]`` of an RDKit molecule."""
-    bonds = np.zeros((mol.GetNumBonds(), 2), dtype=np.int64)  # [M,2]
-    orders = np.zeros(mol.GetNumBonds(), dtype=np.float64)  # [M]
-    for k, bond in enumerate(mol.GetBonds()):
+    pairs: list[tuple[int, int]] = []
+    values: list[float] = []
+    for bond in mol.GetBonds():
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         kind = Chem.BondType.AROMATIC if bond.GetIsAromatic() else bond.GetBondType()
         if kind not in _BOND_ORDERS:
@@ -866,8 +874,10 @@ def _bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
                 f"bond between atoms {i + 1} and {j + 1} is of RDKit type {kind}, which se3mol cannot "
                 "represent (single, double, triple, aromatic or dative only)"
             )
-        bonds[k] = (i, j)
-        orders[k] = _BOND_ORDERS[kind]
+        pairs.append((i, j))
+        values.append(_BOND_ORDERS[kind])
+    bonds = np.array(pairs, dtype=np.int64).reshape(-1, 2)  # [M,2]
+    orders = np.array(values, dtype=np.float64)  # [M]
     return bonds, orders
 
 

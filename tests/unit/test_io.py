@@ -488,3 +488,11 @@ def test_random_bytes_give_a_readable_error_and_a_usable_id(tmp_path):
     assert records and all(not r.ok for r in records)
     assert "not text" in records[0].error
     assert records[0].id == "garbage.sdf:1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=50) | st.text(alphabet=st.characters(max_codepoint=127), max_size=50))
+def test_text_check_fast_path_agrees_with_the_definition(text):
+    from se3mol.io import _is_text
+
+    assert _is_text(text) == ("\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text))
