@@ -13,10 +13,12 @@ trap 'rm -rf "$out"' EXIT
 
 # Shard I scores records I, I+N, I+2N, ... of the inputs taken together, in the order given; every
 # process reads the same files and the index column keeps each record's position in the whole input.
-# Each process writes its own file (-o writes a temporary file and renames it when complete).
+# Each process writes its own file (-o writes a temporary file and renames it when complete). Exit status
+# 3 only says that some rows are errors (they are in the file); anything else stops the script.
 export SE3MOL out N
 seq 0 $((N - 1)) | xargs -P "$N" -I{} sh -c \
-  '"$SE3MOL" predict molecules.sdf molecules.xyz molecules.smi --shard {}/"$N" -o "$out/part{}.csv" 2>/dev/null'
+  '"$SE3MOL" predict molecules.sdf molecules.xyz molecules.smi --shard {}/"$N" -o "$out/part{}.csv" 2>/dev/null \
+   || [ $? -eq 3 ]'
 
 # Merge: one header, then the rows of all shards sorted by the index column (the first; an integer).
 merged=${TMPDIR:-/tmp}/se3mol-sharded-scores.csv
