@@ -537,11 +537,24 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
     if not _is_text(block):
         # RDKit's own message for such input is an unreadable Boost.Python internals error.
         raise ValueError("record is not text: it contains bytes that are not UTF-8 characters (binary data?)")
+    # The counts line, atom and bond blocks are fixed-width ASCII columns. RDKit cuts a non-ASCII character
+    # there in the middle of its bytes, and its log message about that cannot be decoded, which surfaces as
+    # a Boost.Python internals error; so say what is wrong before RDKit sees it. (Title, comment and data
+    # lines may hold any text.)
+    for k, line in enumerate(lines[3:], start=3):
+        if line.startswith("M  END"):
+            break
+        if not line.isascii():
+            raise ValueError(f"line {k + 1} of the record (line {first_line + k} of the file) has non-ASCII "
+                             f"characters where the molfile needs plain ASCII columns: {line.strip()!r}")
     with _rdkit_messages() as messages:
         try:
             mol = Chem.MolFromMolBlock(block, removeHs=False, sanitize=True)
         except Exception as exc:  # some RDKit parse failures raise instead of returning None
-            messages.append(str(exc))
+            # A message RDKit could not hand to Python surfaces as a Boost.Python internals error.
+            unreadable = "Boost.Python" in str(exc) or "exception set" in str(exc)
+            messages.append("RDKit could not parse the record (its error message was unreadable)"
+                            if unreadable else str(exc))
             mol = None
     if mol is None:
         raise ValueError(_molblock_error(lines, messages, first_line))

@@ -496,3 +496,18 @@ def test_text_check_fast_path_agrees_with_the_definition(text):
     from se3mol.io import _is_text
 
     assert _is_text(text) == ("\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text))
+
+
+def test_non_ascii_in_the_bond_block_is_a_clear_error_not_boost_internals(tmp_path):
+    # Found by the heavy fuzz profile: RDKit cut "¡" mid-character and its log message could not be
+    # decoded, which came out as "<Boost.Python.function object at 0x...> returned a result with an
+    # exception set".
+    block = (EXAMPLES / "molecules.sdf").read_text().split("$$$$\n")[0].lstrip("\n")
+    lines = block.splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if line.startswith("  1  2"))
+    lines[k] = "\u00a1\u00a1" + lines[k][2:]
+    path = tmp_path / "x.sdf"
+    path.write_text("".join(lines) + "$$$$\n" + block + "$$$$\n")
+    bad, good = read(path)
+    assert "non-ASCII" in bad.error and f"line {k + 1} of the file" in bad.error and "Boost" not in bad.error
+    assert good.ok
