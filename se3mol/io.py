@@ -252,8 +252,18 @@ def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
     text = smiles.strip()
     if not text:
         raise ValueError("empty SMILES")
+    if not text.isascii():
+        # SMILES are ASCII. RDKit would echo the string cut at a byte position in its error message, which
+        # then cannot be decoded and escapes as a SystemError instead of an invalid-SMILES result.
+        k, char = next((k, c) for k, c in enumerate(text) if not c.isascii())
+        raise ValueError(f"invalid SMILES {text!r}: non-ASCII character {char!r} at position {k + 1} "
+                         "(SMILES use plain ASCII only)")
     with _rdkit_messages() as messages:
-        mol = Chem.MolFromSmiles(text)
+        try:
+            mol = Chem.MolFromSmiles(text)
+        except Exception:  # a message RDKit could not hand to Python; the SMILES is bad either way
+            messages.append("RDKit could not parse it (its error message was unreadable)")
+            mol = None
     if mol is None:
         detail = _smiles_error_detail(messages, text)
         raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))

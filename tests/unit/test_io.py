@@ -511,3 +511,15 @@ def test_non_ascii_in_the_bond_block_is_a_clear_error_not_boost_internals(tmp_pa
     bad, good = read(path)
     assert "non-ASCII" in bad.error and f"line {k + 1} of the file" in bad.error and "Boost" not in bad.error
     assert good.ok
+
+
+def test_non_ascii_smiles_is_an_error_row_not_a_crash(tmp_path):
+    # Found by the heavy fuzz profile: RDKit echoed this SMILES cut mid-character in its error message,
+    # which could not be decoded and escaped as SystemError, ending the whole read.
+    path = tmp_path / "x.smi"
+    path.write_text("CCO ethanol\nCCCCCCCCC)" + "\U000a0000" * 9 + " odd\nCCCCCCCCCé accent\nC methane\n")
+    recs = read(path)
+    assert [r.id for r in recs] == ["ethanol", "odd", "accent", "methane"]
+    assert [r.ok for r in recs] == [True, False, False, True]
+    assert "non-ASCII character" in recs[1].error and "position 11" in recs[1].error
+    assert "'é' at position 10" in recs[2].error
