@@ -31,7 +31,7 @@ from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "examples"
 SUFFIX = {"sdf": ".sdf", "xyz": ".xyz", "smi": ".smi"}
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HEAVY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Messages that say nothing about what is wrong with the record.
