@@ -17,13 +17,14 @@ one thread at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
@@ -44,6 +45,7 @@ __all__ = [
     "molecule_from_rdkit",
     "perceive_bonds",
     "read_molecules",
+    "parse_shard",
     "read_records",
 ]
 
@@ -156,6 +158,7 @@ def read_records(
     stdin: TextIO | None = None,
     embed_seed: int = 0,
     start_index: int = 0,
+    shard: tuple[int, int] | str | None = None,
 ) -> Iterator[Record]:
     """Read every record of every file in ``paths``, in order, one :class:`Record` at a time.
 
@@ -171,12 +174,16 @@ def read_records(
         embed_seed: random seed for RDKit ETKDG when 3D coordinates have to be generated (SMILES input
             and 2D SDF records), so results are reproducible.
         start_index: ``Record.index`` of the first record.
+        shard: ``(i, n)`` or ``"i/n"``: only the records whose index is ``i`` modulo ``n`` (0 <= i < n),
+            so that ``n`` processes split the same inputs between them. In SDF, XYZ and SMILES files the
+            others are only delimited (``$$$$``, frame headers, lines), not parsed, so a shard costs about
+            ``1/n`` of the parsing; indices and ids stay those of the whole input.
 
     Returns:
         A generator of records. Arguments are checked at the call, before anything is read.
 
     Raises:
-        ValueError: for an unknown ``input_format``, or ``"-"`` without ``input_format``.
+        ValueError: for an unknown ``input_format``, ``"-"`` without ``input_format``, or a bad ``shard``.
 
     >>> import io
     >>> rec = next(read_records(["-"], "smi", stdin=io.StringIO("CCO ethanol\\n")))
@@ -192,7 +199,31 @@ def read_records(
             "reading from stdin ('-') needs input_format: the format cannot be told from a file name; "
             f"use one of {', '.join(FORMATS)} or an ASE format name"
         )
-    return _read_records(paths, fmt, stdin, embed_seed, start_index)
+    i, n = (0, 1) if shard is None else parse_shard(shard)
+    return _read_records(paths, fmt, stdin, embed_seed, start_index, i, n)
+
+
+def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
+    """``"I/N"`` (or ``(I, N)``) -> ``(I, N)``: the records with index ``I`` modulo ``N``, ``0 <= I < N``.
+
+    >>> parse_shard("1/4")
+    (1, 4)
+
+    Raises:
+        ValueError: saying what is wrong with ``shard``.
+    """
+    if isinstance(shard, str):
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+        if m is None:
+            raise ValueError(f"shard {shard!r} is not of the form I/N (e.g. 0/4: records 0, 4, 8, ...)")
+        i, n = int(m[1]), int(m[2])
+    else:
+        i, n = (int(x) for x in shard)
+    if n < 1:
+        raise ValueError(f"shard {i}/{n}: the number of shards N must be at least 1")
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: I must be between 0 and N-1 = {n - 1} (shards are numbered from 0)")
+    return i, n
 
 
 def read_molecules(path: str, input_format: str | None = None) -> list[Molecule]:
@@ -221,8 +252,18 @@ def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
     text = smiles.strip()
     if not text:
         raise ValueError("empty SMILES")
+    if not text.isascii():
+        # SMILES are ASCII. RDKit would echo the string cut at a byte position in its error message, which
+        # then cannot be decoded and escapes as a SystemError instead of an invalid-SMILES result.
+        k, char = next((k, c) for k, c in enumerate(text) if not c.isascii())
+        raise ValueError(f"invalid SMILES {text!r}: non-ASCII character {char!r} at position {k + 1} "
+                         "(SMILES use plain ASCII only)")
     with _rdkit_messages() as messages:
-        mol = Chem.MolFromSmiles(text)
+        try:
+            mol = Chem.MolFromSmiles(text)
+        except Exception:  # a message RDKit could not hand to Python; the SMILES is bad either way
+            messages.append("RDKit could not parse it (its error message was unreadable)")
+            mol = None
     if mol is None:
         detail = _smiles_error_detail(messages, text)
         raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
@@ -255,7 +296,8 @@ def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
     if mol.GetNumConformers() == 0:
         raise ValueError("no coordinates: the RDKit molecule has no conformer")
     pos = np.asarray(mol.GetConformer(0).GetPositions(), dtype=np.float64)  # [N,3]
-    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)  # [N]
+    atoms = list(mol.GetAtoms())  # RDKit's atom sequence is slow to index; walk it once
+    z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)  # [N]
     bonds, orders = _bonds_from_rdkit(mol)
     try:
         smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
@@ -266,10 +308,10 @@ def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
         pos=pos,
         bonds=bonds,
         bond_orders=orders,
-        charge=int(sum(a.GetFormalCharge() for a in mol.GetAtoms())),
+        charge=int(sum(a.GetFormalCharge() for a in atoms)),
         name=mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "",
         smiles=smiles,
-        radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())),
+        radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in atoms)),
     )
 
 
@@ -297,19 +339,29 @@ def perceive_bonds(mol: Molecule) -> Molecule:
 # --------------------------------------------------------------------------------------------------------
 
 
+# A delimited record, parsed only when called: records of other shards are never parsed.
+_Lazy = Callable[[], "_Parsed"]
+
+
+def _ready(parsed: _Parsed) -> _Lazy:
+    return lambda: parsed
+
+
 def _read_records(
-    paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int
+    paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int,
+    shard_i: int = 0, shard_n: int = 1,
 ) -> Iterator[Record]:
     index = start_index
     for path in paths:
         n = 0
-        for parsed in _parse_source(path, fmt, stdin, embed_seed):
+        for lazy in _parse_source(path, fmt, stdin, embed_seed):
             n += 1
-            yield _finish(parsed, index, path, n)
+            if (index - start_index) % shard_n == shard_i:
+                yield _finish(lazy(), index, path, n)
             index += 1
 
 
-def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int) -> Iterator[_Lazy]:
     """All records of one source; failing to open or to keep reading it gives one error record."""
     if path == "-":
         stream = stdin if stdin is not None else sys.stdin
@@ -320,13 +372,13 @@ def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: 
         with open(path, "rb"):
             pass
     except OSError as exc:
-        yield _Parsed(error=f"cannot open file: {_os_error(exc)}")
+        yield _ready(_Parsed(error=f"cannot open file: {_os_error(exc)}"))
         return
     if fmt is None:
         try:
             fmt = detect_format(path)
         except ValueError as exc:
-            yield _Parsed(error=str(exc))
+            yield _ready(_Parsed(error=str(exc)))
             return
     if fmt not in FORMATS:
         yield from _parse_with_ase(path, fmt)
@@ -334,13 +386,13 @@ def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: 
     try:
         stream = _open_text(path)
     except OSError as exc:
-        yield _Parsed(error=f"cannot open file: {_os_error(exc)}")
+        yield _ready(_Parsed(error=f"cannot open file: {_os_error(exc)}"))
         return
     with stream:
         yield from _io_guard(fmt, stream, embed_seed)
 
 
-def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     """Run one of the readers here; an I/O error mid-file ends that file with one error record.
 
     (A corrupt .gz or a vanished network share should not end the whole run.)
@@ -353,7 +405,7 @@ def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
         except StopIteration:
             return
         except (OSError, EOFError) as exc:
-            yield _Parsed(error=f"could not read the rest of the file: {_os_error(exc)}")
+            yield _ready(_Parsed(error=f"could not read the rest of the file: {_os_error(exc)}"))
             return
         yield parsed
 
@@ -390,8 +442,14 @@ def _finish(parsed: _Parsed, index: int, source: str, n: int) -> Record:
     )
 
 
+# ASCII characters that str.isprintable() rejects, less tab and line ends.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _is_text(text: str) -> bool:
     """No undecodable bytes (read as U+FFFD) and no control characters other than tabs and line ends."""
+    if text.isascii():  # the usual case, checked in C rather than character by character
+        return _ASCII_CONTROL.search(text) is None
     return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
@@ -435,18 +493,20 @@ def _os_error(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _parse_sdf(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_sdf(stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     for first_line, lines, error in _sdf_blocks(stream):
-        title = lines[0].strip() if lines else ""
-        if error is not None:
-            yield _Parsed(name=title, error=error)
-            continue
-        try:
-            mol = _molecule_from_molblock(lines, first_line, embed_seed)
-        except ValueError as exc:
-            yield _Parsed(name=title, error=str(exc))
-            continue
-        yield _Parsed(name=title, molecule=mol, properties=_sdf_data_fields(lines))
+        yield functools.partial(_sdf_record, first_line, lines, error, embed_seed)
+
+
+def _sdf_record(first_line: int, lines: list[str], error: str | None, embed_seed: int) -> _Parsed:
+    title = lines[0].strip() if lines else ""
+    if error is not None:
+        return _Parsed(name=title, error=error)
+    try:
+        mol = _molecule_from_molblock(lines, first_line, embed_seed)
+    except ValueError as exc:
+        return _Parsed(name=title, error=str(exc))
+    return _Parsed(name=title, molecule=mol, properties=_sdf_data_fields(lines))
 
 
 def _sdf_blocks(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
@@ -487,11 +547,24 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
     if not _is_text(block):
         # RDKit's own message for such input is an unreadable Boost.Python internals error.
         raise ValueError("record is not text: it contains bytes that are not UTF-8 characters (binary data?)")
+    # The counts line, atom and bond blocks are fixed-width ASCII columns. RDKit cuts a non-ASCII character
+    # there in the middle of its bytes, and its log message about that cannot be decoded, which surfaces as
+    # a Boost.Python internals error; so say what is wrong before RDKit sees it. (Title, comment and data
+    # lines may hold any text.)
+    for k, line in enumerate(lines[3:], start=3):
+        if line.startswith("M  END"):
+            break
+        if not line.isascii():
+            raise ValueError(f"line {k + 1} of the record (line {first_line + k} of the file) has non-ASCII "
+                             f"characters where the molfile needs plain ASCII columns: {line.strip()!r}")
     with _rdkit_messages() as messages:
         try:
             mol = Chem.MolFromMolBlock(block, removeHs=False, sanitize=True)
         except Exception as exc:  # some RDKit parse failures raise instead of returning None
-            messages.append(str(exc))
+            # A message RDKit could not hand to Python surfaces as a Boost.Python internals error.
+            unreadable = "Boost.Python" in str(exc) or "exception set" in str(exc)
+            messages.append("RDKit could not parse the record (its error message was unreadable)"
+                            if unreadable else str(exc))
             mol = None
     if mol is None:
         raise ValueError(_molblock_error(lines, messages, first_line))
@@ -511,7 +584,8 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
     # A genuinely planar molecule (water, benzene) may sit in the z = 0 plane of a real 3D geometry,
     # so flatness alone is not proof of a depiction; an atom with four neighbours (sp3) is: it
     # cannot be planar in 3D, whatever the header says.
-    tetrahedral = any(a.GetDegree() >= 4 for a in mol.GetAtoms())
+    atoms = list(mol.GetAtoms())
+    tetrahedral = any(a.GetDegree() >= 4 for a in atoms)
     if flagged_2d or (all_z_zero and tetrahedral):
         # A depiction's coordinates are not a geometry: a model would see a flattened molecule.
         why = "2D coordinates in input" if flagged_2d else "all z coordinates are zero (a 2D depiction)"
@@ -521,8 +595,8 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
             raise ValueError(f"{why} and re-embedding in 3D failed: {exc}") from None
         notes += [f"{why}: re-embedded in 3D ({ff_notes[0]}, seed {embed_seed})", *ff_notes[1:]]
 
-    implicit_h = sum(a.GetTotalNumHs() for a in mol.GetAtoms())
-    if implicit_h and not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
+    implicit_h = sum(a.GetTotalNumHs() for a in atoms)
+    if implicit_h and not any(a.GetAtomicNum() == 1 for a in atoms):
         notes.append(f"no hydrogens in input (RDKit would add {implicit_h}); kept as given")
 
     molecule = molecule_from_rdkit(mol)
@@ -596,13 +670,13 @@ def _sdf_data_fields(lines: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _parse_xyz(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_xyz(stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     del embed_seed  # XYZ frames are 3D already
     for first_line, lines, error in _xyz_frames(stream):
         if error is not None:
-            yield _Parsed(error=error)
-            continue
-        yield _xyz_frame_to_parsed(lines, first_line)
+            yield _ready(_Parsed(error=error))
+        else:
+            yield functools.partial(_xyz_frame_to_parsed, lines, first_line)
 
 
 def _xyz_frames(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
@@ -719,7 +793,7 @@ def _positive_int(text: str) -> int | None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
+def _parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
     """One record per non-blank, non-``#`` line: ``SMILES [name]``, separated by whitespace, tab or comma."""
     first_data_line = True
     for lineno, line in enumerate(stream, start=1):
@@ -738,13 +812,17 @@ def _parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[_Parsed]:
             first_data_line = False
             continue  # a column header, not a molecule
         first_data_line = False
-        try:
-            yield _Parsed(name=name, molecule=embed_smiles(smiles, seed=embed_seed, name=name))
-        except ValueError as exc:
-            yield _Parsed(name=name, error=f"line {lineno}: {exc}")
+        yield functools.partial(_smiles_record, smiles, name, lineno, embed_seed)
 
 
-def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Parsed]:
+def _smiles_record(smiles: str, name: str, lineno: int, embed_seed: int) -> _Parsed:
+    try:
+        return _Parsed(name=name, molecule=embed_smiles(smiles, seed=embed_seed, name=name))
+    except ValueError as exc:
+        return _Parsed(name=name, error=f"line {lineno}: {exc}")
+
+
+def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Lazy]:
     """Frames of any other format through ``ase.io.iread``, which cannot resume after a bad frame."""
     frames = ase.io.iread(source, index=":", format=fmt)
     n_read = 0
@@ -755,7 +833,7 @@ def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Parsed]:
             return
         except Exception as exc:  # ASE readers raise anything; the rest of the file is lost
             where = f"after record {n_read}" if n_read else "at the first record"
-            yield _Parsed(error=f"ASE ({fmt}) could not read the file {where}: {type(exc).__name__}: {exc}")
+            yield _ready(_Parsed(error=f"ASE ({fmt}) could not read the file {where}: {type(exc).__name__}: {exc}"))
             return
         n_read += 1
         info = dict(atoms.info)
@@ -764,7 +842,7 @@ def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Parsed]:
         if atoms.calc is not None:
             properties.update({k: _plain(v) for k, v in atoms.calc.results.items()})
         mol = Molecule(z=atoms.numbers, pos=atoms.positions, name=name)
-        yield _Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True)
+        yield _ready(_Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -809,9 +887,9 @@ def _embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
 
 def _bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     """Bonds ``[M,2]`` (0-based atom indices) and orders ``[M]`` of an RDKit molecule."""
-    bonds = np.zeros((mol.GetNumBonds(), 2), dtype=np.int64)  # [M,2]
-    orders = np.zeros(mol.GetNumBonds(), dtype=np.float64)  # [M]
-    for k, bond in enumerate(mol.GetBonds()):
+    pairs: list[tuple[int, int]] = []
+    values: list[float] = []
+    for bond in mol.GetBonds():
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         kind = Chem.BondType.AROMATIC if bond.GetIsAromatic() else bond.GetBondType()
         if kind not in _BOND_ORDERS:
@@ -819,8 +897,10 @@ def _bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
                 f"bond between atoms {i + 1} and {j + 1} is of RDKit type {kind}, which se3mol cannot "
                 "represent (single, double, triple, aromatic or dative only)"
             )
-        bonds[k] = (i, j)
-        orders[k] = _BOND_ORDERS[kind]
+        pairs.append((i, j))
+        values.append(_BOND_ORDERS[kind])
+    bonds = np.array(pairs, dtype=np.int64).reshape(-1, 2)  # [M,2]
+    orders = np.array(values, dtype=np.float64)  # [M]
     return bonds, orders
 
 

@@ -1,5 +1,13 @@
 """Batch scoring: records in, one row per record out, in input order, never silently dropped.
 
+Scoring streams: records are read, featurised (parsing, domain checks, bond perception, graph building),
+batched, scored and handed on ``batch_size`` at a time, so memory is bounded by the batch size and not by
+the input. Reading and featurising run in a background thread, ``prefetch`` batches ahead of the model,
+so that RDKit parsing the next batch overlaps with the model scoring this one. The overlap is partial:
+torch releases the GIL inside its kernels, but RDKit's molfile parser and torch's Python-level dispatch
+both hold it (benchmarks/results/predict_scale.md measures the split). All RDKit work happens in that
+one thread (see :mod:`se3mol.io` on RDKit's log).
+
 >>> from se3mol.predict import Predictor            # doctest: +SKIP
 >>> p = Predictor.from_specs(["qm9-egnn-gap"])      # doctest: +SKIP
 >>> rows = list(p.predict_files(["examples/molecules.sdf"]))  # doctest: +SKIP
@@ -9,14 +17,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from se3mol.graph import collate
+from se3mol.graph import Batch, GraphConfig, collate
 from se3mol.molecule import Molecule
 from se3mol.nn.model import MoleculeModel
 from se3mol.targets import Target
@@ -26,25 +36,70 @@ BASE_COLUMNS = ("index", "id", "source", "smiles", "n_atoms", "status", "error")
 TRAILING_COLUMNS = ("warning", "notes")
 
 
+# Error messages kept for the end-of-run summary; the rest are only counted (memory stays flat).
+MAX_ERRORS_KEPT = 100
+
+T = TypeVar("T")
+
+
 @dataclass
 class PredictStats:
-    """Counts and where the time went."""
+    """Counts and where the time went (seconds).
+
+    ``read_s`` and ``featurise_s`` are spent in the featurising thread and overlap with ``model_s``;
+    ``wait_s`` is the part of the wall time the model sat idle waiting for the next featurised batch,
+    which is the cost of featurisation that the overlap did not hide. ``write_s`` is filled in by whoever
+    writes the rows (the CLI). ``wall_s`` runs from the first request for rows to the last.
+    """
 
     n_records: int = 0
     n_ok: int = 0
     n_error: int = 0
     read_s: float = 0.0
+    featurise_s: float = 0.0
     model_s: float = 0.0
-    errors: list[str] = field(default_factory=list)
+    wait_s: float = 0.0
+    write_s: float = 0.0
+    wall_s: float = 0.0
+    errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS_KEPT only
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Counts and times, rounded for reports."""
+        keys = ("n_records", "n_ok", "n_error", "read_s", "featurise_s", "model_s", "wait_s", "write_s", "wall_s")
+        return {k: round(v, 3) if isinstance(v, float) else v for k in keys if (v := getattr(self, k)) is not None}
+
+    def summary(self) -> str:
+        """One paragraph on where the time went, for ``se3mol predict --profile``."""
+        rate = self.n_records / self.wall_s if self.wall_s > 0 else float("nan")
+        return (f"time split over {self.wall_s:.2f} s wall ({self.n_records} records, {rate:.1f} records/s):\n"
+                f"  featurising thread: read+parse {self.read_s:.2f} s, featurise (checks, bonds, graphs) "
+                f"{self.featurise_s:.2f} s\n"
+                f"  main thread: model {self.model_s:.2f} s, waiting for featurised input {self.wait_s:.2f} s, "
+                f"write {self.write_s:.2f} s")
+
+
+@dataclass
+class _Prepared:
+    """One batch, featurised: a row per record, and the molecules to score with their graphs per model."""
+
+    rows: list[dict[str, Any]]
+    todo: list[tuple[dict[str, Any], Molecule]]
+    batches: list[Batch] | None  # one per model, None when nothing in the chunk can be scored
 
 
 class Predictor:
     """Scores molecules with one model, or an ensemble of models with the same targets."""
 
     def __init__(self, models: Sequence[MoleculeModel], checkpoints: Sequence[dict[str, Any]] | None = None,
-                 batch_size: int = 64, device: str | torch.device = "cpu") -> None:
+                 batch_size: int = 64, device: str | torch.device = "cpu", prefetch: int = 2) -> None:
+        """``prefetch``: batches read and featurised ahead of the model in a background thread (0: none,
+        everything in the calling thread)."""
         if not models:
             raise ValueError("no model given")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
         names = [[t.name for t in m.targets] for m in models]
         if any(n != names[0] for n in names):
             raise ValueError(f"ensemble members predict different targets: {names}")
@@ -52,6 +107,7 @@ class Predictor:
         self.checkpoints = list(checkpoints or [{} for _ in models])
         self.targets: list[Target] = list(models[0].targets)
         self.batch_size = batch_size
+        self.prefetch = prefetch
         self.device = torch.device(device)
         self.elements = set.intersection(*(set(m.elements) for m in self.models))
         self.domain = [c.get("domain", {}) for c in self.checkpoints]
@@ -59,12 +115,12 @@ class Predictor:
 
     @classmethod
     def from_specs(cls, specs: Sequence[str | os.PathLike], batch_size: int = 64,
-                   device: str | torch.device = "cpu") -> Predictor:
+                   device: str | torch.device = "cpu", prefetch: int = 2) -> Predictor:
         """Load shipped model names or checkpoint paths."""
         from se3mol.pretrained import load_pretrained
 
         loaded = [load_pretrained(s, device) for s in specs]
-        return cls([m for m, _ in loaded], [c for _, c in loaded], batch_size, device)
+        return cls([m for m, _ in loaded], [c for _, c in loaded], batch_size, device, prefetch)
 
     @property
     def columns(self) -> list[str]:
@@ -78,39 +134,76 @@ class Predictor:
 
     # ------------------------------------------------------------------ records
     def predict_files(self, paths: Sequence[str], input_format: str | None = None,
-                      embed_seed: int = 0, stdin=None) -> Iterator[dict[str, Any]]:
-        """Rows for every record of ``paths`` (``-`` is stdin), in input order."""
-        for chunk in self.predict_file_chunks(paths, input_format, embed_seed, stdin):
+                      embed_seed: int = 0, stdin=None,
+                      shard: tuple[int, int] | str | None = None) -> Iterator[dict[str, Any]]:
+        """Rows for every record of ``paths`` (``-`` is stdin), in input order.
+
+        ``shard=(i, n)`` (or ``"i/n"``) scores only the records whose index is ``i`` modulo ``n``; their
+        ``index`` column stays the position in the whole input. See :func:`se3mol.io.read_records`.
+        """
+        for chunk in self.predict_file_chunks(paths, input_format, embed_seed, stdin, shard):
             yield from chunk
 
     def predict_file_chunks(self, paths: Sequence[str], input_format: str | None = None,
-                            embed_seed: int = 0, stdin=None) -> Iterator[list[dict[str, Any]]]:
-        """The same rows, one list per batch (what a streaming writer flushes at a time)."""
+                            embed_seed: int = 0, stdin=None,
+                            shard: tuple[int, int] | str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The same rows, one list per batch (what a streaming writer flushes at a time).
+
+        Arguments are checked here, before anything is read (``ValueError`` for a bad format or shard).
+        """
         from se3mol.io import read_records
 
-        yield from self.predict_chunks(read_records(paths, input_format, stdin=stdin, embed_seed=embed_seed))
+        records = read_records(paths, input_format, stdin=stdin, embed_seed=embed_seed, shard=shard)
+        return self.predict_chunks(records)
 
-    def predict_molecules(self, mols: Iterable[Molecule]) -> Iterator[dict[str, Any]]:
-        """Rows for in-memory molecules."""
-        from se3mol.io import Record
+    def predict_molecules(self, mols: Iterable[Molecule],
+                          shard: tuple[int, int] | str | None = None) -> Iterator[dict[str, Any]]:
+        """Rows for in-memory molecules (``shard`` as in :meth:`predict_files`)."""
+        from se3mol.io import Record, parse_shard
 
+        i, n = (0, 1) if shard is None else parse_shard(shard)
         records = (Record(index=k, source="<python>", id=m.name or f"mol{k + 1}", molecule=m, smiles=m.smiles,
-                          notes=list(m.notes)) for k, m in enumerate(mols))
+                          notes=list(m.notes)) for k, m in enumerate(mols) if k % n == i)
         for chunk in self.predict_chunks(records):
             yield from chunk
 
     def predict_chunks(self, records: Iterable[Any]) -> Iterator[list[dict[str, Any]]]:
-        """Score records ``batch_size`` at a time; yield each chunk's rows in input order."""
-        it = iter(records)
-        while True:
-            t0 = time.perf_counter()
-            chunk = list(itertools.islice(it, self.batch_size))
-            self.stats.read_s += time.perf_counter() - t0
-            if not chunk:
-                return
-            yield self._score_chunk(chunk)
+        """Score records ``batch_size`` at a time; yield each chunk's rows in input order.
 
-    def _score_chunk(self, chunk: list[Any]) -> list[dict[str, Any]]:
+        With ``prefetch > 0`` the records are read and featurised in a background thread; an exception
+        raised there (by ``records``) is re-raised here, after the rows of the chunks before it. Closing
+        the generator early (e.g. the reader of a pipe went away) stops that thread.
+        """
+        prepared = self._prepared_chunks(iter(records))
+        if self.prefetch:
+            prepared = _background(prepared, self.prefetch, self.stats)
+        t_start = time.perf_counter()
+        try:
+            for prep in prepared:
+                yield self._score_prepared(prep)
+        finally:
+            self.stats.wall_s += time.perf_counter() - t_start
+            prepared.close()
+
+    def _prepared_chunks(self, records: Iterator[Any]) -> Iterator[_Prepared]:
+        """Read ``batch_size`` records at a time and featurise them (the part that can run ahead)."""
+        try:
+            while True:
+                t0 = time.perf_counter()
+                chunk = list(itertools.islice(records, self.batch_size))
+                t1 = time.perf_counter()
+                self.stats.read_s += t1 - t0
+                if not chunk:
+                    return
+                prep = self._featurise(chunk)
+                self.stats.featurise_s += time.perf_counter() - t1
+                yield prep
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()  # close the input files now, in this thread, not at garbage collection
+
+    def _featurise(self, chunk: list[Any]) -> _Prepared:
         rows = [self._row(r) for r in chunk]
         todo = []
         for row, rec in zip(rows, chunk, strict=True):
@@ -123,29 +216,51 @@ class Predictor:
                 row["error"] = str(exc)
                 continue
             todo.append((row, mol))
+        batches = None
         if todo:
+            try:
+                batches = self._collate([m for _, m in todo])
+            except (ValueError, RuntimeError):
+                batches = None  # _score_prepared isolates the molecule that cannot be batched
+        return _Prepared(rows, todo, batches)
+
+    def _collate(self, mols: list[Molecule]) -> list[Batch]:
+        """One batch per model; models with the same graph settings share it."""
+        built: dict[GraphConfig, Batch] = {}
+        out = []
+        for m in self.models:
+            if m.graph not in built:
+                built[m.graph] = collate(mols, m.graph)
+            out.append(built[m.graph])
+        return out
+
+    def _score_prepared(self, prep: _Prepared) -> list[dict[str, Any]]:
+        if prep.todo:
             t0 = time.perf_counter()
             try:
-                values = self._score([m for _, m in todo])
-                for (row, _), v in zip(todo, values, strict=True):
+                if prep.batches is None:
+                    raise ValueError("the batch could not be built")
+                values = self._score(prep.batches, len(prep.todo))
+                for (row, _), v in zip(prep.todo, values, strict=True):
                     row.update(v)
             except (ValueError, RuntimeError):
                 # One bad molecule must not take the batch down: score one by one to isolate it.
-                for row, mol in todo:
+                for row, mol in prep.todo:
                     try:
-                        row.update(self._score([mol])[0])
+                        row.update(self._score(self._collate([mol]), 1)[0])
                     except (ValueError, RuntimeError) as exc:
                         row["error"] = f"model failed on this molecule: {exc}"
             self.stats.model_s += time.perf_counter() - t0
-        for row in rows:
+        for row in prep.rows:
             row["status"] = "error" if row["error"] else "ok"
             self.stats.n_records += 1
             if row["error"]:
                 self.stats.n_error += 1
-                self.stats.errors.append(f"{row['source']} record {row['id']}: {row['error']}")
+                if len(self.stats.errors) < MAX_ERRORS_KEPT:
+                    self.stats.errors.append(f"{row['source']} record {row['id']}: {row['error']}")
             else:
                 self.stats.n_ok += 1
-        return rows
+        return prep.rows
 
     def _row(self, rec: Any) -> dict[str, Any]:
         mol = rec.molecule
@@ -185,18 +300,17 @@ class Predictor:
         return mol
 
     @torch.no_grad()
-    def _score(self, mols: list[Molecule]) -> list[dict[str, float]]:
+    def _score(self, batches: list[Batch], n_mols: int) -> list[dict[str, float]]:
         per_model = []
-        for m in self.models:
-            batch = collate(mols, m.graph).to(self.device)
-            per_model.append(m.heads.stack(m(batch)).double().cpu())  # [B,D]
+        for m, batch in zip(self.models, batches, strict=True):
+            per_model.append(m.heads.stack(m(batch.to(self.device))).double().cpu())  # [B,D]
         p = torch.stack(per_model)  # [M,B,D]
         if not torch.isfinite(p).all():
             raise ValueError("model produced a non-finite value")
         mean = p.mean(0).tolist()
         std = p.std(0, unbiased=True).tolist() if len(self.models) > 1 else None
         out_rows = []
-        for b in range(len(mols)):
+        for b in range(n_mols):
             row: dict[str, float] = {}
             col = 0
             for t in self.targets:
@@ -209,8 +323,10 @@ class Predictor:
 
 
 def predict(inputs: Sequence[str] | Sequence[Molecule], model: str | Sequence[str] = "qm9-egnn-gap",
-            batch_size: int = 64, device: str = "cpu"):
+            batch_size: int = 64, device: str = "cpu", shard: tuple[int, int] | str | None = None):
     """Score files (paths) or :class:`Molecule` objects; returns a pandas DataFrame, one row per record.
+
+    ``shard=(i, n)`` keeps the records whose index is ``i`` modulo ``n`` (files or molecules alike).
 
     >>> df = predict(["examples/molecules.sdf"])   # doctest: +SKIP
     >>> df[["id", "gap_meV"]].head()               # doctest: +SKIP
@@ -220,7 +336,60 @@ def predict(inputs: Sequence[str] | Sequence[Molecule], model: str | Sequence[st
     specs = [model] if isinstance(model, str | os.PathLike) else list(model)
     p = Predictor.from_specs(specs, batch_size, device)
     if inputs and isinstance(inputs[0], Molecule):
-        rows = list(p.predict_molecules(inputs))  # type: ignore[arg-type]
+        rows = list(p.predict_molecules(inputs, shard=shard))  # type: ignore[arg-type]
     else:
-        rows = list(p.predict_files([str(x) for x in inputs]))
+        rows = list(p.predict_files([str(x) for x in inputs], shard=shard))
     return pd.DataFrame(rows, columns=p.columns)
+
+
+_DONE = object()
+
+
+def _background(source: Iterator[T], depth: int, stats: PredictStats) -> Iterator[T]:
+    """Items of ``source``, produced by a daemon thread at most ``depth`` items ahead, in order.
+
+    The queue is bounded, so memory is bounded by ``depth`` items. An exception in ``source`` is re-raised
+    in the consumer at the point where it happened. When the consumer stops (generator closed, an
+    exception, KeyboardInterrupt), the thread is told to stop; it closes ``source`` as soon as its current
+    item is done. It is not joined: it may be blocked reading a slow stdin, and as a daemon it cannot keep
+    the process alive.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in source:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            put((None, exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="se3mol-featurise", daemon=True)
+    thread.start()
+    try:
+        while True:
+            t0 = time.perf_counter()
+            item, exc = q.get()
+            stats.wait_s += time.perf_counter() - t0
+            if exc is not None:
+                raise exc
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()

@@ -12,6 +12,8 @@ EXIT_SOME_RECORDS_FAILED = 3  # predict: at least one record could not be scored
 EXIT_BAD_MODEL = 4  # the model or checkpoint could not be loaded (corrupt, foreign, other format)
 EXIT_OUTPUT = 5  # the output could not be written (unwritable path, disk full)
 EXIT_INPUT = 6  # an input file could not be opened at all
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_TERMINATED = 143  # SIGTERM, e.g. a batch system ending the job (128 + SIGTERM)
 
 err = Console(stderr=True)
 
@@ -20,5 +22,5 @@ def fail(message: str, code: int) -> None:
     """Print ``message`` on stderr and exit with ``code``."""
     import typer
 
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # no hard wraps in logs
     raise typer.Exit(code)

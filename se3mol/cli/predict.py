@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +15,11 @@ from rich.table import Table
 from se3mol.cli.common import (
     EXIT_BAD_MODEL,
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_SOME_RECORDS_FAILED,
+    EXIT_TERMINATED,
     err,
     fail,
 )
@@ -35,9 +39,17 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Molecules per model call.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for 3D embedding of SMILES and 2D records.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    shard: Annotated[str | None, typer.Option(
+        help="I/N: score only records I, I+N, I+2N, ... (0-based, counted over all inputs in order), so N "
+             "processes split the inputs; the index column stays the position in the whole input.")] = None,
+    prefetch: Annotated[int, typer.Option(
+        help="Batches read and featurised ahead of the model in a background thread (0: no thread).")] = 2,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Print where the time went (reading, featurising, model, writing) on stderr.")] = False,
 ) -> None:
     """Score molecules with a shipped or trained model. Exit 0 if every record was scored, 3 if some
-    could not be (their rows say why), 4 if the model cannot be loaded, 5 if the output cannot be written."""
+    could not be (their rows say why), 4 if the model cannot be loaded, 5 if the output cannot be written,
+    6 if an input file does not exist, 130 if interrupted; 2 for bad usage."""
     from se3mol.predict import Predictor
     from se3mol.training.checkpoint import CheckpointError
     from se3mol.writers import RowWriter
@@ -46,37 +58,72 @@ def predict(
         raise typer.BadParameter("choose csv, jsonl or table", param_hint="--format")
     if "-" in inputs and input_format is None:
         raise typer.BadParameter("reading stdin ('-') needs --input-format sdf|xyz|smi", param_hint="--input-format")
+    if batch_size < 1:
+        raise typer.BadParameter(f"must be at least 1, got {batch_size}", param_hint="--batch-size")
+    if prefetch < 0:
+        raise typer.BadParameter(f"must be 0 or more, got {prefetch}", param_hint="--prefetch")
+    shard_in = None
+    if shard is not None:
+        from se3mol.io import parse_shard
+
+        try:
+            shard_in = parse_shard(shard)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--shard") from None
     for p in inputs:
         if p != "-" and not os.path.exists(p):
             fail(f"input file {p} does not exist", EXIT_INPUT)
     try:
-        predictor = Predictor.from_specs(model or [DEFAULT_MODEL], batch_size=batch_size, device=device)
+        predictor = Predictor.from_specs(model or [DEFAULT_MODEL], batch_size=batch_size, device=device,
+                                         prefetch=prefetch)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         fail(f"cannot load model: {exc}", EXIT_BAD_MODEL)
 
+    stats = predictor.stats
+    # A batch system ends jobs with SIGTERM (pre-emption, time limit): clean up as for Ctrl-C.
+    previous = _set_sigterm(_raise_terminated)
     try:
+        chunks = predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed,
+                                               shard=shard_in)
         if fmt == "table":
-            rows = list(predictor.predict_files(inputs, input_format=input_format, embed_seed=seed))
-            _render_table(rows, predictor.columns)
+            _render_table([r for chunk in chunks for r in chunk], predictor.columns)
         else:
             with RowWriter(predictor.columns, output, fmt) as writer, _progress() as bar:
                 task = bar.add_task("scoring", total=None, errors=0)
-                for chunk in predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed):
-                    writer.write(chunk)
-                    bar.update(task, advance=len(chunk), errors=predictor.stats.n_error)
+                for chunk in chunks:
+                    t0 = time.perf_counter()
+                    writer.write(chunk)  # flushed per batch: a reader down the pipe sees rows as they come
+                    stats.write_s += time.perf_counter() - t0
+                    bar.update(task, advance=len(chunk), errors=stats.n_error)
+                t0 = time.perf_counter()
+            stats.write_s += time.perf_counter() - t0  # the final fsync and rename
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         _silence_stdout()
         raise typer.Exit(EXIT_OK) from None
+    except (KeyboardInterrupt, _Terminated) as exc:
+        if output is None:
+            _silence_stdout()  # the interrupted pipe may be gone too
+        what, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, _Terminated) else ("interrupted",
+                                                                                          EXIT_INTERRUPTED)
+        fail(f"{what} after {stats.n_records} record(s)"
+             + (f"; {output} was not written" if output is not None else ""), code)
     except OSError as exc:
-        fail(f"cannot write output: {exc}", EXIT_OUTPUT)
+        if output is None:
+            _silence_stdout()  # or Python's own flush at exit fails again, with a traceback
+        fail(f"cannot write output: {_os_message(exc)}"
+             + (f"; {output} was not written" if output is not None else ""), EXIT_OUTPUT)
+    finally:
+        _set_sigterm(previous)
 
-    s = predictor.stats
+    s = stats
     err.print(f"scored {s.n_ok} of {s.n_records} record(s); {s.n_error} error(s)", highlight=False)
     for line in s.errors[:20]:
         err.print(f"  {line}", highlight=False, markup=False)
-    if len(s.errors) > 20:
-        err.print(f"  ... and {len(s.errors) - 20} more (see the error column)")
+    if s.n_error > 20:
+        err.print(f"  ... and {s.n_error - 20} more (see the error column)")
+    if profile:
+        err.print(s.summary(), highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_SOME_RECORDS_FAILED if s.n_error else EXIT_OK)
 
 
@@ -109,3 +156,27 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
+
+
+def _os_message(exc: OSError) -> str:
+    if exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the output is cleaned up as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _set_sigterm(handler):
+    """Install a SIGTERM handler and return the previous one (only the main thread may; else a no-op)."""
+    import threading
+
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)

@@ -488,3 +488,38 @@ def test_random_bytes_give_a_readable_error_and_a_usable_id(tmp_path):
     assert records and all(not r.ok for r in records)
     assert "not text" in records[0].error
     assert records[0].id == "garbage.sdf:1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=50) | st.text(alphabet=st.characters(max_codepoint=127), max_size=50))
+def test_text_check_fast_path_agrees_with_the_definition(text):
+    from se3mol.io import _is_text
+
+    assert _is_text(text) == ("\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text))
+
+
+def test_non_ascii_in_the_bond_block_is_a_clear_error_not_boost_internals(tmp_path):
+    # Found by the heavy fuzz profile: RDKit cut "¡" mid-character and its log message could not be
+    # decoded, which came out as "<Boost.Python.function object at 0x...> returned a result with an
+    # exception set".
+    block = (EXAMPLES / "molecules.sdf").read_text().split("$$$$\n")[0].lstrip("\n")
+    lines = block.splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if line.startswith("  1  2"))
+    lines[k] = "\u00a1\u00a1" + lines[k][2:]
+    path = tmp_path / "x.sdf"
+    path.write_text("".join(lines) + "$$$$\n" + block + "$$$$\n")
+    bad, good = read(path)
+    assert "non-ASCII" in bad.error and f"line {k + 1} of the file" in bad.error and "Boost" not in bad.error
+    assert good.ok
+
+
+def test_non_ascii_smiles_is_an_error_row_not_a_crash(tmp_path):
+    # Found by the heavy fuzz profile: RDKit echoed this SMILES cut mid-character in its error message,
+    # which could not be decoded and escaped as SystemError, ending the whole read.
+    path = tmp_path / "x.smi"
+    path.write_text("CCO ethanol\nCCCCCCCCC)" + "\U000a0000" * 9 + " odd\nCCCCCCCCCé accent\nC methane\n")
+    recs = read(path)
+    assert [r.id for r in recs] == ["ethanol", "odd", "accent", "methane"]
+    assert [r.ok for r in recs] == [True, False, False, True]
+    assert "non-ASCII character" in recs[1].error and "position 11" in recs[1].error
+    assert "'é' at position 10" in recs[2].error

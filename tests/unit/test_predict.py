@@ -1,0 +1,169 @@
+"""Predictor streaming: shards, the background featurising thread (order, bounded look-ahead, errors
+raised where they happened, stopping early), the time split, and bounded memory for error messages."""
+
+import threading
+import time
+
+import pytest
+
+from se3mol.io import Record, parse_shard, read_records
+from se3mol.predict import MAX_ERRORS_KEPT, Predictor, predict
+from tests.conftest import FIXTURES, small_molecules
+
+
+@pytest.fixture(scope="module")
+def predictor_factory(tiny_checkpoint):
+    def make(**kw):
+        return Predictor.from_specs([str(tiny_checkpoint)], **kw)
+
+    return make
+
+
+def _records(n, start=0):
+    mols = small_molecules()
+    for k in range(start, start + n):
+        yield Record(index=k, source="<test>", id=f"m{k}", molecule=mols[k % 3])
+
+
+INPUTS = [str(FIXTURES / "good.sdf"), str(FIXTURES / "broken.sdf"), str(FIXTURES / "good.xyz")]
+
+
+@pytest.mark.parametrize("spec", ["0/3", "1/3", "2/3", (1, 2), "0/1"])
+def test_shard_keeps_every_nth_record_with_global_index_and_id(spec, predictor_factory):
+    i, n = parse_shard(spec)
+    whole = list(predictor_factory().predict_files(INPUTS))
+    part = list(predictor_factory().predict_files(INPUTS, shard=spec))
+    expected = [r for r in whole if r["index"] % n == i]
+    assert [r["index"] for r in part] == [r["index"] for r in expected]
+    for a, b in zip(part, expected, strict=True):
+        assert (a["id"], a["source"], a["status"], a["error"]) == (b["id"], b["source"], b["status"], b["error"])
+        if a["status"] == "ok":
+            assert a["gap_meV"] == pytest.approx(b["gap_meV"], rel=1e-4)
+
+
+def test_shards_together_are_the_whole_input_once():
+    whole = [(r.index, r.id, r.error) for r in read_records(INPUTS)]
+    parts = [(r.index, r.id, r.error) for k in range(4) for r in read_records(INPUTS, shard=(k, 4))]
+    assert sorted(parts) == whole
+
+
+def test_other_shards_records_are_not_parsed(monkeypatch):
+    import se3mol.io as sio
+
+    parsed = []
+    real = sio._molecule_from_molblock
+    monkeypatch.setattr(sio, "_molecule_from_molblock", lambda lines, *a: parsed.append(lines[0]) or real(lines, *a))
+    recs = list(read_records([str(FIXTURES / "good.sdf")], shard="1/2"))
+    assert len(parsed) == len(recs) and all(r.index % 2 == 1 for r in recs)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("3/3", "between 0 and N-1"), ("-1/2", "not of the form"), ("1/0", "at least 1"), ("a/b", "not of the form"),
+    ("2", "not of the form"), ((5, 2), "between 0 and N-1")])
+def test_bad_shard_is_refused_before_reading(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_shard(spec)
+    with pytest.raises(ValueError, match=message):
+        read_records(INPUTS, shard=spec)
+
+
+def test_python_api_shard_for_files_and_molecules(tiny_checkpoint):
+    df = predict(INPUTS, model=str(tiny_checkpoint), shard="1/2")
+    assert list(df["index"]) == list(range(1, 2 * len(df), 2))
+    df = predict(small_molecules() * 3, model=str(tiny_checkpoint), shard=(2, 3))
+    assert list(df["index"]) == [2, 5, 8] and list(df["id"]) == ["methanol"] * 3
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_rows_in_input_order_with_and_without_background_thread(prefetch, predictor_factory):
+    p = predictor_factory(batch_size=4, prefetch=prefetch)
+    chunks = list(p.predict_chunks(_records(23)))
+    assert [len(c) for c in chunks] == [4, 4, 4, 4, 4, 3]
+    assert [r["index"] for c in chunks for r in c] == list(range(23))
+    ref = list(predictor_factory(batch_size=23, prefetch=0).predict_chunks(_records(23)))[0]
+    assert [r["gap_meV"] for c in chunks for r in c] == pytest.approx([r["gap_meV"] for r in ref], rel=1e-5)
+
+
+def test_background_thread_reads_a_bounded_number_of_batches_ahead(predictor_factory):
+    pulled = []
+
+    def source():
+        for rec in _records(10_000):
+            pulled.append(rec.index)
+            yield rec
+
+    p = predictor_factory(batch_size=8, prefetch=2)
+    gen = p.predict_chunks(source())
+    next(gen)
+    time.sleep(0.5)  # plenty of time for the thread to run ahead if it could
+    # one batch handed out, two in the queue, one being put: at most 4 batches (+1 record to see the end)
+    assert len(pulled) <= 8 * 4 + 1
+    gen.close()
+
+
+def _featurise_threads():
+    return [t for t in threading.enumerate() if t.name == "se3mol-featurise"]
+
+
+def test_error_in_the_reader_is_raised_in_the_consumer_after_earlier_rows(predictor_factory):
+    class ReaderBug(RuntimeError):
+        pass
+
+    def source():
+        yield from _records(10)
+        raise ReaderBug("disk on fire")
+
+    rows = []
+    with pytest.raises(ReaderBug, match="disk on fire"):
+        for chunk in predictor_factory(batch_size=4, prefetch=2).predict_chunks(source()):
+            rows += chunk
+    assert [r["index"] for r in rows] == list(range(8))  # the two full batches before the failure
+    for _ in range(50):
+        if not _featurise_threads():
+            break
+        time.sleep(0.05)
+    assert not _featurise_threads()
+
+
+def test_stopping_early_stops_the_thread_and_closes_the_input(predictor_factory):
+    closed = threading.Event()
+
+    def source():
+        try:
+            yield from _records(100_000)
+        finally:
+            closed.set()
+
+    gen = predictor_factory(batch_size=4, prefetch=2).predict_chunks(source())
+    next(gen)
+    gen.close()  # what happens when `| head` goes away
+    assert closed.wait(5)
+    for _ in range(50):
+        if not _featurise_threads():
+            break
+        time.sleep(0.05)
+    assert not _featurise_threads()
+
+
+def test_time_split_is_recorded(predictor_factory):
+    p = predictor_factory(batch_size=2)
+    list(p.predict_files([str(FIXTURES / "good.sdf")]))
+    s = p.stats
+    assert s.n_records > 0 and s.read_s > 0 and s.model_s > 0 and s.wall_s >= s.model_s
+    text = s.summary()
+    assert "read+parse" in text and "model" in text and "waiting for featurised input" in text
+
+
+def test_error_messages_kept_are_bounded_but_all_counted(predictor_factory):
+    bad = (Record(index=k, source="<test>", id=f"b{k}", molecule=None, error="broken") for k in range(500))
+    p = predictor_factory(batch_size=64)
+    rows = [r for c in p.predict_chunks(bad) for r in c]
+    assert len(rows) == 500 and all(r["error"] == "broken" for r in rows)
+    assert p.stats.n_error == 500 and len(p.stats.errors) == MAX_ERRORS_KEPT
+
+
+def test_bad_batch_size_and_prefetch_are_refused(tiny_checkpoint):
+    with pytest.raises(ValueError, match="batch_size"):
+        Predictor.from_specs([str(tiny_checkpoint)], batch_size=0)
+    with pytest.raises(ValueError, match="prefetch"):
+        Predictor.from_specs([str(tiny_checkpoint)], prefetch=-1)
