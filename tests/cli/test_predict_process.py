@@ -119,13 +119,20 @@ def test_full_disk_on_output_file_leaves_no_file_and_the_old_one_intact(where, t
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary file left
 
 
+def _default_signals() -> None:
+    # A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored across exec
+    # (Python then installs no KeyboardInterrupt handler): give the child the terminal's default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, EXIT_INTERRUPTED, b"interrupted"),
                                                    (signal.SIGTERM, EXIT_TERMINATED, b"terminated")])
 def test_ctrl_c_or_sigterm_leaves_no_output_file(sig, code, word, tiny_checkpoint, tmp_path):
     out = tmp_path / "scores.csv"
     proc = subprocess.Popen([*SE3MOL, "predict", "-", "--input-format", "sdf", "--batch-size", "1", "-o", str(out),
                              "--model", str(tiny_checkpoint)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=ENV)
+                            stderr=subprocess.PIPE, env=ENV, preexec_fn=_default_signals)
     try:
         proc.stdin.write((FIXTURES / "good.sdf").read_bytes())
         proc.stdin.flush()
