@@ -388,57 +388,52 @@ class FusedKernels(nn.Module):
         g_single = [g_out[d][2 * n:] for d in degrees]
         step = max(1, self.chunk_floats // sum(w.shape[1] for w in weights))
         recompute = torch.is_grad_enabled()
-        parts_p: list[tuple[Tensor, ...]] = []
-        parts_r: list[tuple[Tensor, ...]] = []
-        parts_s: list[tuple[Tensor, ...]] = []
-        for rows, hs, gs, paired in ((range(0, n), [h[:n] for h in hidden], g_pair, True),
-                                     (range(2 * n, e), [h[2 * n:] for h in hidden], g_single, False)):
-            for a in range(0, len(rows), step):
-                args = ([h[a:a + step] for h in hs], [g[a:a + step] for g in gs])
+        rows = torch.arange(e, device=f.device) if order is None else order  # caller's row of each edge
+        outs = [f_j.new_zeros(e, irreps.dim) for irreps in self.irreps_outs]
+        for first, last, gs, paired in ((0, n, g_pair, True), (2 * n, e, g_single, False)):
+            if last == first:
+                continue
+            results: list[tuple[Tensor, ...]] = []
+            for a in range(first, last, step):
+                b = min(a + step, last)
+                args = ([h[a:b] for h in hidden], [g[a - first:b - first] for g in gs])
                 if recompute:
-                    out = checkpoint(self._chunk, weights, *args, degrees, paired, use_reentrant=False)
+                    results.append(checkpoint(self._chunk, weights, *args, degrees, use_reentrant=False))
                 else:
-                    out = self._chunk(weights, *args, degrees, paired)
-                if paired:
-                    parts_p.append(out[0::2])
-                    parts_r.append(out[1::2])
-                else:
-                    parts_s.append(out)
-        outs = [torch.cat(parts) if len(parts) > 1 else parts[0]
-                for parts in zip(*parts_p, *parts_r, *parts_s, strict=True)]
-        if order is not None:
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(e, device=order.device)
-            outs = [out[inverse] for out in outs]
+                    results.append(self._chunk(weights, *args, degrees))
+            # Each output degree once into the caller's edge order: [rows, C_out, (2 x) (2l+1)] -> columns.
+            flat = iter(torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*results, strict=True))
+            dst = rows[first:last] if not paired else torch.cat([rows[:n], rows[n:2 * n]])
+            for k, groups in enumerate(self.groups):
+                col = 0
+                for l_out, mul_out, sources in groups:
+                    width = mul_out * (2 * l_out + 1)
+                    if sources:
+                        res = next(flat)  # [m, C_out, (2 x) (2l+1)]
+                        if paired:  # (ij | ji) side by side -> ij rows, then ji rows
+                            res = res.view(res.shape[0], mul_out, 2, -1).transpose(0, 2)  # [2, C_out, m, 2l+1]
+                            res = res.transpose(1, 2)
+                        outs[k][dst, col:col + width] = res.reshape(-1, width)
+                    col += width
         if edges.envelope is not None:
             outs = [out * edges.envelope[:, None] for out in outs]
         return outs
 
-    def _chunk(self, weights: list[Tensor], hidden: list[Tensor], g: list[Tensor], degrees: list[int],
-               paired: bool) -> tuple[Tensor, ...]:
-        """Radial weights of a chunk of edges (or of reverse pairs) and their product with ``g``.
-
-        Returns per kernel ``[e, out_k.dim]``; for pairs, per kernel ``(edges ij, edges ji)``."""
+    def _chunk(self, weights: list[Tensor], hidden: list[Tensor], g: list[Tensor],
+               degrees: list[int]) -> tuple[Tensor, ...]:
+        """Radial weights of a chunk of edges (or of reverse pairs) and their products ``[e, C_out, cols]``
+        with ``g``, one per kernel and output degree that has paths (``cols`` = ``2l+1``, twice for pairs)."""
         e = hidden[0].shape[0]
-        g_of = dict(zip(degrees, g, strict=True))  # [e, X_l, (1 or 2) (2l+1)]
+        g_of = dict(zip(degrees, g, strict=True))  # [e, X_l, (2 x) (2l+1)]
         outs: list[Tensor] = []
         for groups, weight, h in zip(self.groups, weights, hidden, strict=True):
             w = h @ weight  # [e, W_k], the radial weights of this chunk
-            pieces, offset = [], 0
+            offset = 0
             for l_out, mul_out, sources in groups:
-                dim = 2 * l_out + 1
-                if not sources:
-                    pieces.append(w.new_zeros(e, mul_out, 2 * dim if paired else dim))
-                    continue
-                x = g_of[l_out].shape[1]
-                pieces.append(torch.bmm(w[:, offset:offset + mul_out * x].view(e, mul_out, x), g_of[l_out]))
-                offset += mul_out * x
-            if paired:
-                halves = [[p[..., :p.shape[-1] // 2].reshape(e, -1) for p in pieces],
-                          [p[..., p.shape[-1] // 2:].reshape(e, -1) for p in pieces]]
-                outs += [torch.cat(half, dim=1) for half in halves]  # [e, out_k.dim] for ij, then ji
-            else:
-                outs.append(torch.cat([p.reshape(e, -1) for p in pieces], dim=1))  # [e, out_k.dim]
+                if sources:
+                    x = g_of[l_out].shape[1]
+                    outs.append(torch.bmm(w[:, offset:offset + mul_out * x].view(e, mul_out, x), g_of[l_out]))
+                    offset += mul_out * x
         return tuple(outs)
 
 
