@@ -379,14 +379,19 @@ class FusedKernels(nn.Module):
         # The last radial layer's bias rides as an extra input fixed at 1 (one plain matmul per chunk).
         ones = radial.new_ones(e, 1)
         hidden = [torch.cat([net(radial), ones], dim=1) for net in self.nets]  # [E, radial_hidden + 1]
-        weights = [torch.cat([out.weight, out.bias[:, None]], dim=1).t() * getattr(self, f"scale{k}")
-                   for k, out in enumerate(self.outs)]  # [radial_hidden + 1, W_k], e3nn's path weights folded in
+        # Per kernel and output degree: [radial_hidden + 1, C_out X_l], e3nn's path weights folded in. Split
+        # here, once, so that each chunk's radial weights come out per degree with no slicing or cat.
+        weights = []
+        for k, (out, groups) in enumerate(zip(self.outs, self.groups, strict=True)):
+            full = torch.cat([out.weight, out.bias[:, None]], dim=1).t() * getattr(self, f"scale{k}")
+            sizes = [mul_out * g_out[l_out].shape[1] for l_out, mul_out, sources in groups if sources]
+            weights.append(list(full.split(sizes, dim=1)))
         # Reverse edges have equal radial features, so one radial weight matrix serves both:
         # w [e, C_out, X] @ (G_ij | G_ji) [e, X, 2(2l+1)].
         degrees = sorted(g_out)
         g_pair = [torch.cat([g_out[d][:n], g_out[d][n:2 * n]], dim=2) for d in degrees] if n else []
         g_single = [g_out[d][2 * n:] for d in degrees]
-        step = max(1, self.chunk_floats // sum(w.shape[1] for w in weights))
+        step = max(1, self.chunk_floats // sum(w.shape[1] for ws in weights for w in ws))
         recompute = torch.is_grad_enabled()
         rows = torch.arange(e, device=f.device) if order is None else order  # caller's row of each edge
         outs = [f_j.new_zeros(e, irreps.dim) for irreps in self.irreps_outs]
@@ -394,9 +399,11 @@ class FusedKernels(nn.Module):
             if last == first:
                 continue
             results: list[tuple[Tensor, ...]] = []
-            for a in range(first, last, step):
-                b = min(a + step, last)
-                args = ([h[a:b] for h in hidden], [g[a - first:b - first] for g in gs])
+            # split, not slices: the backward of a slice would zero-fill a full-size gradient per chunk.
+            h_chunks = list(zip(*(h[first:last].split(step) for h in hidden), strict=True))
+            g_chunks = list(zip(*(g.split(step) for g in gs), strict=True))
+            for h_chunk, g_chunk in zip(h_chunks, g_chunks, strict=True):
+                args = (list(h_chunk), list(g_chunk))
                 if recompute:
                     results.append(checkpoint(self._chunk, weights, *args, degrees, use_reentrant=False))
                 else:
@@ -419,7 +426,7 @@ class FusedKernels(nn.Module):
             outs = [out * edges.envelope[:, None] for out in outs]
         return outs
 
-    def _chunk(self, weights: list[Tensor], hidden: list[Tensor], g: list[Tensor],
+    def _chunk(self, weights: list[list[Tensor]], hidden: list[Tensor], g: list[Tensor],
                degrees: list[int]) -> tuple[Tensor, ...]:
         """Radial weights of a chunk of edges (or of reverse pairs) and their products ``[e, C_out, cols]``
         with ``g``, one per kernel and output degree that has paths (``cols`` = ``2l+1``, twice for pairs)."""
@@ -427,13 +434,10 @@ class FusedKernels(nn.Module):
         g_of = dict(zip(degrees, g, strict=True))  # [e, X_l, (2 x) (2l+1)]
         outs: list[Tensor] = []
         for groups, weight, h in zip(self.groups, weights, hidden, strict=True):
-            w = h @ weight  # [e, W_k], the radial weights of this chunk
-            offset = 0
-            for l_out, mul_out, sources in groups:
-                if sources:
-                    x = g_of[l_out].shape[1]
-                    outs.append(torch.bmm(w[:, offset:offset + mul_out * x].view(e, mul_out, x), g_of[l_out]))
-                    offset += mul_out * x
+            active = [(l_out, mul_out) for l_out, mul_out, sources in groups if sources]
+            for (l_out, mul_out), weight_l in zip(active, weight, strict=True):
+                w = h @ weight_l  # [e, C_out X_l], the radial weights of this chunk for degree l_out
+                outs.append(torch.bmm(w.view(e, mul_out, -1), g_of[l_out]))  # [e, C_out, (2 x) (2l+1)]
         return tuple(outs)
 
 
