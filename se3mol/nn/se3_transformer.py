@@ -30,7 +30,12 @@ input channels), which then mix those channels. Parity is kept (polar irreps onl
 E(3)- (not just SE(3)-) equivariant; see :mod:`se3mol.nn.e3`.
 
 Cost: keys and values mix channels per edge (as in the paper), ``paths x hidden^2`` radial weights per
-edge and kernel; prefer bond or radius graphs for large molecules.
+edge and kernel; prefer bond or radius graphs for large molecules. They are computed by
+:class:`~se3mol.nn.e3.FusedKernels`: the same map as an e3nn ``FullyConnectedTensorProduct`` per kernel,
+evaluated basis first (the Clebsch-Gordan x spherical-harmonics basis of each edge is built once per
+forward pass and shared by all layers), keys and values sharing the contraction of ``f_j`` with it, an
+edge and its reverse sharing their radial weights, in chunks of edges that are recomputed in the backward
+pass instead of being stored.
 """
 
 from __future__ import annotations
