@@ -148,8 +148,8 @@ def _e3nn_rows(fused, k, reference):
     for l_out, mul_out, sources in fused.groups[k]:
         for o in range(mul_out):
             for l_in, _, _, mul_in in sources:
-                for c in range(mul_in):
-                    for l_f in fused_filters(l_in, l_out):
+                for l_f in fused_filters(l_in, l_out):
+                    for c in range(mul_in):
                         start, c_out = where[(l_in, l_f, l_out)]
                         rows.append(start + c * c_out + o)
     return torch.tensor(rows)
