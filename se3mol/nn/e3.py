@@ -209,7 +209,8 @@ class EquivariantKernel(nn.Module):
 
     ``mixing="full"``: every input channel reaches every output channel with its own radial weight
     (``o3.FullyConnectedTensorProduct``); ``irreps_out`` is as given. Costs ``paths x C_in x C_out`` radial
-    weights per edge (SE(3)-Transformer keys and values).
+    weights per edge. :class:`FusedKernels` computes the same map faster (the SE(3)-Transformer's keys and
+    values); this plain form is the reference it is tested against.
 
     ``mixing="channelwise"``: each channel is filtered on its own (e3nn ``"uvu"`` paths), as in Tensor Field
     Networks' point convolution, whose channels are then mixed by a self-interaction on the atoms.
@@ -247,7 +248,8 @@ class SphericalBasis(nn.Module):
     """Per-edge Clebsch-Gordan x spherical-harmonics basis ``sh [E, sh_dim] -> [B_0, ..., B_L]``.
 
     For input degree ``l_in``, ``B_{l_in} [E, cols(l_in), 2 l_in + 1]`` holds, for every output degree
-    ``l_out`` and filter degree ``l_f`` of a polar path ``l_in x l_f -> l_out`` (all degrees ``<= L``):
+    ``l_out`` and filter degree ``l_f`` of a polar path ``l_in x l_f -> l_out`` (all degrees ``<= L``), one row
+    (called a column of the basis in ``columns``) per ``(l_out, l_f, k)``:
 
         B[e, (l_out, l_f, k), i] = sum_m C^{l_in l_f l_out}_{i m k} Y^{l_f}_m(x_j - x_i)
 

@@ -22,6 +22,7 @@ from se3mol.nn.e3 import (
     _cartesian_bases,
     _default_dtype,
     pair_reverse_edges,
+    polar_filter_degrees,
     polar_irreps,
 )
 from se3mol.nn.layers import scatter_sum
@@ -148,15 +149,11 @@ def _e3nn_rows(fused, k, reference):
     for l_out, mul_out, sources in fused.groups[k]:
         for o in range(mul_out):
             for l_in, _, _, mul_in in sources:
-                for l_f in fused_filters(l_in, l_out):
+                for l_f in polar_filter_degrees(l_in, l_out, 3):
                     for c in range(mul_in):
                         start, c_out = where[(l_in, l_f, l_out)]
                         rows.append(start + c * c_out + o)
     return torch.tensor(rows)
-
-
-def fused_filters(l_in, l_out, max_degree=3):
-    return list(range(abs(l_in - l_out), min(l_in + l_out, max_degree) + 1, 2))
 
 
 @pytest.mark.parametrize("irreps_in,irreps_outs", [
