@@ -6,12 +6,18 @@ On real QM9 batches (96 molecules from the training split), one fresh process pe
 (peak RSS = that process's ru_maxrss, capped by --mem-cap-gb). Paper sizes: EGNN 7 layers x 128 on
 the full graph (Satorras et al.); TFN and SE(3)-Transformer 7 layers, degrees 0-3, 32 channels
 (SE(3)-Transformer 8 heads) on the bond graph, as the SE(3)-Transformer paper trains on QM9.
+
+``--threads N`` sets ``torch.set_num_threads`` in each run (default: torch's own, one per core); each row
+records it and the machine's 1-minute load average before/after, since other jobs on a shared machine
+slow every run down. ``--only family[,family]`` re-measures those families and replaces their rows in the
+existing results, keeping the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +42,8 @@ from se3mol.graph import GraphConfig
 from se3mol.nn import build_model
 from se3mol.targets import get_target
 name, graph, cfg, bs, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+if int(sys.argv[6]) > 0:
+    torch.set_num_threads(int(sys.argv[6]))
 q = load_qm9(verbose=False)
 if graph == "bond":
     attach_bonds(q)
@@ -71,27 +79,39 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=96)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--mem-cap-gb", type=float, default=20.0)
-    ap.add_argument("--only", default="", help="comma-separated family names")
+    ap.add_argument("--only", default="", help="comma-separated family names; other rows are kept from the last run")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     a = ap.parse_args()
+    only = [x for x in a.only.split(",") if x]
+    previous = RESULTS / "models_throughput.json"
+    kept = {(r["model"], r["size"]): r for r in json.loads(previous.read_text())} if only and previous.exists() else {}
     rows = []
     for name, size, graph, cfg in CONFIGS:
-        if a.only and name not in a.only.split(","):
+        if only and name not in only:
+            if (name, size) in kept:
+                rows.append(kept[(name, size)])
             continue
-        r = run_isolated(sys.executable, WORKER, [name, graph, json.dumps(cfg), a.batch_size, a.steps], a.mem_cap_gb)
-        rows.append({"model": name, "size": size, "graph": graph, "config": cfg, "batch_size": a.batch_size, **r})
+        load_before = os.getloadavg()[0]
+        r = run_isolated(sys.executable, WORKER, [name, graph, json.dumps(cfg), a.batch_size, a.steps, a.threads],
+                         a.mem_cap_gb)
+        rows.append({"model": name, "size": size, "graph": graph, "config": cfg, "batch_size": a.batch_size, **r,
+                     "threads": a.threads or "default", "load_before": load_before, "load_after": os.getloadavg()[0]})
         print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "models_throughput.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["# Model throughput (python benchmarks/models_throughput.py)", "",
-             f"QM9 training batches of {a.batch_size} molecules; one process per row; memory cap {a.mem_cap_gb} GB.",
-             "", "| model | size | graph | config | train mol/s | infer mol/s | peak RSS GB | parameters | note |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"QM9 training batches of {a.batch_size} molecules; one process per row; memory cap {a.mem_cap_gb} GB. "
+             "Threads: torch threads of the run (default = one per core, 2 here). Load: the machine's 1-minute load "
+             "average before/after the run (2 cores; above ~1, other jobs were competing and slowed the run).",
+             "", "| model | size | graph | config | train mol/s | infer mol/s | peak RSS GB | parameters | threads | "
+             "load | note |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     nan = float("nan")
     for r in rows:
         train, infer = r.get("train_molecules_per_s", nan), r.get("infer_molecules_per_s", nan)
+        load = f"{r['load_before']:.1f}/{r['load_after']:.1f}" if "load_before" in r else "not recorded"
         lines.append(f"| {r['model']} | {r['size']} | {r['graph']} | `{json.dumps(r['config'])}` | {train:.1f} | "
                      f"{infer:.1f} | {r.get('peak_rss_gb', nan):.2f} | {r.get('parameters', '')} | "
-                     f"{r.get('error', '')} |")
+                     f"{r.get('threads', 'default')} | {load} | {r.get('error', '')} |")
     (RESULTS / "models_throughput.md").write_text("\n".join(lines) + "\n")
 
 

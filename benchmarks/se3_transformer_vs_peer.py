@@ -8,8 +8,13 @@ The peer is installed in a separate environment, never as a project dependency:
 Both run on the same real QM9 molecules (the first 18-atom molecules of the test split, fully
 connected), at the same degrees (0..3), channels per degree, heads and depth, each in its own
 subprocess with an address-space cap (``--mem-cap-gb``) so that the peer cannot exhaust the machine;
-peak RSS is that subprocess's ``ru_maxrss``. Measured: inference molecules/s (forward, no grad) and
-training molecules/s (forward + backward + Adam step). Writes ``benchmarks/results/se3_transformer_vs_peer.json``
+peak RSS is that subprocess's ``ru_maxrss`` (over inference and training). Measured: inference
+molecules/s (forward, no grad) and training molecules/s (forward + backward + Adam step), wall clock,
+both implementations with the same ``torch.set_num_threads`` (``--threads``; 1 by default, because on a
+shared 2-core machine two OpenMP threads per process collapse as soon as other jobs run: both
+implementations then slow down by an unpredictable factor). The 1-minute load average before and after
+each run is recorded, so that contention from other jobs on the machine can be read off the results.
+Writes ``benchmarks/results/se3_transformer_vs_peer.json``
 and ``.md``.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,10 +32,11 @@ from _isolated import run_isolated  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
-# Runs inside a subprocess: args = impl, batch file, depth, degrees, channels, heads, repeats.
+# Runs inside a subprocess: args = impl, batch file, depth, degrees, channels, heads, repeats, threads.
 WORKER = r'''
 import json, resource, sys, time, torch
-impl, path, depth, degrees, channels, heads, repeats = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:8])
+impl, path, depth, degrees, channels, heads, repeats, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:9])
+torch.set_num_threads(threads)
 torch.manual_seed(0)
 d = torch.load(path, weights_only=True)
 z, pos, counts = d["z"], d["pos"], d["counts"]
@@ -90,8 +97,10 @@ def make_batch(path: Path, n_mols: int, n_atoms: int) -> None:
 
 
 def run(python: str, impl: str, batch: Path, depth: int, degrees: int, channels: int, heads: int,
-        repeats: int, cap_gb: float) -> dict:
-    return run_isolated(python, WORKER, [impl, batch, depth, degrees, channels, heads, repeats], cap_gb)
+        repeats: int, threads: int, cap_gb: float) -> dict:
+    load_before = os.getloadavg()[0]
+    r = run_isolated(python, WORKER, [impl, batch, depth, degrees, channels, heads, repeats, threads], cap_gb)
+    return {**r, "threads": threads, "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -105,6 +114,7 @@ def main() -> None:
     ap.add_argument("--depths", default="1,2")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--mem-cap-gb", type=float, default=16.0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of each run (both implementations)")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -112,7 +122,7 @@ def main() -> None:
         make_batch(batch, a.molecules, a.atoms)
         for depth in [int(x) for x in a.depths.split(",")]:
             for impl, py in (("se3mol", sys.executable), ("peer", a.peer_python)):
-                r = run(py, impl, batch, depth, a.degrees, a.channels, a.heads, a.repeats, a.mem_cap_gb)
+                r = run(py, impl, batch, depth, a.degrees, a.channels, a.heads, a.repeats, a.threads, a.mem_cap_gb)
                 rows.append({"impl": impl, "depth": depth, "degrees": f"0-{a.degrees}", "channels": a.channels,
                              "heads": a.heads, "molecules": a.molecules, "atoms": a.atoms, **r})
                 print(json.dumps(rows[-1]), flush=True)
@@ -120,13 +130,24 @@ def main() -> None:
     (RESULTS / "se3_transformer_vs_peer.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["# SE(3)-Transformer: se3mol vs se3-transformer-pytorch (python benchmarks/se3_transformer_vs_peer.py)",
              "", f"{a.molecules} QM9 molecules of {a.atoms} atoms, fully connected; degrees 0-{a.degrees}, "
-             f"{a.channels} channels, {a.heads} heads; memory cap {a.mem_cap_gb} GB per run.", "",
-             "| impl | depth | infer mol/s | train mol/s | peak RSS GB | parameters | note |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             f"{a.channels} channels, {a.heads} heads; {a.threads} torch thread(s) per run; memory cap "
+             f"{a.mem_cap_gb} GB per run. Load = 1-minute load average of the machine (2 cores) before/after "
+             "each run: above ~1 other jobs were competing, which slows both implementations.", "",
+             "| impl | depth | infer mol/s | train mol/s | peak RSS GB | parameters | load | note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    nan = float("nan")
     for r in rows:
-        lines.append(f"| {r['impl']} | {r['depth']} | {r.get('infer_molecules_per_s', float('nan')):.3g} | "
-                     f"{r.get('train_molecules_per_s', float('nan')):.3g} | {r.get('peak_rss_gb', float('nan')):.2f} | "
-                     f"{r.get('parameters', '')} | {r.get('error', '')} |")
+        lines.append(f"| {r['impl']} | {r['depth']} | {r.get('infer_molecules_per_s', nan):.3g} | "
+                     f"{r.get('train_molecules_per_s', nan):.3g} | {r.get('peak_rss_gb', nan):.2f} | "
+                     f"{r.get('parameters', '')} | {r['load_before']:.1f}/{r['load_after']:.1f} | "
+                     f"{r.get('error', '')} |")
+    lines += ["", "| depth | se3mol / peer, infer | se3mol / peer, train | peer / se3mol, peak RSS |",
+              "| --- | --- | --- | --- |"]
+    for depth in sorted({r["depth"] for r in rows}):
+        ours, peer = ({r["impl"]: r for r in rows if r["depth"] == depth}.get(k, {}) for k in ("se3mol", "peer"))
+        ratio = [ours.get(key, nan) / peer.get(key, nan) for key in ("infer_molecules_per_s", "train_molecules_per_s")]
+        lines.append(f"| {depth} | {ratio[0]:.0f}x | {ratio[1]:.0f}x | "
+                     f"{peer.get('peak_rss_gb', nan) / ours.get('peak_rss_gb', nan):.1f}x |")
     (RESULTS / "se3_transformer_vs_peer.md").write_text("\n".join(lines) + "\n")
 
 

@@ -30,7 +30,12 @@ input channels), which then mix those channels. Parity is kept (polar irreps onl
 E(3)- (not just SE(3)-) equivariant; see :mod:`se3mol.nn.e3`.
 
 Cost: keys and values mix channels per edge (as in the paper), ``paths x hidden^2`` radial weights per
-edge and kernel; prefer bond or radius graphs for large molecules.
+edge and kernel; prefer bond or radius graphs for large molecules. They are computed by
+:class:`~se3mol.nn.e3.FusedKernels`: the same map as an e3nn ``FullyConnectedTensorProduct`` per kernel,
+evaluated basis first (the Clebsch-Gordan x spherical-harmonics basis of each edge is built once per
+forward pass and shared by all layers), keys and values sharing the contraction of ``f_j`` with it, an
+edge and its reverse sharing their radial weights, in chunks of edges that are recomputed in the backward
+pass instead of being stored.
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ from se3mol.nn.e3 import (
     E3Module,
     EdgeEmbedding,
     EdgeFeatures,
-    EquivariantKernel,
+    FusedKernels,
+    SphericalBasis,
+    pair_reverse_edges,
     polar_irreps,
     validate_e3_config,
 )
@@ -160,7 +167,7 @@ class NeighbourhoodSoftmax(nn.Module):
 class SE3AttentionLayer(nn.Module):
     """One multi-head equivariant attention layer: ``[N, irreps_in.dim] -> [N, irreps_out.dim]``."""
 
-    def __init__(self, irreps_in: o3.Irreps, hidden: int, max_degree: int, heads: int, irreps_sh: o3.Irreps,
+    def __init__(self, irreps_in: o3.Irreps, hidden: int, max_degree: int, heads: int, basis: SphericalBasis,
                  radial_dim: int, self_interaction: str) -> None:
         super().__init__()
         irreps_in = o3.Irreps(irreps_in)
@@ -169,8 +176,8 @@ class SE3AttentionLayer(nn.Module):
         degrees_in = {ir.l for _, ir in irreps_in}
         irreps_qk = o3.Irreps([(mul, ir) for mul, ir in irreps_v if ir.l in degrees_in])
         self.query = o3.Linear(irreps_in, irreps_qk)
-        self.key = EquivariantKernel(irreps_in, irreps_sh, irreps_qk, radial_dim, hidden, mixing="full")
-        self.value = EquivariantKernel(irreps_in, irreps_sh, irreps_v, radial_dim, hidden, mixing="full")
+        # Keys and values: two kernels (own radial networks) sharing one contraction with the edge basis.
+        self.kernels = FusedKernels(irreps_in, basis, [irreps_qk, irreps_v], radial_dim, hidden)
         self.softmax = NeighbourhoodSoftmax()
         self.heads = heads
         self.scale = (irreps_qk.dim // heads) ** -0.5
@@ -180,14 +187,14 @@ class SE3AttentionLayer(nn.Module):
         self.irreps_in, self.irreps_out = irreps_in, irreps_v
 
     def forward(self, f: Tensor, edges: EdgeFeatures, edge_index: Tensor) -> Tensor:
-        i, j = edge_index
-        n, f_j = f.shape[0], f[j]
+        i = edge_index[0]
+        n = f.shape[0]
         q = self.query(f)[i]  # [E, qk_dim]
-        k = self.key(f_j, edges)  # [E, qk_dim]
+        k, v = self.kernels(f, edges, edge_index)  # [E, qk_dim], [E, v_dim]
         qk = q * k
         logits = qk.new_zeros(qk.shape[0], self.heads).index_add_(1, self.qk_head, qk) * self.scale  # [E,H]
         alpha = self.softmax(logits, i, n, edges.envelope)  # [E,H]
-        v = self.value(f_j, edges) * alpha[:, self.v_head]  # [E, v_dim]
+        v = v * alpha[:, self.v_head]  # [E, v_dim]
         z = scatter_sum(v, i, n)  # [N, v_dim]
         return self.project(torch.cat([z, f], dim=-1))
 
@@ -202,10 +209,11 @@ class SE3Transformer(E3Module):
         with self.exact_constants():
             self.embed = ElementEmbedding(elements, c.hidden)
             self.edges = EdgeEmbedding(c.max_degree, c.num_rbf, c.r_max, c.cutoff, edge_attr_dim)
+            self.basis = SphericalBasis(c.max_degree)
             irreps = o3.Irreps(f"{c.hidden}x0e")
             self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
             for k in range(c.layers):
-                self.layers.append(SE3AttentionLayer(irreps, c.hidden, c.max_degree, c.heads, self.edges.irreps_sh,
+                self.layers.append(SE3AttentionLayer(irreps, c.hidden, c.max_degree, c.heads, self.basis,
                                                      self.edges.radial_dim, c.self_interaction))
                 irreps = self.layers[-1].irreps_out
                 if k < c.layers - 1:
@@ -217,6 +225,9 @@ class SE3Transformer(E3Module):
     def forward(self, batch: Batch) -> AtomFeatures:
         f = self.embed(batch.z)  # [N, hidden x 0e]
         edges = self.edges(batch)
+        # Geometry and graph only: once per forward, shared by every layer.
+        edges.basis = self.basis(edges.sh)
+        edges.pairing = pair_reverse_edges(batch.edge_index, f.shape[0], batch.edge_attr)
         for k, layer in enumerate(self.layers):
             f = layer(f, edges, batch.edge_index)
             if k < len(self.norms):

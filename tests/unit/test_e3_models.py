@@ -14,7 +14,17 @@ from e3nn import o3
 from se3mol.equivariance import check, default_molecules
 from se3mol.graph import GraphConfig, collate
 from se3mol.nn import build_model
-from se3mol.nn.e3 import _cartesian_bases, polar_irreps
+from se3mol.nn.e3 import (
+    EdgeFeatures,
+    EquivariantKernel,
+    FusedKernels,
+    SphericalBasis,
+    _cartesian_bases,
+    _default_dtype,
+    pair_reverse_edges,
+    polar_filter_degrees,
+    polar_irreps,
+)
 from se3mol.nn.layers import scatter_sum
 from se3mol.nn.se3_transformer import NeighbourhoodSoftmax
 from se3mol.targets import get_target
@@ -38,7 +48,7 @@ def _model(variant, graph=None, **overrides):
 
 
 def _rel_error(got, want):
-    return float((got - want).abs().max() / want.abs().max())
+    return float((got - want).abs().max().detach() / want.abs().max().detach())
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +133,85 @@ def test_constants_stay_exact_through_casts_and_loading(mols):
     with torch.no_grad():
         ref, moved = _features(model, mols), _features(model, mols, rot)
     assert _rel_error(moved.rank2, rot @ ref.rank2 @ rot.T) < 1e-12
+
+
+# --- Fused kernels: the same maps as e3nn's tensor products -------------------------------------------------
+
+
+def _e3nn_rows(fused, k, reference):
+    """Row of the e3nn kernel's last radial layer that holds each row of ``fused.outs[k]`` (a permutation)."""
+    tp, where, offset = reference.tp, {}, 0
+    for ins in tp.instructions:
+        path = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l)
+        where[path] = (offset, ins.path_shape[2])
+        offset += ins.path_shape[0] * ins.path_shape[2]
+    rows = []
+    for l_out, mul_out, sources in fused.groups[k]:
+        for o in range(mul_out):
+            for l_in, _, _, mul_in in sources:
+                for l_f in polar_filter_degrees(l_in, l_out, 3):
+                    for c in range(mul_in):
+                        start, c_out = where[(l_in, l_f, l_out)]
+                        rows.append(start + c * c_out + o)
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("irreps_in,irreps_outs", [
+    (polar_irreps(4, 3), [polar_irreps(4, 3), polar_irreps(6, 3)]),  # a deep layer: keys and values
+    (o3.Irreps("5x0e"), [o3.Irreps("4x0e"), polar_irreps(3, 3)]),  # the first layer: scalars in
+    (polar_irreps(3, 2), [o3.Irreps("2x0e+2x1o"), polar_irreps(2, 2)]),  # degrees below the basis's
+], ids=["deep", "first", "low-degree"])
+def test_fused_kernels_equal_e3nn_tensor_products(irreps_in, irreps_outs):
+    # Same radial networks (last layer permuted to e3nn's weight order) must give e3nn's
+    # FullyConnectedTensorProduct to rounding, with tiny chunks and with paired and unpaired edges.
+    torch.manual_seed(0)
+    dtype, n_atoms = torch.float64, 9
+    full = [(a, b) for a in range(n_atoms) for b in range(n_atoms) if a != b and (a + b) % 3]
+    edge_index = torch.tensor(full + [(0, 3), (3, 6), (2, 4)]).T  # the last three have no reverse
+    edge_index = edge_index[:, torch.randperm(edge_index.shape[1])]
+    pairing = pair_reverse_edges(edge_index, n_atoms)
+    assert pairing[1] == len(full) // 2
+    with _default_dtype(dtype):  # constants made in float64, as a model's exact_constants() makes them
+        basis = SphericalBasis(3)
+        fused = FusedKernels(irreps_in, basis, irreps_outs, radial_dim=6, radial_hidden=5, chunk_floats=2000)
+    pos = torch.randn(n_atoms, 3, dtype=dtype)
+    rel = pos[edge_index[1]] - pos[edge_index[0]]
+    sh = o3.spherical_harmonics(basis.irreps_sh, rel, normalize=True, normalization="component")
+    radial = torch.cat([torch.sin(k * rel.norm(dim=1, keepdim=True)) for k in range(1, 7)], dim=1)  # [E,6]
+    edges = EdgeFeatures(sh=sh, radial=radial, envelope=torch.rand(rel.shape[0], dtype=dtype), basis=basis(sh))
+    f = torch.randn(n_atoms, o3.Irreps(irreps_in).dim, dtype=dtype, requires_grad=True)
+    for pair in (pairing, None):
+        got = fused(f, EdgeFeatures(**{**edges.__dict__, "pairing": pair}), edge_index)
+        for k, irreps_out in enumerate(irreps_outs):
+            with _default_dtype(dtype):
+                reference = EquivariantKernel(irreps_in, basis.irreps_sh, irreps_out, 6, 5, mixing="full")
+            ref_layers = [m for m in reference.radial.net if isinstance(m, torch.nn.Linear)]
+            fused_layers = [m for m in fused.nets[k] if isinstance(m, torch.nn.Linear)] + [fused.outs[k]]
+            rows = _e3nn_rows(fused, k, reference)
+            with torch.no_grad():
+                for a, b in zip(ref_layers[:2], fused_layers[:2], strict=True):
+                    a.weight.copy_(b.weight)
+                    a.bias.copy_(b.bias)
+                ref_layers[2].weight[rows] = fused_layers[2].weight
+                ref_layers[2].bias[rows] = fused_layers[2].bias
+            want = reference(f[edge_index[1]], edges)
+            assert got[k].shape == want.shape
+            assert _rel_error(got[k], want) < 1e-13
+            grad_got, = torch.autograd.grad(got[k].pow(2).sum(), f, retain_graph=True)
+            grad_want, = torch.autograd.grad(want.pow(2).sum(), f)
+            assert _rel_error(grad_got, grad_want) < 1e-12
+
+
+def test_pair_reverse_edges_pairs_every_edge_with_its_reverse():
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 0, 3], [1, 0, 2, 1, 0, 3, 2]])  # 2->0 and 0->3, 3->2 unpaired
+    order, n = pair_reverse_edges(edge_index, 4)
+    assert sorted(order.tolist()) == list(range(7)) and n == 2
+    first, second = edge_index[:, order[:n]], edge_index[:, order[n:2 * n]]
+    assert torch.equal(first, second.flip(0)) and (first[0] < first[1]).all()
+    bond = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    assert pair_reverse_edges(edge_index, 4, bond)[1] == 1  # 0-1 has different bond types each way
+    repeated = torch.tensor([[0, 0, 1], [1, 1, 0]])
+    assert pair_reverse_edges(repeated, 2)[1] == 0
 
 
 # --- Attention -----------------------------------------------------------------------------------------------
