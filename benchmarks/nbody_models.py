@@ -24,12 +24,16 @@ RESULTS = Path(__file__).parent / "results"
 PUBLISHED = {"linear": 0.0819, "se3_transformer": 0.0244, "tfn": 0.0155, "egnn": 0.0071, "clofnet": 0.0065}
 # Per-family settings (hidden 64, 4 layers as in the EGNN paper's N-body model).
 CONFIGS = {"egnn": ["--set", "hidden=64", "--set", "layers=4"],
-           "clofnet": ["--set", "hidden=64", "--set", "layers=4"]}
+           "clofnet": ["--set", "hidden=64", "--set", "layers=4"],
+           # degrees 0-1 and 16 channels per degree: a CPU budget (velocities and positions need only 1o)
+           "tfn": ["--set", "hidden=16", "--set", "layers=4", "--set", "max_degree=1"],
+           "se3_transformer": ["--set", "hidden=16", "--set", "layers=4", "--set", "max_degree=1",
+                               "--set", "heads=4"]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="egnn,clofnet")
+    p.add_argument("--models", default="egnn,clofnet,tfn,se3_transformer")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "nbody_models")

@@ -56,18 +56,9 @@ class ConformerTrainer(Trainer):
         key = self.global_step * self.cfg.world_size + self.dist.rank
         return dsm_loss(self.model, batch, self.sigmas, self._generator(key)), batch.num_graphs
 
-    @torch.no_grad()
     def loss_on(self, model: torch.nn.Module, idx: Tensor, batch_size: int = 256) -> float:
         """Mean DSM loss on molecules ``idx`` with fixed noise (comparable across epochs and runs)."""
-        model.eval()
-        g = torch.Generator().manual_seed(EVAL_SEED)
-        total, n = 0.0, 0
-        for k in range(0, len(idx), batch_size):
-            batch = self.data.batch(idx[k:k + batch_size], self.graph).to(self.device)
-            total += float(dsm_loss(model, batch, self.sigmas, g)) * batch.num_graphs
-            n += batch.num_graphs
-        model.train()
-        return total / max(n, 1)
+        return dsm_loss_on(model, self.data, idx, self.device, batch_size)
 
     def validate(self, model: torch.nn.Module) -> tuple[dict[str, float], float]:
         loss = self.loss_on(model, self.split["val"][:VAL_MOLECULES])
@@ -106,3 +97,21 @@ class ConformerTrainer(Trainer):
         return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val_mae"], test, self.epoch, self.elapsed)
 
 
+
+
+@torch.no_grad()
+def dsm_loss_on(model: torch.nn.Module, data, idx: Tensor, device: torch.device | str = "cpu",
+                batch_size: int = 256) -> float:
+    """Mean DSM loss of ``model`` on molecules ``idx`` of ``data`` (packed molecules with bonds), with the
+    noise of a fixed seed, so that values are comparable across epochs, runs and checkpoints."""
+    was_training = model.training
+    model.eval()
+    sigmas = noise_levels(SIGMA_MAX, SIGMA_MIN, LEVELS)
+    g = torch.Generator().manual_seed(EVAL_SEED)
+    total, n = 0.0, 0
+    for k in range(0, len(idx), batch_size):
+        batch = data.batch(idx[k:k + batch_size], SCORE_GRAPH).to(device)
+        total += float(dsm_loss(model, batch, sigmas, g)) * batch.num_graphs
+        n += batch.num_graphs
+    model.train(was_training)
+    return total / max(n, 1)

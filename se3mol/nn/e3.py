@@ -540,3 +540,31 @@ class AtomFeatureReadout(nn.Module):
             coeffs = y[:, h + 3 * c:].reshape(n, c2, 5)  # [N,C2,5]
             rank2 = torch.einsum("ncm,mab->ncab", coeffs, self.rank2_basis)  # [N,C2,3,3]
         return AtomFeatures(scalars=y[:, :h], vectors=vectors, rank2=rank2)
+
+
+class InputEmbedding(nn.Module):
+    """Atoms -> first irreps features ``[N, irreps_out.dim]``: ``hidden x 0e`` from the element (plus a
+    linear map of invariant inputs ``batch.node_attr [N,F]``), then ``C x 1o`` channels holding the vector
+    inputs ``batch.node_vec [N,C,3]`` (velocities), moved from the Cartesian frame into e3nn's basis.
+    """
+
+    def __init__(self, elements: tuple[int, ...], hidden: int, node_attr_dim: int = 0,
+                 vector_inputs: int = 0) -> None:
+        super().__init__()
+        from se3mol.nn.layers import ElementEmbedding
+
+        self.embed = ElementEmbedding(elements, hidden)
+        self.node_in = nn.Linear(node_attr_dim, hidden, bias=False) if node_attr_dim else None
+        self.vector_inputs = vector_inputs
+        self.irreps_out = o3.Irreps(f"{hidden}x0e" + (f" + {vector_inputs}x1o" if vector_inputs else ""))
+        to_xyz, _ = _cartesian_bases()
+        self.register_buffer("from_xyz", to_xyz.T.to(torch.get_default_dtype(), copy=True), persistent=False)
+
+    def forward(self, batch) -> Tensor:
+        f = self.embed(batch.z)  # [N, hidden]
+        if self.node_in is not None:
+            f = f + self.node_in(batch.node_attr.to(f.dtype))
+        if self.vector_inputs:
+            v = batch.node_vec.to(f.dtype) @ self.from_xyz.to(f.dtype)  # [N,C,3] in e3nn's 1o basis
+            f = torch.cat([f, v.reshape(v.shape[0], -1)], dim=-1)
+        return f

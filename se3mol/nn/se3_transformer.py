@@ -54,13 +54,14 @@ from se3mol.nn.e3 import (
     EdgeEmbedding,
     EdgeFeatures,
     FusedKernels,
+    InputEmbedding,
     SphericalBasis,
     pair_reverse_edges,
     polar_irreps,
     validate_e3_config,
 )
 from se3mol.nn.heads import AtomFeatures
-from se3mol.nn.layers import ElementEmbedding, scatter_sum
+from se3mol.nn.layers import scatter_sum
 from se3mol.nn.registry import ModelEntry, register
 
 
@@ -77,6 +78,8 @@ class SE3TransformerConfig:
         r_max: largest distance (Angstrom) the expansion resolves.
         cutoff: if set, attention and kernels fade smoothly to zero at this distance (use with radius graphs).
         self_interaction: ``"linear"`` or ``"attentive"`` (the paper's attentive self-interaction).
+        node_attr_dim: width of extra invariant atom inputs ``batch.node_attr`` (0: none).
+        vector_inputs: channels of vector atom inputs ``batch.node_vec`` (0: none), fed as ``1o`` features.
     """
 
     hidden: int = 16
@@ -86,6 +89,8 @@ class SE3TransformerConfig:
     num_rbf: int = 32
     r_max: float = 8.0
     cutoff: float | None = None
+    node_attr_dim: int = 0
+    vector_inputs: int = 0
     self_interaction: str = "linear"
 
     def __post_init__(self) -> None:
@@ -207,10 +212,10 @@ class SE3Transformer(E3Module):
         super().__init__()
         c = self.config = config
         with self.exact_constants():
-            self.embed = ElementEmbedding(elements, c.hidden)
+            self.embed = InputEmbedding(elements, c.hidden, c.node_attr_dim, c.vector_inputs)
             self.edges = EdgeEmbedding(c.max_degree, c.num_rbf, c.r_max, c.cutoff, edge_attr_dim)
             self.basis = SphericalBasis(c.max_degree)
-            irreps = o3.Irreps(f"{c.hidden}x0e")
+            irreps = self.embed.irreps_out
             self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
             for k in range(c.layers):
                 self.layers.append(SE3AttentionLayer(irreps, c.hidden, c.max_degree, c.heads, self.basis,
@@ -223,7 +228,7 @@ class SE3Transformer(E3Module):
         self.rank2_channels = self.readout.rank2_channels
 
     def forward(self, batch: Batch) -> AtomFeatures:
-        f = self.embed(batch.z)  # [N, hidden x 0e]
+        f = self.embed(batch)  # [N, hidden x 0e (+ C x 1o vector inputs)]
         edges = self.edges(batch)
         # Geometry and graph only: once per forward, shared by every layer.
         edges.basis = self.basis(edges.sh)

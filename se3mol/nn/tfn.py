@@ -39,12 +39,13 @@ from se3mol.nn.e3 import (
     EdgeEmbedding,
     EdgeFeatures,
     EquivariantKernel,
+    InputEmbedding,
     polar_irreps,
     smooth_degree,
     validate_e3_config,
 )
 from se3mol.nn.heads import AtomFeatures
-from se3mol.nn.layers import ElementEmbedding, scatter_sum
+from se3mol.nn.layers import scatter_sum
 from se3mol.nn.registry import ModelEntry, register
 
 _HALF_SQRT2 = 0.5**0.5
@@ -61,6 +62,8 @@ class TFNConfig:
         num_rbf: Gaussians in the distance expansion.
         r_max: largest distance (Angstrom) the expansion resolves.
         cutoff: if set, filters fade smoothly to zero at this distance (use with radius graphs).
+        node_attr_dim: width of extra invariant atom inputs ``batch.node_attr`` (0: none).
+        vector_inputs: channels of vector atom inputs ``batch.node_vec`` (0: none), fed as ``1o`` features.
     """
 
     hidden: int = 32
@@ -69,6 +72,8 @@ class TFNConfig:
     num_rbf: int = 32
     r_max: float = 8.0
     cutoff: float | None = None
+    node_attr_dim: int = 0
+    vector_inputs: int = 0
 
     def __post_init__(self) -> None:
         validate_e3_config("tfn", hidden=self.hidden, layers=self.layers, max_degree=self.max_degree,
@@ -107,9 +112,9 @@ class TFN(E3Module):
         super().__init__()
         c = self.config = config
         with self.exact_constants():
-            self.embed = ElementEmbedding(elements, c.hidden)
+            self.embed = InputEmbedding(elements, c.hidden, c.node_attr_dim, c.vector_inputs)
             self.edges = EdgeEmbedding(c.max_degree, c.num_rbf, c.r_max, c.cutoff, edge_attr_dim)
-            irreps = o3.Irreps(f"{c.hidden}x0e")
+            irreps = self.embed.irreps_out
             self.layers = nn.ModuleList()
             for _ in range(c.layers):
                 self.layers.append(TFNLayer(irreps, c.hidden, c.max_degree, self.edges.irreps_sh,
@@ -120,7 +125,7 @@ class TFN(E3Module):
         self.rank2_channels = self.readout.rank2_channels
 
     def forward(self, batch: Batch) -> AtomFeatures:
-        f = self.embed(batch.z)  # [N, hidden x 0e]
+        f = self.embed(batch)  # [N, hidden x 0e (+ C x 1o vector inputs)]
         edges = self.edges(batch)
         inv_sqrt_degree = smooth_degree(batch.edge_index, edges.envelope, f.shape[0], f.dtype).rsqrt()  # [N]
         for layer in self.layers:

@@ -95,8 +95,18 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
     figures of ``benchmarks/conformers.py`` for methods ``clofnet`` and ``clofnet+relax``."""
     from se3mol.training.checkpoint import load_score_model
 
-    _, ckpt = load_score_model(run_dir / "best.pt")
+    model, ckpt = load_score_model(run_dir / "best.pt")
     metrics = ckpt.get("metrics", {})
+    if not metrics.get("test") and ckpt.get("data", {}).get("dataset") == "qm9":
+        # a stopped run: measure the test DSM loss here, as the trainer's finish() would have
+        from se3mol.conformers.data import conformer_dataset
+        from se3mol.conformers.training import VAL_MOLECULES, dsm_loss_on
+
+        data, split, _ = conformer_dataset("qm9")
+        test = split["test"][:VAL_MOLECULES]
+        metrics["test"] = {"dsm_loss": dsm_loss_on(model, data, test)}
+        metrics["test_n"] = int(len(test))
+        ckpt["metrics"] = metrics
     history = _history(run_dir)
     atomic_save(ckpt, models_dir / f"{name}.pt")
     cfg = ckpt["train_config"]
@@ -125,7 +135,9 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
     }
     if benchmark.is_file():
         bench = json.loads(benchmark.read_text())
-        card["benchmark"] = {"source": str(benchmark), **{k: v for k, v in bench.items() if k != "molecules"}}
+        summary = [{k: v for k, v in row.items() if k not in ("molecules", "failures")} for row in bench["results"]]
+        card["benchmark"] = {"source": str(benchmark), **{k: bench[k] for k in ("command", "date", "machine",
+                             "n_molecules", "k", "threshold", "split") if k in bench}, "results": summary}
     atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
     return card
 

@@ -11,7 +11,7 @@ from se3mol.equivariance import check
 from se3mol.nn.dynamics import DynamicsModel, dynamics_model
 from se3mol.nn.heads import ATOM_VECTOR
 
-FAMILIES = ["egnn", "clofnet"]
+FAMILIES = ["egnn", "clofnet", "tfn", "se3_transformer"]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,11 @@ def systems():
 @pytest.mark.parametrize("name", FAMILIES)
 def test_displacement_is_equivariant(name, systems):
     torch.manual_seed(0)
-    model = dynamics_model(name, {"hidden": 16, "layers": 2})
+    config = {"hidden": 8, "layers": 2, "max_degree": 1} if name in ("tfn", "se3_transformer") else \
+        {"hidden": 16, "layers": 2}
+    if name == "se3_transformer":
+        config["heads"] = 2
+    model = dynamics_model(name, config)
     assert model.output_kinds() == {"displacement": ATOM_VECTOR}
     report = check(model, systems, trials=2)
     rows = {r.transform: r for r in report.rows}
