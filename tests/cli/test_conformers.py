@@ -81,14 +81,31 @@ def test_relax_reports_mmff_outcome_and_lowers_the_energy(tmp_path):
         assert float(m.GetProp("mmff_energy_after_kcal_mol")) <= float(m.GetProp("mmff_energy_before_kcal_mol"))
 
 
-def test_unwritable_output_and_missing_model():
+def test_unwritable_output_and_missing_model(tmp_path, monkeypatch):
     r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "-o", "/nonexistent/dir/out.sdf"])
     assert r.exit_code == EXIT_OUTPUT and "does not exist" in r.stderr
+    monkeypatch.setenv("SE3MOL_MODELS", str(tmp_path))  # an installation without the shipped score model
     r = runner.invoke(app, ["generate-conformers", "CCO"])  # the alias, and the default method (clofnet)
     assert r.exit_code == EXIT_BAD_MODEL
     assert "conformers-clofnet-qm9" in r.stderr and "--method etkdg" in r.stderr
     r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "--steps", "3"])
     assert r.exit_code == 2
+
+
+def test_shipped_score_model_generates_conformers(tmp_path):
+    out = tmp_path / "ethanol.sdf"
+    r = runner.invoke(app, ["conformers", "CCO", "-n", "3", "--preset", "fast", "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    mols = _records(out.read_text())
+    assert len(mols) == 3 and all(m.GetProp("method") == "clofnet" for m in mols)
+    assert all(m.GetNumAtoms() == 9 for m in mols)
+    pos = _positions(mols)
+    assert np.isfinite(pos).all()
+    # bonded atoms end up at bond-like distances (C-C, C-O, C-H, O-H: 0.9 to 1.7 A)
+    mol = mols[0]
+    for b in mol.GetBonds():
+        d = np.linalg.norm(pos[0][b.GetBeginAtomIdx()] - pos[0][b.GetEndAtomIdx()])
+        assert 0.8 < d < 1.8, (b.GetBeginAtom().GetSymbol(), b.GetEndAtom().GetSymbol(), d)
 
 
 # ---- the clofnet path, with a fake sampler implementing the ScoreSampler interface ----------------------
