@@ -30,7 +30,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the model
         else:
             mae = ", ".join(f"MAE {k} {v:.4g} {card['units'][k]}" for k, v in card.get("test_mae", {}).items())
         table.add_row(card["name"], card.get("model", ""), ", ".join(card.get("targets", [])), mae,
-                      str(card.get("test_n", "?")), str(card.get("epochs", "")),
+                      str((card.get("benchmark") or {}).get("n_molecules") or card.get("test_n", "?")),
+                      str(card.get("epochs", "")),
                       f"{(card.get('wall_time_s') or 0) / 3600:.1f}")
     con.print(table)
     fam = Table(title="Model families (for se3mol train --model)")
