@@ -343,6 +343,7 @@ def predict(inputs: Sequence[str] | Sequence[Molecule], model: str | Sequence[st
 
 
 _DONE = object()
+JOIN_TIMEOUT = 5.0  # seconds the consumer waits for the featurising thread to finish its current record
 
 
 def _background(source: Iterator[T], depth: int, stats: PredictStats) -> Iterator[T]:
@@ -351,8 +352,11 @@ def _background(source: Iterator[T], depth: int, stats: PredictStats) -> Iterato
     The queue is bounded, so memory is bounded by ``depth`` items. An exception in ``source`` is re-raised
     in the consumer at the point where it happened. When the consumer stops (generator closed, an
     exception, KeyboardInterrupt), the thread is told to stop; it closes ``source`` as soon as its current
-    item is done. It is not joined: it may be blocked reading a slow stdin, and as a daemon it cannot keep
-    the process alive.
+    item is done, and the consumer waits up to ``JOIN_TIMEOUT`` seconds for that: a daemon thread still
+    inside RDKit's C++ code when the interpreter exits is unwound by ``pthread_exit`` and aborts the whole
+    process ("terminate called without an active exception", exit 134; seen with ``| head``). It is not
+    joined without a limit: it may be blocked reading a slow stdin (plain C, safe to abandon), and as a
+    daemon it cannot keep the process alive.
     """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -393,3 +397,4 @@ def _background(source: Iterator[T], depth: int, stats: PredictStats) -> Iterato
             yield item
     finally:
         stop.set()
+        thread.join(JOIN_TIMEOUT)

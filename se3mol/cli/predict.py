@@ -82,6 +82,7 @@ def predict(
     stats = predictor.stats
     # A batch system ends jobs with SIGTERM (pre-emption, time limit): clean up as for Ctrl-C.
     previous = _set_sigterm(_raise_terminated)
+    chunks = None
     try:
         chunks = predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed,
                                                shard=shard_in)
@@ -114,6 +115,8 @@ def predict(
         fail(f"cannot write output: {_os_message(exc)}"
              + (f"; {output} was not written" if output is not None else ""), EXIT_OUTPUT)
     finally:
+        if chunks is not None:
+            chunks.close()  # stops the featurising thread now, not at interpreter exit (see se3mol.predict)
         _set_sigterm(previous)
 
     s = stats
