@@ -24,3 +24,15 @@ def fail(message: str, code: int) -> None:
 
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # no hard wraps in logs
     raise typer.Exit(code)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's own flush at exit does not fail again on a closed pipe."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

@@ -18,6 +18,7 @@ from se3mol.cli.common import (
     EXIT_SOME_RECORDS_FAILED,
     err,
     fail,
+    silence_stdout,
 )
 
 METHODS = ("clofnet", "etkdg")
@@ -94,7 +95,7 @@ def conformers(
                 results.append(result)
                 progress.done(result)
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         raise typer.Exit(EXIT_OK) from None
     except OSError as exc:
         fail(f"cannot write output: {exc}", EXIT_OUTPUT)
@@ -233,11 +234,3 @@ def _render_evaluation(result) -> None:
                   highlight=False)
 
 
-def _silence_stdout() -> None:
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +21,7 @@ from se3mol.cli.common import (
     EXIT_TERMINATED,
     err,
     fail,
+    silence_stdout,
 )
 from se3mol.pretrained import DEFAULT_MODEL
 
@@ -100,18 +100,18 @@ def predict(
             stats.write_s += time.perf_counter() - t0  # the final fsync and rename
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
-        _silence_stdout()
+        silence_stdout()
         raise typer.Exit(EXIT_OK) from None
     except (KeyboardInterrupt, _Terminated) as exc:
         if output is None:
-            _silence_stdout()  # the interrupted pipe may be gone too
+            silence_stdout()  # the interrupted pipe may be gone too
         what, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, _Terminated) else ("interrupted",
                                                                                           EXIT_INTERRUPTED)
         fail(f"{what} after {stats.n_records} record(s)"
              + (f"; {output} was not written" if output is not None else ""), code)
     except OSError as exc:
         if output is None:
-            _silence_stdout()  # or Python's own flush at exit fails again, with a traceback
+            silence_stdout()  # or Python's own flush at exit fails again, with a traceback
         fail(f"cannot write output: {_os_message(exc)}"
              + (f"; {output} was not written" if output is not None else ""), EXIT_OUTPUT)
     finally:
@@ -151,14 +151,6 @@ def _render_table(rows: list[dict], columns: list[str]) -> None:
         table.add_row(*("" if r.get(c) is None else (f"{r[c]:.1f}" if isinstance(r[c], float) else str(r[c]))
                         for c in shown))
     Console().print(table)
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass
 
 
 def _os_message(exc: OSError) -> str:
