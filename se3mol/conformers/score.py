@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-import se3mol
 from se3mol.graph import NUM_BOND_TYPES, Batch, GraphConfig
 from se3mol.nn.clofnet import ClofNet, ClofNetConfig
 from se3mol.nn.layers import center_positions, mlp, scatter_sum
@@ -124,9 +123,6 @@ def dsm_loss(model: ScoreModel, batch: Batch, sigmas: Tensor, generator: torch.G
 
 def score_checkpoint(model: ScoreModel, **extra: Any) -> dict[str, Any]:
     """Checkpoint dict of a score model (same file format and safety as property models)."""
-    from se3mol.training.checkpoint import FORMAT_VERSION
+    from se3mol.training.checkpoint import module_checkpoint
 
-    ckpt = {"format_version": FORMAT_VERSION, "se3mol_version": se3mol.__version__, "model": model.describe(),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    ckpt.update(extra)
-    return ckpt
+    return module_checkpoint(model, **extra)

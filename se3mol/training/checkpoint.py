@@ -76,24 +76,33 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     _atomic_write(path, lambda fh: fh.write(text), text=True)
 
 
-def model_checkpoint(model: MoleculeModel, **extra: Any) -> dict[str, Any]:
-    """The checkpoint dict of ``model`` plus ``extra`` entries (split, metrics, training state...)."""
-    d = model.describe()
+def module_checkpoint(model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of any se3mol model with ``describe()`` (property, score or dynamics model):
+    format and version, the description, the state dict, plus ``extra`` entries."""
     ckpt = {
         "format_version": FORMAT_VERSION,
         "se3mol_version": se3mol.__version__,
-        "model": d,
-        "target_names": [t["name"] for t in d["targets"]],
-        "units": {t["name"]: t["unit"] for t in d["targets"]},
-        "normalization": {
-            "mean": model.heads.mean.tolist(),
-            "std": model.heads.std.tolist(),
-            "atom_mean": model.heads.atom_mean.tolist(),
-        },
+        "model": model.describe(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     ckpt.update(extra)
     return ckpt
+
+
+def model_checkpoint(model: MoleculeModel, **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` plus ``extra`` entries (split, metrics, training state...)."""
+    targets = model.describe()["targets"]
+    return module_checkpoint(
+        model,
+        target_names=[t["name"] for t in targets],
+        units={t["name"]: t["unit"] for t in targets},
+        normalization={
+            "mean": model.heads.mean.tolist(),
+            "std": model.heads.std.tolist(),
+            "atom_mean": model.heads.atom_mean.tolist(),
+        },
+        **extra,
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-import se3mol
 from se3mol.data.nbody import NBodyData, load_nbody
 from se3mol.nn.dynamics import DynamicsModel, dynamics_model
-from se3mol.training.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, read_checkpoint
+from se3mol.training.checkpoint import atomic_save, atomic_write_text, module_checkpoint, read_checkpoint
 from se3mol.training.loop import RunResult, Trainer
 
 SPLITS = ("train", "val", "test")
@@ -75,11 +74,7 @@ class NBodyTrainer(Trainer):
         return {"dataset": "nbody", "particles": int(self.data.loc.shape[1])}
 
     def checkpoint_dict(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
-        ckpt = {"format_version": FORMAT_VERSION, "se3mol_version": se3mol.__version__, "model": model.describe(),
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "domain": self.domain()}
-        ckpt.update(extra)
-        return ckpt
+        return module_checkpoint(model, domain=self.domain(), **extra)
 
     def finish(self) -> RunResult:
         """Test MSE of the best checkpoint, recorded in best.pt and results.json."""
