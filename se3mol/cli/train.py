@@ -42,6 +42,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory (config.json, metrics.csv, best.pt, last.pt).")] = Path(
         "runs/run"),
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 100).")] = None,
+    max_time: Annotated[str | None, typer.Option(
+        help="Training time budget, e.g. 60m, 1.5h, 900s (validation included); the run ends when it is "
+             "spent and the learning-rate schedule is fitted to it. --epochs stays an upper bound.")] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Molecules per batch and process (default 96); a step sees batch size x processes.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 5e-4).")] = None,
@@ -84,7 +87,8 @@ def train(
                                                              or not (config or resume)) else None,
         "model": model or (None if (config or resume) else ("clofnet" if task == "conformers" else "egnn")),
         "dataset": dataset if (dataset != "qm9" or not (config or resume)) else None,
-        "targets": list(target) if target else None, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "targets": list(target) if target else None, "epochs": epochs,
+        "max_time": _parse_duration(max_time) if max_time else None, "batch_size": batch_size, "lr": lr,
         "seed": seed, "limit": limit, "graph": graph, "cutoff": cutoff, "save_every": save_every,
         "device": device, "out": str(resume or out) if (resume or out != Path("runs/run") or not config) else None,
     }.items() if v is not None}
@@ -158,6 +162,19 @@ def _launch_torchrun(nproc: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(sys.executable, cmd, env)
+
+
+def _parse_duration(text: str) -> float:
+    """``"60m"``, ``"1.5h"``, ``"900s"`` -> seconds; a bare number is refused (minutes or seconds?)."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) if t and t[-1] in units else None
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        fail(f"--max-time {text!r}: give a positive duration with a unit, e.g. 60m, 1.5h or 900s", EXIT_USAGE)
+    return value * units[t[-1]]
 
 
 class _ProgressView:

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from se3mol.graph import Batch
 from se3mol.nn.heads import AtomFeatures
-from se3mol.nn.layers import ElementEmbedding, GaussianRBF, center_positions, cosine_cutoff, mlp, scatter_sum
+from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, center_positions, cosine_cutoff, mlp
 from se3mol.nn.registry import ModelEntry, register
 
 # Soft-norm floors: |x_i - x_j| in Angstrom, |x_i x x_j| in Angstrom^2.
@@ -111,18 +111,18 @@ class ClofNetLayer(nn.Module):
         self.phi_h = mlp([2 * hidden, hidden, hidden])
         self.phi_v = mlp([hidden, hidden, 3])  # vectorization coefficients per edge
 
-    def forward(self, h: Tensor, edge_index: Tensor, edge_feat: Tensor, frame: tuple[Tensor, Tensor, Tensor],
-                envelope: Tensor | None, inv_degree: Tensor) -> tuple[Tensor, Tensor]:
-        i, j = edge_index[0], edge_index[1]
-        m = self.phi_e(self.w_i(h)[i] + self.w_j(h)[j] + self.w_e(edge_feat))  # [E,H]
+    def forward(self, h: Tensor, seg_i: Segments, seg_j: Segments, edge_feat: Tensor,
+                frame: tuple[Tensor, Tensor, Tensor], envelope: Tensor | None, inv_degree: Tensor,
+                ) -> tuple[Tensor, Tensor]:
+        m = self.phi_e(seg_i.gather(self.w_i(h)) + seg_j.gather(self.w_j(h)) + self.w_e(edge_feat))  # [E,H]
         gate = torch.sigmoid(self.phi_gate(m))  # [E,1]
         if envelope is not None:
             gate = gate * envelope[:, None]
         coeff = self.phi_v(m) * gate  # [E,3]
         a, b, c = frame
         vec = coeff[:, :1] * a + coeff[:, 1:2] * b + coeff[:, 2:] * c  # [E,3]
-        vec = scatter_sum(vec, i, h.shape[0]) * inv_degree[:, None]  # [N,3]
-        h = h + self.phi_h(torch.cat([h, scatter_sum(gate * m, i, h.shape[0])], dim=-1))
+        vec = seg_i.sum(vec) * inv_degree[:, None]  # [N,3]
+        h = h + self.phi_h(torch.cat([h, seg_i.sum(gate * m)], dim=-1))
         return h, vec
 
 
@@ -168,9 +168,10 @@ class ClofNet(nn.Module):
         env = cosine_cutoff(d, self.config.cutoff) if self.config.cutoff else None
         degree = torch.bincount(ei[0], minlength=h.shape[0]).clamp(min=1).to(xc.dtype)  # [N]
         inv_degree = 1.0 / degree
+        seg_i, seg_j = Segments(ei[0], h.shape[0]), Segments(ei[1], h.shape[0])  # shared by all layers
         vec = torch.zeros_like(xc)
         for k, layer in enumerate(self.layers):
-            h, v = layer(h, ei, edge_feat, frame, env, inv_degree)
+            h, v = layer(h, seg_i, seg_j, edge_feat, frame, env, inv_degree)
             vec = vec + v
             if self.phi_vel is not None:
                 vec = vec + (self.phi_vel[k](h)[:, :, None] * node_vec).sum(1)

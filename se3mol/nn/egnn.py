@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from se3mol.graph import Batch
 from se3mol.nn.heads import AtomFeatures
-from se3mol.nn.layers import ElementEmbedding, GaussianRBF, cosine_cutoff, mlp, scatter_sum
+from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, cosine_cutoff, mlp
 from se3mol.nn.registry import ModelEntry, register
 
 
@@ -71,22 +71,24 @@ class EGNNLayer(nn.Module):
         self.phi_v = mlp([hidden, hidden, 1]) if vector_out else None
         self.phi_vel = mlp([hidden, hidden, vector_inputs]) if (coord_updates and vector_inputs) else None
 
-    def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, edge_feat: Tensor, envelope: Tensor | None,
-                inv_degree: Tensor, node_vec: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        i, j = edge_index[0], edge_index[1]
-        m = self.phi_e(self.w_i(h)[i] + self.w_j(h)[j] + self.w_d(edge_feat))  # [E,H]
+    def forward(self, h: Tensor, x: Tensor, seg_i: Segments, seg_j: Segments, edge_feat: Tensor,
+                envelope: Tensor | None, inv_degree: Tensor, node_vec: Tensor | None = None,
+                ) -> tuple[Tensor, Tensor, Tensor | None]:
+        m = self.phi_e(seg_i.gather(self.w_i(h)) + seg_j.gather(self.w_j(h)) + self.w_d(edge_feat))  # [E,H]
         gate = torch.sigmoid(self.phi_inf(m))  # [E,1]
         if envelope is not None:
             gate = gate * envelope[:, None]
-        agg = scatter_sum(gate * m, i, h.shape[0])  # [N,H]
-        rel = x[i] - x[j]  # [E,3]
+        agg = seg_i.sum(gate * m)  # [N,H]
+        rel = None
+        if self.phi_x is not None or self.phi_v is not None:
+            rel = seg_i.gather(x) - seg_j.gather(x)  # [E,3]
         if self.phi_x is not None:
-            x = x + scatter_sum(rel * self.phi_x(m), i, h.shape[0]) * inv_degree[:, None]
+            x = x + seg_i.sum(rel * self.phi_x(m)) * inv_degree[:, None]
         if self.phi_vel is not None and node_vec is not None:
             x = x + (self.phi_vel(h)[:, :, None] * node_vec).sum(1)  # [N,3]
         vec = None
         if self.phi_v is not None:
-            vec = scatter_sum(rel * self.phi_v(m) * gate, i, h.shape[0]) * inv_degree[:, None]  # [N,3]
+            vec = seg_i.sum(rel * self.phi_v(m) * gate) * inv_degree[:, None]  # [N,3]
         h = h + self.phi_h(torch.cat([h, agg], dim=-1))
         return h, x, vec
 
@@ -120,14 +122,15 @@ class EGNN(nn.Module):
         i, j = batch.edge_index
         degree = torch.bincount(i, minlength=h.shape[0]).clamp(min=1).to(x.dtype)  # [N]
         inv_degree = 1.0 / degree
+        seg_i, seg_j = Segments(i, h.shape[0]), Segments(j, h.shape[0])  # shared by all layers
         vec = None
         for layer in self.layers:
-            d = (x[i] - x[j]).norm(dim=-1)  # [E], recomputed: coordinates may move
+            d = (seg_i.gather(x) - seg_j.gather(x)).norm(dim=-1)  # [E], recomputed: coordinates may move
             feat = self.rbf(d)
             if self.edge_attr_dim:
                 feat = torch.cat([feat, batch.edge_attr.to(feat.dtype)], dim=-1)
             env = cosine_cutoff(d, self.config.cutoff) if self.config.cutoff else None
-            h, x, vec = layer(h, x, batch.edge_index, feat, env, inv_degree, batch.node_vec)
+            h, x, vec = layer(h, x, seg_i, seg_j, feat, env, inv_degree, batch.node_vec)
         vectors = vec[:, None, :]  # [N,1,3]
         if self.config.coord_updates:
             vectors = torch.cat([vectors, (x - batch.pos)[:, None, :]], dim=1)  # [N,2,3]

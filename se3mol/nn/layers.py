@@ -1,12 +1,13 @@
 """Layers shared by every model family: MLPs, radial bases, cutoffs and per-molecule reductions.
 
-All reductions use the ``batch`` index (``index_add``), never a reshape, so batches may mix
+All reductions use an index (``Segments``: sparse products), never a reshape, so batches may mix
 molecules of different sizes.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -39,10 +40,88 @@ def cosine_cutoff(d: Tensor, cutoff: float) -> Tensor:
     return torch.where(d < cutoff, 0.5 * (torch.cos(d * math.pi / cutoff) + 1.0), torch.zeros_like(d))
 
 
+class Segments:
+    """Rows ``[M,...]`` grouped into ``size`` bins by ``index [M]``: segment sums and gathers.
+
+    The sum is a product with the sparse ``[size,M]`` incidence matrix (CSR) and its gradient a
+    row gather; a gather's gradient is that sum again. On the CPU this is 10-100x faster than
+    ``index_add_`` and than the scatter that autograd makes for ``x[index]`` (QM9 batch of 96
+    molecules, full graph, 33k edges x 128 features, 2 threads: ``index_add_`` 43 ms, CSR product
+    0.4 ms; ``x[index]`` 2.1 ms, ``index_select`` 0.2 ms: ``benchmarks/aggregation.py``), and it is
+    deterministic on every device. Build one per index and reuse it across layers; both operations
+    are differentiable twice (each is the other's gradient). Dtypes and devices without sparse
+    products fall back to ``index_add_``.
+    """
+
+    def __init__(self, index: Tensor, size: int) -> None:
+        self.index, self.size = index, int(size)
+        self._csr: dict[torch.dtype, Tensor] = {}
+
+    def matrix(self, dtype: torch.dtype) -> Tensor:
+        """The ``[size,M]`` 0/1 incidence matrix in CSR form (cached per dtype)."""
+        if dtype not in self._csr:
+            idx = self.index
+            counts = torch.bincount(idx, minlength=self.size)
+            crow = torch.zeros(self.size + 1, dtype=torch.long, device=idx.device)
+            torch.cumsum(counts, 0, out=crow[1:])
+            col = torch.argsort(idx, stable=True)
+            ones = torch.ones(idx.shape[0], dtype=dtype, device=idx.device)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": sums of 0/1 matrices are not
+                warnings.simplefilter("ignore", UserWarning)
+                self._csr[dtype] = torch.sparse_csr_tensor(crow, col, ones, (self.size, idx.shape[0]),
+                                                           check_invariants=False)
+        return self._csr[dtype]
+
+    def sparse_ok(self, t: Tensor) -> bool:
+        return t.device.type in ("cpu", "cuda") and t.dtype in (torch.float32, torch.float64)
+
+    def sum(self, src: Tensor) -> Tensor:
+        """``out[b] = sum of src[m] over index[m] == b``: ``[M,...] -> [size,...]``."""
+        if not self.sparse_ok(src):
+            return src.new_zeros((self.size, *src.shape[1:])).index_add_(0, self.index, src)
+        return _SegmentSum.apply(src, self)
+
+    def gather(self, x: Tensor) -> Tensor:
+        """``x[index]``: ``[size,...] -> [M,...]``."""
+        if not self.sparse_ok(x):
+            return x[self.index]
+        return _Gather.apply(x, self)
+
+
+def _csr_sum(seg: Segments, src: Tensor) -> Tensor:
+    flat = src.reshape(src.shape[0], -1)
+    out = seg.matrix(src.dtype) @ flat.contiguous()
+    return out.reshape(seg.size, *src.shape[1:])
+
+
+class _SegmentSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, src: Tensor, seg: Segments) -> Tensor:  # type: ignore[override]
+        ctx.seg = seg
+        return _csr_sum(seg, src)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return _Gather.apply(grad, ctx.seg), None
+
+
+class _Gather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, seg: Segments) -> Tensor:  # type: ignore[override]
+        ctx.seg = seg
+        return x.index_select(0, seg.index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return _SegmentSum.apply(grad, ctx.seg), None
+
+
 def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    """Sum rows of ``src [M,...]`` into ``dim_size`` bins given by ``index [M]``."""
-    out = src.new_zeros((dim_size, *src.shape[1:]))
-    return out.index_add_(0, index, src)
+    """Sum rows of ``src [M,...]`` into ``dim_size`` bins given by ``index [M]``.
+
+    One-off: for several sums or gathers over the same index, build one :class:`Segments`.
+    """
+    return Segments(index, dim_size).sum(src)
 
 
 def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:

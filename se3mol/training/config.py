@@ -21,6 +21,8 @@ class TrainConfig:
     ``nbody`` (position prediction on the N-body system; ``dataset`` is ``nbody``).
     ``batch_size`` is per process; ``world_size`` is the number of processes (1, or what torchrun
     started: the trainer sets it), so one step sees ``batch_size * world_size`` molecules.
+    ``max_time`` (seconds of training, validation included) ends the run when spent, at most after
+    ``epochs``, and fits the cosine learning-rate schedule to the steps that fit in it.
     """
 
     task: str = "properties"
@@ -31,6 +33,7 @@ class TrainConfig:
     graph: str = "full"
     cutoff: float = 5.0
     epochs: int = 100
+    max_time: float | None = None
     batch_size: int = 96
     world_size: int = 1
     lr: float = 5e-4

@@ -173,6 +173,12 @@ class Distributed:
         dist.all_reduce(t)
         return t.tolist()
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank (e.g. one rank's time budget ran out)."""
+        if not self.active:
+            return flag
+        return self.sum(float(flag))[0] > 0
+
     def on_main(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on rank 0 only and give its result to every rank.
 

@@ -91,13 +91,16 @@ class Trainer:
         self.model = self.dist.wrap(self.model)  # DDP under torchrun; hooks use it as before
         self.global_batch = config.batch_size * config.world_size
         self.steps_per_epoch = math.ceil(len(self.split["train"]) / self.global_batch)
-        total = self.steps_per_epoch * config.epochs
-        warm = min(config.warmup_steps, max(total // 10, 1))
+        # Steps the schedule spans: all epochs, or (with max_time) the estimate of what fits in the budget.
+        self.total_steps = self.steps_per_epoch * config.epochs
+        warm = min(config.warmup_steps, max(self.total_steps // 10, 1))
+        if config.max_time:
+            warm = min(warm, 200)  # the budget's step count is not known yet; keep the warmup short
 
         def lr_lambda(step: int) -> float:
             if step < warm:
                 return (step + 1) / warm
-            t = min((step - warm) / max(total - warm, 1), 1.0)
+            t = min((step - warm) / max(self.total_steps - warm, 1), 1.0)
             return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda)
@@ -181,6 +184,7 @@ class Trainer:
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
+            "total_steps": self.total_steps,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
@@ -224,7 +228,7 @@ class Trainer:
         torch.set_rng_state(st["rng"]["torch"])
         np.random.set_state(_numpy_state_from(st["rng"]["numpy"]))
         random.setstate(_tuples(json.loads(st["rng"]["python"])))
-        for k in ("epoch", "step_in_epoch", "global_step", "best_score", "best_epoch", "bad_epochs",
+        for k in ("epoch", "step_in_epoch", "global_step", "total_steps", "best_score", "best_epoch", "bad_epochs",
                   "elapsed", "history", "loss_sum", "n_seen"):
             setattr(self, k, st.get(k, getattr(self, k)))  # older states lack loss_sum, n_seen
 
@@ -243,7 +247,10 @@ class Trainer:
             remove_stale_temporaries(self.out)
             atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n", self.out / "config.json")
         bs = self.global_batch
-        while self.epoch < self.cfg.epochs and self.bad_epochs < self.cfg.patience:
+        out_of_time = False
+        budget = self.cfg.max_time or float("inf")
+        while (self.epoch < self.cfg.epochs and self.bad_epochs < self.cfg.patience and not out_of_time
+               and self.elapsed < budget):
             t0 = time.perf_counter()
             order = self._epoch_order(self.epoch)
             self.model.train()
@@ -272,6 +279,13 @@ class Trainer:
                     self.elapsed += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.save_last()
+                if self.cfg.max_time:
+                    spent = self.elapsed + time.perf_counter() - t0
+                    if self.global_step in (20, 100, 500) or k + 1 == self.steps_per_epoch:
+                        self._plan_steps(spent)
+                    if self.dist.any(spent >= self.cfg.max_time):  # every rank stops at the same step
+                        out_of_time = True
+                        break
             # Validate both the EMA and the raw weights; keep whichever is better (the EMA lags early on).
             candidates = {"ema": self.ema.module, "raw": self.module}
             vals = self.dist.on_main(partial(_validate_each, self.validate, candidates))  # rank 0 validates
@@ -299,6 +313,18 @@ class Trainer:
         result = self.dist.on_main(self.finish)  # test metrics and plots: rank 0 alone
         self.dist.close()
         return result
+
+    def _plan_steps(self, spent: float) -> None:
+        """Fit the schedule to ``max_time``: the steps done plus those the remaining time allows at the
+        pace so far (validation passes included; before the first one, estimated as two inference passes
+        over the validation split at three times the training speed)."""
+        spent = self.dist.sum(spent)[0] / self.dist.world_size  # one plan on every rank
+        per_step = spent / max(self.global_step, 1)
+        if not self.history:
+            val_share = 2 * len(self.split["val"]) / (3 * self.steps_per_epoch * self.global_batch)
+            per_step *= 1 + val_share
+        planned = self.global_step + int((self.cfg.max_time - spent) / per_step)
+        self.total_steps = max(min(planned, self.steps_per_epoch * self.cfg.epochs), self.global_step + 1)
 
     def finish(self) -> RunResult:
         """Evaluate the best checkpoint on the test split, record it, and draw the plots."""
