@@ -84,3 +84,24 @@ def test_ema_warmup_forgets_the_initial_weights():
         update(ema, cur, torch.tensor(t))
     # plain decay 0.999 would still hold 82% of the initial zeros after 200 steps; the warm-up only ~5%
     assert float(ema[0][0]) > 0.9
+
+
+def test_time_budget_ends_the_run_and_fits_the_schedule(tmp_path, qm9, monkeypatch):
+    import se3mol.training.loop as loop
+
+    ticks = iter(range(10**7))
+
+    class Clock:  # every reading of the clock is one "second" after the last: a run of known pace
+        @staticmethod
+        def perf_counter() -> float:
+            return float(next(ticks))
+
+    monkeypatch.setattr(loop, "time", Clock)
+    t = Trainer(_cfg(tmp_path / "t", epochs=1000, max_time=40.0), data=qm9)
+    result = t.train()
+    assert 3 <= result.epochs_run < 1000  # ended by the budget, not by --epochs
+    assert 40.0 <= t.elapsed < 40.0 + 3 * t.steps_per_epoch  # stopped within an epoch of the budget
+    last_lr = t.history[-1]["lr"]
+    assert last_lr < 0.3 * t.cfg.lr  # the cosine schedule ran its course within the budget
+    assert t.total_steps < t.steps_per_epoch * 1000
+    assert (tmp_path / "t" / "results.json").is_file()
