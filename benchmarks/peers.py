@@ -30,9 +30,10 @@ Peers and how their configurations map to se3mol's (sizes in ``SIZES``; ``size``
     ``reduce_dim_out=True`` (a linear map to one scalar per atom), summed over the atoms of each
     molecule. Differs: dense padded input, fully connected (``num_neighbors=inf``) with attention to
     the atom itself (``attend_self=True``), where se3mol attends over its graph's neighbours (the lead
-    picks se3mol's graph); the peer keeps every pair's kernels in memory (about 24 GB at depth 2 on
-    18-atom molecules at paper width), so ``run_peer(..., depth=1 or 2)`` overrides the depth when
-    the paper's 7 layers cannot fit.
+    picks se3mol's graph); the peer keeps every pair's kernels in memory (paper width, 8 molecules of
+    18 atoms: 6.9 GB at depth 1, 12.9 GB at depth 2, ``benchmarks/results/se3_transformer_vs_peer.md``;
+    small size, depth 4, 8 molecules: 4.9 GB), so ``run_peer(..., depth=1 or 2)`` overrides the
+    depth when the paper's 7 layers cannot fit.
 
 ``painn`` -- ``schnetpack`` (``PaiNN`` in a ``NeuralNetworkPotential``), a reference point (se3mol
     has no PaiNN). Size = schnetpack's QM9 defaults (its ``configs/model/representation/painn.yaml``
