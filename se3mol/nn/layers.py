@@ -90,7 +90,8 @@ class Segments:
 
 def _csr_sum(seg: Segments, src: Tensor) -> Tensor:
     flat = src.reshape(src.shape[0], -1)
-    out = seg.matrix(src.dtype) @ flat.contiguous()
+    with torch.autocast(src.device.type, enabled=False):  # autocast would cast the sparse product to 16 bits
+        out = seg.matrix(src.dtype) @ flat.contiguous()
     return out.reshape(seg.size, *src.shape[1:])
 
 
