@@ -79,15 +79,15 @@ from se3mol.targets import get_target
 cfg, bs, steps, threads = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 
-def peak(dtype):
+def peak(dtype, sizes=(1024, 2048, 3072), seconds=2.0):
     best = 0.0
-    for n in (1024, 2048, 3072):
+    for n in sizes:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         a @ b
-        reps = max(2, int(4e10 / (2 * n ** 3)))
-        t = time.perf_counter()
-        for _ in range(reps):
+        reps, t = 0, time.perf_counter()
+        while reps == 0 or time.perf_counter() - t < seconds:  # (bfloat16 is slow on CPUs without avx512_bf16)
             a @ b
+            reps += 1
         best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t))
     return best
 
@@ -140,7 +140,7 @@ t = time.perf_counter()
 for b in batches[1:]:
     step(b, autocast=True)
 wall_bf16 = time.perf_counter() - t
-fp32, bf16 = peak(torch.float32), peak(torch.bfloat16)
+fp32, bf16 = peak(torch.float32), peak(torch.bfloat16, sizes=(1024,))
 print(json.dumps({
     "matmul_peak_fp32_gflops": fp32 / 1e9, "matmul_peak_bf16_gflops": bf16 / 1e9,
     "dense_gflop_per_step": dense_flops / steps / 1e9, "step_s": wall / steps,
@@ -248,6 +248,9 @@ def main() -> None:
     ap.add_argument("--mem-cap-gb", type=float, default=20.0)
     ap.add_argument("--baseline", help="git revision of se3mol to measure as 'before' (models only)")
     ap.add_argument("--batch-size", type=int, default=96)
+    ap.add_argument("--se3t-depths", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2],
+                    help="depths of the SE(3)-Transformer peer comparison with --full (default 1,2; depth 2 costs "
+                         "the peer ~13 GB and ~10 minutes)")
     a = ap.parse_args()
     name = "quick" if a.quick else "full"
     steps = 2 if a.quick else 5
@@ -297,7 +300,7 @@ def main() -> None:
             small_files = write_batches(Path(d) / "se3t", 8, 1 if a.quick else 2, pick="eighteen")
             # --quick: the small width at depth 1 (the paper width costs the peer ~90 s and 7 GB per step).
             width = "small" if a.quick else "paper"
-            for depth in ((1,) if a.quick else (1, 2)):
+            for depth in ((1,) if a.quick else a.se3t_depths):
                 before = load()
                 cfg = {**SE3T_WIDTHS[width], "layers": depth}
                 ours = run_isolated(sys.executable, SE3T_PEER_WORKER,
@@ -359,7 +362,7 @@ def goals(res: dict) -> list[dict]:
                                 f"{100 * f['fraction_whole_step']:.0f}% over the whole step",
                     "met": f["fraction_inside_dense"] >= 0.4})
     for r in res.get("se3_transformer_vs_peer", []):
-        if "error" in r["se3mol"] or "error" in r["peer"]:
+        if "error" in r["se3mol"] or "error" in r["peer"] or r["width"] != "paper":
             continue
         x = ratio(r["se3mol"], r["peer"], "train_molecules_per_s")
         m = ratio(r["peer"], r["se3mol"], "peak_rss_gb")

@@ -104,7 +104,7 @@ def main() -> None:
     args = ap.parse_args()
     out = args.runs / f"tta-{args.config}"
     cmd = train_command(args.config, args.minutes, out)
-    shown = "se3mol " + shlex.join(cmd[3:])
+    shown = "se3mol " + shlex.join(cmd[3:]).replace(str(ROOT) + "/", "")
     threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
     load_before = os.getloadavg()[0]
     t = time.perf_counter()
@@ -112,13 +112,16 @@ def main() -> None:
         subprocess.run(cmd, check=True)
     path = RESULTS / "time_to_accuracy.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    run = json.loads((out / "results.json").read_text())
+    done = (out / "results.json").exists()  # --report-only on a run still going: its curve so far
+    run = json.loads((out / "results.json").read_text()) if done else {"test_mae": {"gap": float("nan")},
+                                                                       "best_epoch": None}
     results[args.config] = {
         "command": shown, "budget_min": args.minutes, "threads": threads,
         "load_before": load_before if not args.report_only else results.get(args.config, {}).get("load_before", -1),
         "load_after": os.getloadavg()[0] if not args.report_only else results.get(args.config, {}).get(
             "load_after", -1),
         "curve": read_curve(out), "test_mae_gap_meV": run["test_mae"]["gap"], "best_epoch": run["best_epoch"],
+        "finished": done,
         "wall_s_with_test": round(time.perf_counter() - t, 1) if not args.report_only else None,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
     }
