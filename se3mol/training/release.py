@@ -67,6 +67,7 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
         "best_epoch": metrics.get("epoch"),
         "epochs": len(history) or metrics.get("epochs_run"),
         "epochs_planned": cfg["epochs"],
+        "max_time_s": cfg.get("max_time"),  # a time-budgeted run: epochs_planned is only an upper bound
         "wall_time_s": wall,
         "dataset": "QM9 (qm9pack 1.0.3, 130,831 molecules)",
         "split": f"standard fixed split {SPLIT_SIZES['train']}/{SPLIT_SIZES['val']}/{SPLIT_SIZES['test']}, "
