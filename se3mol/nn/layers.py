@@ -89,7 +89,9 @@ class Segments:
 
 
 def _csr_sum(seg: Segments, src: Tensor) -> Tensor:
-    flat = src.reshape(src.shape[0], -1)
+    if src.numel() == 0:  # no rows (e.g. a batch of lone atoms: no edges) or no features
+        return src.new_zeros((seg.size, *src.shape[1:]))
+    flat = src.reshape(src.shape[0], math.prod(src.shape[1:]))
     with torch.autocast(src.device.type, enabled=False):  # autocast would cast the sparse product to 16 bits
         out = seg.matrix(src.dtype) @ flat.contiguous()
     return out.reshape(seg.size, *src.shape[1:])

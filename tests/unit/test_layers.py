@@ -39,3 +39,17 @@ def test_other_dtypes_fall_back_and_autocast_keeps_the_sum_exact(seg):
     assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), ref, atol=0.1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.allclose(seg.sum(src), ref, atol=1e-5)  # float32 in, float32 sum out
+
+
+def test_no_rows_gives_zeros_and_empty_gradients():
+    seg = Segments(torch.zeros(0, dtype=torch.long), 3)  # e.g. a batch of lone atoms: no edges
+    src = torch.zeros(0, 4, requires_grad=True)
+    out = seg.sum(src)
+    assert out.shape == (3, 4) and not out.any()
+    out.sum().backward()
+    assert src.grad.shape == (0, 4)
+    x = torch.randn(3, 4, requires_grad=True)
+    g = seg.gather(x)
+    assert g.shape == (0, 4)
+    g.sum().backward()
+    assert not x.grad.any()
