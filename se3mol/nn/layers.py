@@ -44,11 +44,10 @@ class Segments:
     """Rows ``[M,...]`` grouped into ``size`` bins by ``index [M]``: segment sums and gathers.
 
     The sum is a product with the sparse ``[size,M]`` incidence matrix (CSR) and its gradient a
-    row gather; a gather's gradient is that sum again. On the CPU this is 10-100x faster than
-    ``index_add_`` and than the scatter that autograd makes for ``x[index]`` (QM9 batch of 96
-    molecules, full graph, 33k edges x 128 features, 2 threads: ``index_add_`` 43 ms, CSR product
-    0.4 ms; ``x[index]`` 2.1 ms, ``index_select`` 0.2 ms: ``benchmarks/aggregation.py``), and it is
-    deterministic on every device. Build one per index and reuse it across layers; both operations
+    row gather; a gather's gradient is that sum again. Each output row is summed in a fixed order, so
+    it is deterministic on every device by construction (``benchmarks/aggregation.py`` compares its
+    speed with ``index_add_`` and with the scatter that autograd makes for ``x[index]``, with
+    deterministic algorithms off and on). Build one per index and reuse it across layers; both operations
     are differentiable twice (each is the other's gradient). Dtypes and devices without sparse
     products fall back to ``index_add_``.
     """
