@@ -26,34 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _isolated import run_isolated  # noqa: E402
+from models_throughput import WORKER  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-
-STEP_WORKER = r"""
-import json, sys, time, torch
-from se3mol.data import load_qm9, standard_split
-from se3mol.graph import GraphConfig
-from se3mol.nn import build_model
-from se3mol.targets import get_target
-deterministic, steps, threads = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3])
-torch.set_num_threads(threads)
-torch.use_deterministic_algorithms(deterministic, warn_only=True)
-q = load_qm9(verbose=False)
-train = standard_split()["train"]
-torch.manual_seed(0)
-model = build_model("egnn", [get_target("gap")], {"hidden": 128, "layers": 7})
-opt = torch.optim.AdamW(model.parameters(), 5e-4)
-batches = [q.batch(train[k * 96:(k + 1) * 96], GraphConfig("full"), ["gap"]) for k in range(steps + 1)]
-def step(b):
-    loss = (model(b)["gap"] - b.y[:, 0]).abs().mean()
-    opt.zero_grad(); loss.backward(); opt.step()
-step(batches[0])
-t = time.perf_counter()
-for b in batches[1:]:
-    step(b)
-print(json.dumps({"train_molecules_per_s": steps * 96 / (time.perf_counter() - t)}))
-"""
 
 
 def micro(threads: int) -> dict:
@@ -106,7 +82,8 @@ def main() -> None:
     for det in ("0", "1"):
         for label, tree in trees.items():
             os.environ["PYTHONPATH"] = str(tree)
-            r = run_isolated(sys.executable, STEP_WORKER, [det, a.steps, a.threads], 16)
+            r = run_isolated(sys.executable, WORKER, ["egnn", "full", json.dumps({"hidden": 128, "layers": 7}),
+                                                   96, a.steps, a.threads, det], 16)
             res["egnn_paper"][f"{label}, deterministic {'on' if det == '1' else 'off'}"] = r
             print(label, det, r, flush=True)
     res["load_after"] = os.getloadavg()[0]

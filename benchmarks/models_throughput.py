@@ -44,6 +44,8 @@ from se3mol.targets import get_target
 name, graph, cfg, bs, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 if int(sys.argv[6]) > 0:
     torch.set_num_threads(int(sys.argv[6]))
+if len(sys.argv) > 7:  # optional: deterministic algorithms on (1) or off (0), as se3mol train sets them
+    torch.use_deterministic_algorithms(sys.argv[7] == "1", warn_only=True)
 q = load_qm9(verbose=False)
 if graph == "bond":
     attach_bonds(q)
