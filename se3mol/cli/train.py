@@ -30,6 +30,17 @@ def _parse_model_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _checkpoint_model_config(spec: str) -> dict[str, Any]:
+    """The model settings recorded in checkpoint ``spec`` (path or shipped model name), for --init-from."""
+    from se3mol.pretrained import resolve_checkpoint
+    from se3mol.training.checkpoint import read_checkpoint
+
+    try:
+        return dict(read_checkpoint(resolve_checkpoint(spec))["model"].get("config", {}))
+    except (FileNotFoundError, ValueError) as exc:
+        fail(f"--init-from {spec}: {exc}", EXIT_FAILURE)
+
+
 def train(
     model: Annotated[str | None, typer.Option(
         help=f"Model family: {', '.join(model_names(True))} (default egnn; clofnet for --task conformers).")] = None,
@@ -59,6 +70,10 @@ def train(
         "--set", help="Model setting KEY=VALUE (e.g. --set hidden=128 --set layers=4).")] = None,
     config: Annotated[Path | None, typer.Option(help="Re-run a run: its config.json (flags override it).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its last.pt.")] = None,
+    init_from: Annotated[str | None, typer.Option(
+        help="Fine-tune: start from this checkpoint's weights (a path, or a shipped model name such as "
+             "conformers-clofnet-qm9) with a fresh optimiser and schedule. Its model settings are "
+             "taken unless --set overrides them.")] = None,
     nproc: Annotated[int, typer.Option(
         min=1, help="Train on N processes of this machine (DistributedDataParallel, launched with torchrun; "
                     "one GPU each on CUDA). For several machines, run torchrun yourself (README).")] = 1,
@@ -91,9 +106,12 @@ def train(
         "max_time": _parse_duration(max_time) if max_time else None, "batch_size": batch_size, "lr": lr,
         "seed": seed, "limit": limit, "graph": graph, "cutoff": cutoff, "save_every": save_every,
         "device": device, "out": str(resume or out) if (resume or out != Path("runs/run") or not config) else None,
+        "init_from": init_from,
     }.items() if v is not None}
+    if init_from and not resume:
+        overrides["model_config"] = _checkpoint_model_config(init_from)
     if set_:
-        overrides["model_config"] = {**base.model_config, **_parse_model_options(set_)}
+        overrides["model_config"] = {**overrides.get("model_config", base.model_config), **_parse_model_options(set_)}
     cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
 
     progress = _ProgressView(cfg.epochs, enabled=main)

@@ -23,6 +23,8 @@ class TrainConfig:
     started: the trainer sets it), so one step sees ``batch_size * world_size`` molecules.
     ``max_time`` (seconds of training, validation included) ends the run when spent, at most after
     ``epochs``, and fits the cosine learning-rate schedule to the steps that fit in it.
+    ``init_from`` (a checkpoint path or a shipped model name) starts from that model's weights instead
+    of random ones (fine-tuning); the model it describes must be the one this config builds.
     """
 
     task: str = "properties"
@@ -49,6 +51,7 @@ class TrainConfig:
     deterministic: bool = True
     device: str = "auto"
     out: str = "runs/run"
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

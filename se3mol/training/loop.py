@@ -84,6 +84,8 @@ class Trainer:
         np.random.seed(config.seed)
         random.seed(config.seed)
         self.model = self.build_model()
+        if config.init_from:
+            self.init_weights(config.init_from)
         self.model.to(self.device)
         # Buffers (normalisation, element lookup) are fixed before this copy and never averaged.
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=False)
@@ -160,6 +162,26 @@ class Trainer:
 
     def checkpoint_dict(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
         return model_checkpoint(model, domain=self.domain(), **extra)
+
+    def init_weights(self, spec: str) -> None:
+        """Start from the weights of checkpoint ``spec`` (path or shipped model name): fine-tuning.
+
+        The checkpoint's model must be the one this run builds (same family, settings, targets, elements
+        and graph); its weights, and its normalisation buffers, replace the fresh ones. Only the weights
+        are taken: optimiser, schedule and EMA start afresh.
+        """
+        from se3mol.pretrained import resolve_checkpoint
+
+        try:
+            ckpt = self.dist.on_main(lambda: read_checkpoint(resolve_checkpoint(spec)))
+        except FileNotFoundError as exc:
+            raise ValueError(f"--init-from {spec}: {exc}") from None
+        mine, theirs = self.model.describe(), ckpt.get("model", {})
+        diffs = [f"{k}: {theirs.get(k)!r} in {spec}, {mine[k]!r} here" for k in mine if theirs.get(k) != mine[k]]
+        if diffs:
+            raise ValueError(f"--init-from {spec}: its model differs from the one this run builds: "
+                             + "; ".join(diffs) + " (match it with --model and --set KEY=VALUE)")
+        self.model.load_state_dict(ckpt["state_dict"])
 
     # ----------------------------------------------------------------- state
     @property

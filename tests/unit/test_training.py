@@ -105,3 +105,20 @@ def test_time_budget_ends_the_run_and_fits_the_schedule(tmp_path, qm9, monkeypat
     assert last_lr < 0.3 * t.cfg.lr  # the cosine schedule ran its course within the budget
     assert t.total_steps < t.steps_per_epoch * 1000
     assert (tmp_path / "t" / "results.json").is_file()
+
+
+def test_init_from_starts_at_the_checkpoints_weights_and_refuses_another_model(tmp_path, qm9):
+    Trainer(_cfg(tmp_path / "base", epochs=1), data=qm9).train()
+    best = tmp_path / "base" / "best.pt"
+    saved = torch.load(best, weights_only=True)["state_dict"]
+    tuned = Trainer(_cfg(tmp_path / "ft", epochs=1, seed=7, init_from=str(best)), data=qm9)
+    got = tuned.module.state_dict()
+    assert all(torch.equal(saved[k], got[k]) for k in saved)
+    fresh = Trainer(_cfg(tmp_path / "fresh", epochs=1, seed=7), data=qm9).module.state_dict()
+    assert not all(torch.equal(saved[k], fresh[k]) for k in saved)
+    tuned.train()
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"] == str(best)
+    with pytest.raises(ValueError, match="its model differs.*'hidden': 16.*'hidden': 8"):
+        Trainer(_cfg(tmp_path / "x", model_config={"hidden": 8, "layers": 2}, init_from=str(best)), data=qm9)
+    with pytest.raises(ValueError, match="no shipped model called 'nope'"):
+        Trainer(_cfg(tmp_path / "y", init_from="nope"), data=qm9)
