@@ -33,6 +33,9 @@ def main() -> None:
     p.add_argument("--sigma-max", type=float, default=None)
     p.add_argument("--clip", type=float, default=None)
     p.add_argument("--relax", action="store_true")
+    p.add_argument("--stereo", choices=("smiles", "reference"), default="smiles",
+                   help="SMILES as in QM9 (no stereo) or with the stereo of the DFT reference")
+    p.add_argument("--stereo-weights", default=None, help="comma-separated stereo_weight values to try")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
     import torch
@@ -42,12 +45,16 @@ def main() -> None:
 
     torch.set_num_threads(1)
     rdBase.DisableLog("rdApp.warning")
-    molecules, _ = pick_molecules(args.molecules, split="val")
+    molecules, _ = pick_molecules(args.molecules, split="val", stereo=args.stereo)
     rows = []
-    for item in args.grid.split(","):
-        levels, steps = (int(v) for v in item.lower().split("x"))
+    weights = [float(w) for w in args.stereo_weights.split(",")] if args.stereo_weights else [None]
+    for grid_item, weight in [(g, w) for g in args.grid.split(",") for w in weights]:
+        levels, steps = (int(v) for v in grid_item.lower().split("x"))
+        item = grid_item if weight is None else f"{grid_item} stereo {weight:g}"
         method = load_clofnet_method(args.model)
         changes = {"levels": levels, "steps": steps, "eps": args.eps}
+        if weight is not None:
+            changes["stereo_weight"] = weight
         if args.sigma_max is not None:
             changes["sigma_max"] = args.sigma_max
         if args.clip is not None:
@@ -55,24 +62,28 @@ def main() -> None:
         method.sampler_settings = replace(method.sampler_settings, **changes)
         r = run_method(f"clofnet {item}", method, args.relax, molecules, args.conformers, 0, 0.5)
         row = {"setting": item, **{k: r[k] for k in ("cov_r_mean", "mat_r_mean", "mat_r_median", "cov_p_mean",
-                                                     "mat_p_mean", "seconds_per_molecule_mean", "n_failed")},
+                                                     "mat_p_mean", "seconds_per_molecule_mean", "n_failed",
+                                                     "stereo_wrong_conformers", "conformers")},
                "sampler": method.sampler_settings.to_dict(), "relax": args.relax}
         rows.append(row)
         print(f"{item}: COV-R {row['cov_r_mean']:.3f} MAT-R {row['mat_r_mean']:.3f} (median "
               f"{row['mat_r_median']:.3f}) COV-P {row['cov_p_mean']:.3f} "
+              f"stereo wrong {row['stereo_wrong_conformers']}/{row['conformers']} "
               f"{row['seconds_per_molecule_mean']:.2f} s/mol", file=sys.stderr, flush=True)
     if args.no_write:
         return
     out = RESULTS / "conformer_sampler_sweep"
     report = {"command": "python benchmarks/conformer_sampler_sweep.py " + " ".join(sys.argv[1:]),
-              "split": "QM9 validation split, first molecules", "n_molecules": len(molecules),
+              "split": "QM9 validation split, first molecules", "stereo": args.stereo, "n_molecules": len(molecules),
               "k": args.conformers, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Sampler sweep on {len(molecules)} QM9 validation molecules", "", f"`{report['command']}`", "",
-             "| levels x steps | COV-R | MAT-R mean (A) | MAT-R median (A) | COV-P | s / molecule |",
-             "|---|---|---|---|---|---|"]
+             f"Input SMILES stereo: {args.stereo}.", "",
+             "| setting | COV-R | MAT-R mean (A) | MAT-R median (A) | COV-P | stereo wrong | s / molecule |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['setting']} | {100 * r['cov_r_mean']:.1f}% | {r['mat_r_mean']:.3f} | {r['mat_r_median']:.3f} | "
-              f"{100 * r['cov_p_mean']:.1f}% | {r['seconds_per_molecule_mean']:.2f} |" for r in rows]
+              f"{100 * r['cov_p_mean']:.1f}% | {r['stereo_wrong_conformers']} of {r['conformers']} "
+              f"| {r['seconds_per_molecule_mean']:.2f} |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

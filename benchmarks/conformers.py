@@ -100,9 +100,21 @@ def _connectivity(mol: Chem.Mol) -> Chem.Mol:
     return out
 
 
-def pick_molecules(n: int, split: str = "test") -> tuple[list[tuple[str, str, Chem.Mol]], list[dict]]:
+def reference_stereo_smiles(ref: Chem.Mol) -> str:
+    """The SMILES of ``ref`` with the stereo of its DFT geometry (centres and double bonds perceived in 3D)."""
+    m = Chem.Mol(ref)
+    Chem.AssignStereochemistryFrom3D(m)
+    return Chem.MolToSmiles(Chem.RemoveHs(m))
+
+
+def pick_molecules(n: int, split: str = "test",
+                   stereo: str = "smiles") -> tuple[list[tuple[str, str, Chem.Mol]], list[dict]]:
     """The first ``n`` molecules of a QM9 split with a usable reference: (QM9 id, SMILES, reference), and the
-    skipped. Benchmarks score the test split; sampler settings are tuned on the validation split."""
+    skipped. Benchmarks score the test split; sampler settings are tuned on the validation split.
+
+    ``stereo="smiles"`` gives QM9's SMILES as they are (they specify no stereo, so any stereoisomer is a valid
+    answer, but only the reference's one can match it); ``"reference"`` gives the SMILES with the stereo of
+    the DFT geometry, so that methods that honour stereo tags are asked for the reference's stereoisomer."""
     from se3mol.data.qm9 import SPLIT_SEED, load_qm9, standard_split
 
     q = load_qm9(verbose=True)
@@ -113,7 +125,8 @@ def pick_molecules(n: int, split: str = "test") -> tuple[list[tuple[str, str, Ch
             break
         m = q.molecule(k)
         try:
-            picked.append((m.name, q.smiles[k], reference_molecule(q.smiles[k], m.z, m.pos)))
+            ref = reference_molecule(q.smiles[k], m.z, m.pos)
+            picked.append((m.name, reference_stereo_smiles(ref) if stereo == "reference" else q.smiles[k], ref))
         except ValueError as exc:
             skipped.append({"id": m.name, "smiles": q.smiles[k], "reason": str(exc)})
     return picked, skipped
@@ -147,7 +160,8 @@ def run_method(name: str, method, relax: bool, molecules, k: int, seed: int, thr
             failures.append({"id": qm9_id, "smiles": smiles, "error": f"could not be scored: {exc}"})
             continue
         rows.append({"id": qm9_id, "smiles": smiles, "n_conformers": result.n_conformers,
-                     **coverage_matching(d, threshold), "seconds": result.seconds})
+                     **coverage_matching(d, threshold), "seconds": result.seconds,
+                     "stereo_wrong": sum(bool(w) for w in result.stereo)})
         if (idx + 1) % 25 == 0:
             print(f"  {name}: {idx + 1}/{len(molecules)}", file=sys.stderr)
 
@@ -171,6 +185,8 @@ def run_method(name: str, method, relax: bool, molecules, k: int, seed: int, thr
         "cov_p_median": stat("cov_p", statistics.median),
         "mat_p_mean": stat("mat_p", statistics.fmean),
         "mat_p_median": stat("mat_p", statistics.median),
+        "stereo_wrong_conformers": sum(r["stereo_wrong"] for r in rows),
+        "conformers": sum(r["n_conformers"] for r in rows),
         "seconds_per_molecule_mean": statistics.fmean(seconds) if seconds else None,
         "seconds_per_molecule_median": statistics.median(seconds) if seconds else None,
         "seconds_total": sum(seconds),
@@ -193,8 +209,8 @@ def write_markdown(report: dict, path: Path) -> None:
         f"{report['threshold']} A. Measured {report['date']} on {report['machine']}.",
         "",
         "| method | COV-R | COV-R (failures as 0) | MAT-R mean (A) | MAT-R median (A) | COV-P | MAT-P mean (A) "
-        "| s / molecule | failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stereo wrong | s / molecule | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         lines.append(
@@ -202,10 +218,16 @@ def write_markdown(report: dict, path: Path) -> None:
             f"| {_f(r['cov_r_counting_failures'] and 100 * r['cov_r_counting_failures'], '.1f')}% "
             f"| {_f(r['mat_r_mean'], '.3f')} | {_f(r['mat_r_median'], '.3f')} "
             f"| {_f(r['cov_p_mean'] and 100 * r['cov_p_mean'], '.1f')}% | {_f(r['mat_p_mean'], '.3f')} "
+            f"| {r.get('stereo_wrong_conformers', '-')} of {r.get('conformers', '-')} "
             f"| {_f(r['seconds_per_molecule_mean'], '.3f')} | {r['n_failed']} of {r['n_molecules']} |")
     for s in report["skipped_methods"]:
-        lines.append(f"| {s['method']} | skipped: {s['reason']} | | | | | | | |")
-    lines += ["", "COV-R and MAT over the molecules that got conformers; \"failures as 0\" counts the failed "
+        lines.append(f"| {s['method']} | skipped: {s['reason']} | | | | | | | | |")
+    lines += ["", {"smiles": "Input: QM9's SMILES, which specify no stereo (any stereoisomer is a valid answer, "
+                         "but only the reference's can match it).",
+                   "reference": "Input: the SMILES with the stereo of the DFT reference (centres and double bonds "
+                                "perceived from its 3D geometry)."}[report.get("stereo", "smiles")],
+              "\"stereo wrong\": conformers with a stereo element the SMILES specifies the wrong way round.",
+              "", "COV-R and MAT over the molecules that got conformers; \"failures as 0\" counts the failed "
               "ones as not covered. With one reference per molecule, COV-R of a molecule is 0 or 1 and COV-P is "
               "the fraction of its generated conformers within the threshold.", ""]
     if report["skipped_reference"]:
@@ -231,6 +253,8 @@ def main() -> None:
     p.add_argument("--model", default=None, help="score model for clofnet (default: the shipped one)")
     p.add_argument("--preset", default=None)
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--stereo", choices=("smiles", "reference"), default="smiles",
+                   help="SMILES as in QM9 (no stereo; default) or with the stereo of the DFT reference")
     p.add_argument("--quick", action="store_true", help="10 molecules, no results written")
     p.add_argument("--out", type=Path, default=RESULTS / "conformers")
     args = p.parse_args()
@@ -248,7 +272,7 @@ def main() -> None:
         p.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     n = 10 if args.quick else args.molecules
     rdBase.DisableLog("rdApp.warning")
-    molecules, skipped = pick_molecules(n)
+    molecules, skipped = pick_molecules(n, stereo=args.stereo)
     print(f"{len(molecules)} molecules ({len(skipped)} skipped: DFT connectivity lacks a SMILES bond)",
           file=sys.stderr)
     results, skipped_methods = [], []
@@ -276,6 +300,7 @@ def main() -> None:
         "k": args.conformers,
         "threshold": args.threshold,
         "seed": args.seed,
+        "stereo": args.stereo,
         "split": "standard QM9 test split (se3mol.data.qm9.standard_split, seed 42), first molecules in split order",
         "skipped_reference": skipped,
         "skipped_methods": skipped_methods,

@@ -408,6 +408,8 @@ class ConformerResult:
         relax: one MMFF outcome per conformer with ``--relax``, else ``None``.
         seconds: wall time for this molecule (embedding, sampling, relaxation).
         notes: remarks, e.g. conformers dropped.
+        stereo: per conformer, the stereo elements the SMILES specifies that it has the wrong way round
+            (``se3mol.conformers.stereo``); empty lists when all are right or none is specified.
     """
 
     input: SmilesInput
@@ -422,6 +424,7 @@ class ConformerResult:
     relax: list[RelaxOutcome] | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    stereo: list[list[str]] = field(default_factory=list)
 
     @property
     def n_conformers(self) -> int:
@@ -444,12 +447,24 @@ class ConformerResult:
                 "base_seed": self.base_seed,
                 "settings": settings,
             }
+            if self.stereo:
+                props["stereo_mismatch"] = ", ".join(self.stereo[k - 1]) or "none"
             if self.relax is not None:
                 r = self.relax[k - 1]
                 props.update({"mmff_converged": int(r.converged),
                               "mmff_energy_before_kcal_mol": round(r.energy_before, 4),
                               "mmff_energy_after_kcal_mol": round(r.energy_after, 4)})
             yield self.mol, conf.GetId(), f"{self.input.label} conf {k}", props
+
+
+def _check_stereo(mol: Chem.Mol) -> list[list[str]]:
+    """Per conformer of ``mol``, the specified stereo elements it has wrong; ``[]`` if none is specified."""
+    from se3mol.conformers.stereo import stereo_mismatches, stereo_targets
+
+    targets = stereo_targets(mol)
+    if not len(targets) or not mol.GetNumConformers():
+        return []
+    return stereo_mismatches(np.stack([c.GetPositions() for c in mol.GetConformers()]), targets)
 
 
 def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n: int, seed: int = 0,
@@ -494,8 +509,13 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
             unconverged = sum(not r.converged for r in result.relax)
             if unconverged:
                 result.notes.append(f"MMFF did not converge in {MMFF_MAX_ITERS} steps for {unconverged} conformer(s)")
+        result.stereo = _check_stereo(mol)
+        wrong = sum(bool(w) for w in result.stereo)
+        if wrong:
+            result.notes.append(f"{wrong} of {mol.GetNumConformers()} conformers do not have the stereo the SMILES "
+                                "specifies (SD property stereo_mismatch)")
         result.mol = mol
-        result.status = "ok" if mol.GetNumConformers() == n else "warning"
+        result.status = "ok" if mol.GetNumConformers() == n and not wrong else "warning"
     except ValueError as exc:
         result.error = str(exc)
         result.mol = None

@@ -61,7 +61,7 @@ DEFAULT_MAX_MATCHES = 10_000
 
 def _heavy(mol: Chem.Mol) -> Chem.Mol:
     """A hydrogen-free copy (the caller's molecule is never aligned in place)."""
-    return Chem.RemoveHs(mol, sanitize=False) if any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) \
+    return Chem.RemoveAllHs(mol, sanitize=False) if any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) \
         else Chem.Mol(mol)
 
 
@@ -277,7 +277,7 @@ def group_key(mol: Chem.Mol, match_by: str = "smiles") -> str:
         ValueError: if the record has no such data field.
     """
     if match_by == "smiles":
-        return Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False)
+        return Chem.MolToSmiles(Chem.RemoveAllHs(mol), isomericSmiles=False)
     if match_by == "title":
         return mol.GetProp("_Name").strip() if mol.HasProp("_Name") else ""
     if not mol.HasProp(match_by):
@@ -317,7 +317,7 @@ def read_conformer_groups(path: str | Path, match_by: str = "smiles"
                 errors.append(f"{path.name}: record {n}: {exc}")
                 continue
             groups.setdefault(key, []).append(mol)
-            labels.setdefault(key, Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False))
+            labels.setdefault(key, Chem.MolToSmiles(Chem.RemoveAllHs(mol), isomericSmiles=False))
     return groups, labels, errors
 
 

@@ -9,6 +9,11 @@ with the score's per-atom norm clipped (in units of ``1/sigma``), and finally on
 ``x <- x + sigma_min^2 * score(x, sigma_min)`` (Tweedie's formula), which removes the last level's
 noise. Noise and starting points have their per-molecule mean removed, so molecules do not drift.
 The ``n`` conformers of one molecule are sampled together as one batch; a seed fixes them all.
+
+Stereo the SMILES specifies (tetrahedral centres, double bonds) is enforced by adding the gradient of a
+wrong-hand penalty (:mod:`se3mol.conformers.stereo`) to the score, scaled like the score by ``1/sigma^2``
+so that it moves atoms by the same distance per step at every level. The network sees no stereo tags,
+so without it a chiral centre comes out either way round.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from torch import Tensor
 
 from se3mol.conformers.score import ScoreModel, noise_levels
+from se3mol.conformers.stereo import stereo_penalty, stereo_targets
 from se3mol.graph import collate
 from se3mol.molecule import Molecule
 from se3mol.nn.layers import center_positions
@@ -43,6 +49,8 @@ class SamplerSettings:
             ``2.4e-6 * 100 / steps``, so that fewer steps cover the same diffusion time.
         clip: largest per-atom norm of ``sigma * score`` (the network's unit-scale output).
         denoise: finish with one noise-free Tweedie step at ``sigma_min``.
+        stereo_weight: strength of the pull towards the stereo the SMILES specifies (0 turns it off);
+            per step it moves atoms by about ``stereo_weight * eps / sigma_min^2`` times the penalty gradient.
     """
 
     sigma_max: float = 10.0
@@ -52,6 +60,7 @@ class SamplerSettings:
     eps: float | None = None
     clip: float = 5.0
     denoise: bool = True
+    stereo_weight: float = 0.1
 
     def __post_init__(self) -> None:
         if self.levels < 1 or self.steps < 1:
@@ -136,11 +145,22 @@ class ScoreSampler:
             z = torch.randn(batch.pos.shape, generator=gen, dtype=dtype).to(self.device)
             return center_positions(z, batch.batch, n)
 
+        targets = stereo_targets(mol) if settings.stereo_weight > 0 else None
+
+        def stereo_pull(x: Tensor) -> Tensor:  # [N,3] minus the gradient of the wrong-hand penalty
+            with torch.enable_grad():
+                xr = x.detach().reshape(n, template.n_atoms, 3).requires_grad_(True)
+                (grad,) = torch.autograd.grad(stereo_penalty(xr, targets).sum(), xr)
+            return -grad.reshape(-1, 3)
+
         def score(x: Tensor, sigma: float) -> Tensor:
             s = self.model(batch.replace(pos=x), torch.full((n,), sigma, dtype=dtype, device=self.device))
             unit = s * sigma  # [N,3] unit-scale output
             norm = unit.norm(dim=-1, keepdim=True)
-            return s * torch.clamp(settings.clip / norm.clamp(min=1e-12), max=1.0)
+            s = s * torch.clamp(settings.clip / norm.clamp(min=1e-12), max=1.0)
+            if targets:
+                s = s + settings.stereo_weight / sigma ** 2 * stereo_pull(x)
+            return s
 
         x = noise() * settings.sigma_max
         eps = settings.step_size

@@ -51,6 +51,14 @@ def test_smiles_file_and_stdin_inputs_give_named_records_with_properties(tmp_pat
     assert "[4/4]" in r.stderr  # plain progress lines when stderr is not a terminal
 
 
+def test_stereo_is_checked_per_conformer_only_where_the_smiles_specifies_it():
+    r = runner.invoke(app, ["conformers", "C[C@H](O)/C=C/C", "CC(O)C=CC", "-n", "2", "--method", "etkdg"])
+    assert r.exit_code == 0, r.stderr
+    mols = _records(r.stdout)
+    assert [m.GetProp("stereo_mismatch") for m in mols[:2]] == ["none", "none"]
+    assert not any(m.HasProp("stereo_mismatch") for m in mols[2:])
+
+
 def test_bad_molecules_are_reported_and_the_rest_still_written():
     r = runner.invoke(app, ["conformers", "CCO", "C1CC", "not_a_file.smi", "c1ccccc1", "-n", "1",
                             "--method", "etkdg"])

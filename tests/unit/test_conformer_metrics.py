@@ -93,6 +93,14 @@ def test_atom_order_does_not_matter():
     assert d[0, 0] < 1e-6
 
 
+def test_a_hydrogen_that_defines_double_bond_stereo_is_not_a_heavy_atom():
+    # RDKit's RemoveHs keeps "[H]/N=C" hydrogens; they must not be counted or matched as heavy atoms
+    with_stereo = _embedded("[H]/N=C1\\OC(C)CO1")
+    plain = _embedded("N=C1OC(C)CO1")
+    d, _ = heavy_atom_rmsd_matrix([with_stereo], [plain])
+    assert np.isfinite(d).all() and d[0, 0] < 1.0
+
+
 def test_molecules_missing_on_either_side_are_reported_not_dropped():
     a, b, c = _embedded("CCO"), _embedded("CCN"), _embedded("CCC")
     result = evaluate_conformer_sets({"CCO": [a], "CCC": [c]}, {"CCO": [a], "CCN": [b]})
