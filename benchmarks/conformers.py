@@ -201,7 +201,7 @@ def _f(v, fmt: str) -> str:
 
 def write_markdown(report: dict, path: Path) -> None:
     lines = [
-        "# Conformer generation on QM9 test molecules",
+        f"# Conformer generation on QM9 test molecules (input stereo: {report.get('stereo', 'smiles')})",
         "",
         f"`{report['command']}`  ",
         f"{report['n_molecules']} molecules of the standard QM9 test split, {report['k']} conformers each, "
@@ -243,6 +243,24 @@ def write_markdown(report: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def join_reports(paths: list[Path], out: Path) -> None:
+    """One report from several runs of this script on the same molecules and settings (methods in order)."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    first = reports[0]
+    for p, r in zip(paths[1:], reports[1:], strict=True):
+        for key in ("n_molecules", "k", "threshold", "seed", "split", "stereo"):
+            if r.get(key) != first.get(key):
+                raise SystemExit(f"{p}: {key} is {r.get(key)!r}, {paths[0]} has {first.get(key)!r}; cannot join")
+    joined = {**first, "command": "; ".join(r["command"] for r in reports) + " (run side by side, joined with "
+              "--join)", "machine": "; ".join(dict.fromkeys(r["machine"] for r in reports)),
+              "skipped_methods": [s for r in reports for s in r["skipped_methods"]],
+              "results": [x for r in reports for x in r["results"]]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(joined, indent=1) + "\n")
+    write_markdown(joined, out.with_suffix(".md"))
+    print(f"wrote {out.with_suffix('.json')} and .md", file=sys.stderr)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", "--molecules", type=int, default=200, help="test molecules to score")
@@ -255,13 +273,21 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--stereo", choices=("smiles", "reference"), default="smiles",
                    help="SMILES as in QM9 (no stereo; default) or with the stereo of the DFT reference")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1; `se3mol conformers` uses all cores, 2 on this machine)")
     p.add_argument("--quick", action="store_true", help="10 molecules, no results written")
     p.add_argument("--out", type=Path, default=RESULTS / "conformers")
+    p.add_argument("--join", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="join the results of runs on the same molecules (e.g. methods run as parallel processes) "
+                        "into --out; nothing is measured")
     args = p.parse_args()
+    if args.join:
+        join_reports(args.join, args.out)
+        return
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(args.threads)
     except ImportError:
         pass
     from se3mol.conformers.generate import ModelUnavailableError
@@ -295,7 +321,7 @@ def main() -> None:
         "command": "python benchmarks/conformers.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}, "
-                   f"RDKit {rdBase.rdkitVersion}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
+                   f"RDKit {rdBase.rdkitVersion}, {args.threads} torch thread(s)",
         "n_molecules": len(molecules),
         "k": args.conformers,
         "threshold": args.threshold,

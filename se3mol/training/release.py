@@ -90,13 +90,30 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return last.get("training_state", {}).get("history", [])
 
 
+CONFORMER_BENCHMARKS = {"benchmark": Path("benchmarks/results/conformers.json"),
+                         "benchmark_reference_stereo": Path("benchmarks/results/conformers_reference_stereo.json")}
+
+
 def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
-                       benchmark: Path = Path("benchmarks/results/conformers.json")) -> dict[str, Any]:
+                       benchmarks: dict[str, Path] | None = None) -> dict[str, Any]:
     """Ship a conformer score model; its card carries the DSM losses and, once measured, the COV/MAT
-    figures of ``benchmarks/conformers.py`` for methods ``clofnet`` and ``clofnet+relax``."""
+    figures of ``benchmarks/conformers.py`` (QM9's SMILES, and with the reference's stereo).
+
+    A fine-tuned run (``init_from``) records the card of the model it started from, read before the
+    new one may replace it, so that the card accounts for all of the training."""
     from se3mol.training.checkpoint import load_score_model
 
     model, ckpt = load_score_model(run_dir / "best.pt")
+    base = ckpt["train_config"].get("init_from")
+    base_card = None
+    if base:
+        base_path = models_dir / f"{base}.json"
+        if base_path.is_file():
+            old = json.loads(base_path.read_text())
+            base_card = {k: old.get(k) for k in ("name", "command", "epochs", "wall_time_s", "val_dsm_loss",
+                                                 "test_dsm_loss", "base")}
+        else:
+            base_card = {"name": base}
     metrics = ckpt.get("metrics", {})
     if not metrics.get("test") and ckpt.get("data", {}).get("dataset") == "qm9":
         # a stopped run: measure the test DSM loss here, as the trainer's finish() would have
@@ -131,14 +148,17 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
         "domain": ckpt.get("domain"),
         "hardware": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "command": command,
+        **({"base": base_card} if base_card else {}),
         "history": history,
         "se3mol_version": ckpt["se3mol_version"],
     }
-    if benchmark.is_file():
-        bench = json.loads(benchmark.read_text())
+    for key, path in (benchmarks if benchmarks is not None else CONFORMER_BENCHMARKS).items():
+        if not path.is_file():
+            continue
+        bench = json.loads(path.read_text())
         summary = [{k: v for k, v in row.items() if k not in ("molecules", "failures")} for row in bench["results"]]
-        card["benchmark"] = {"source": str(benchmark), **{k: bench[k] for k in ("command", "date", "machine",
-                             "n_molecules", "k", "threshold", "split") if k in bench}, "results": summary}
+        card[key] = {"source": str(path), **{k: bench[k] for k in ("command", "date", "machine", "n_molecules", "k",
+                     "threshold", "split", "stereo") if k in bench}, "results": summary}
     atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
     return card
 
