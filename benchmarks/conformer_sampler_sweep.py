@@ -37,6 +37,7 @@ def main() -> None:
                    help="SMILES as in QM9 (no stereo) or with the stereo of the DFT reference")
     p.add_argument("--stereo-weights", default=None, help="comma-separated stereo_weight values to try")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--out", type=Path, default=None, help="results file stem (default results/conformer_sampler_sweep)")
     args = p.parse_args()
     import torch
     from rdkit import rdBase
@@ -72,7 +73,7 @@ def main() -> None:
               f"{row['seconds_per_molecule_mean']:.2f} s/mol", file=sys.stderr, flush=True)
     if args.no_write:
         return
-    out = RESULTS / "conformer_sampler_sweep"
+    out = args.out or RESULTS / "conformer_sampler_sweep"
     report = {"command": "python benchmarks/conformer_sampler_sweep.py " + " ".join(sys.argv[1:]),
               "split": "QM9 validation split, first molecules", "stereo": args.stereo, "n_molecules": len(molecules),
               "k": args.conformers, "rows": rows}

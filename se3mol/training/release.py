@@ -110,8 +110,11 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
         base_path = models_dir / f"{base}.json"
         if base_path.is_file():
             old = json.loads(base_path.read_text())
-            base_card = {k: old.get(k) for k in ("name", "command", "epochs", "wall_time_s", "val_dsm_loss",
-                                                 "test_dsm_loss", "base")}
+            if old.get("command") == command and "base" in old:  # this run was shipped before: keep its base
+                base_card = old["base"]
+            else:
+                base_card = {k: old.get(k) for k in ("name", "command", "epochs", "wall_time_s", "val_dsm_loss",
+                                                     "test_dsm_loss", "base")}
         else:
             base_card = {"name": base}
     metrics = ckpt.get("metrics", {})
