@@ -60,7 +60,7 @@ class SamplerSettings:
     eps: float | None = None
     clip: float = 5.0
     denoise: bool = True
-    stereo_weight: float = 0.1
+    stereo_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.levels < 1 or self.steps < 1:

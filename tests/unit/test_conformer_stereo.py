@@ -61,5 +61,5 @@ def test_shipped_score_model_samples_the_stereoisomer_asked_for(smiles):
 
     sampler = ScoreSampler.load("conformers-clofnet-qm9")
     mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    xyz = sampler.sample(mol, 6, seed=0, settings=SamplerSettings.preset("fast"))
+    xyz = sampler.sample(mol, 6, seed=0, settings=SamplerSettings.preset("default"))
     assert stereo_mismatches(xyz, stereo_targets(mol)) == [[]] * 6
