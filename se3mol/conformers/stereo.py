@@ -1,8 +1,10 @@
 """Stereochemistry asked for by a SMILES, as geometric signs a conformer must have.
 
 A tetrahedral centre (``[C@H]``, ``[C@@]``) is a sign of the volume ``v0 . (v1 x v2)`` spanned by the
-vectors from the centre to its first three neighbours in RDKit's bond order: RDKit's ``CCW`` tag is a
-positive volume, ``CW`` a negative one (also for three-coordinate centres such as sulfoxides). A double
+vectors from its fourth neighbour (in RDKit's bond order) to its first three: RDKit's ``CCW`` tag is a
+positive volume, ``CW`` a negative one. A three-coordinate centre (a sulfoxide) takes the centre itself as
+the apex. Using the neighbours' tetrahedron rather than the centre matters: a sampled centre pushed out
+through the face of three neighbours reads right from the centre but relaxes (MMFF) to the other hand. A double
 bond (``C/C=C/C``) is the sign of the cosine of the dihedral between its two stereo atoms: ``Z``/``cis``
 positive, ``E``/``trans`` negative (RDKit's stereo atoms of an ``E``/``Z`` bond are the CIP-highest
 neighbours). Both conventions are checked against RDKit's own ETKDG embeddings in the tests.
@@ -39,6 +41,7 @@ class StereoTargets:
     Attributes:
         centers: atom index of each tetrahedral centre ``[C]``.
         neighbors: its first three neighbours in RDKit's bond order ``[C,3]``.
+        fourth: its fourth neighbour ``[C]`` (-1 for a three-coordinate centre).
         center_sign: the sign its volume must have ``[C]`` (+1 for CCW, -1 for CW).
         bonds: ``(a, b, c, d)`` for each stereo double bond ``b=c`` with stereo atoms ``a`` and ``d`` ``[D,4]``.
         bond_sign: +1 if ``a`` and ``d`` must be cis, -1 if trans ``[D]``.
@@ -47,6 +50,7 @@ class StereoTargets:
 
     centers: np.ndarray
     neighbors: np.ndarray
+    fourth: np.ndarray
     center_sign: np.ndarray
     bonds: np.ndarray
     bond_sign: np.ndarray
@@ -58,7 +62,7 @@ class StereoTargets:
 
 def stereo_targets(mol: Chem.Mol) -> StereoTargets:
     """The tetrahedral centres and double bonds whose configuration ``mol`` specifies (see the module docstring)."""
-    centers, neighbors, csign, labels = [], [], [], []
+    centers, neighbors, fourth, csign, labels = [], [], [], [], []
     for atom in mol.GetAtoms():
         sign = _TETRAHEDRAL.get(atom.GetChiralTag())
         nbrs = [b.GetOtherAtomIdx(atom.GetIdx()) for b in atom.GetBonds()]
@@ -66,6 +70,7 @@ def stereo_targets(mol: Chem.Mol) -> StereoTargets:
             continue
         centers.append(atom.GetIdx())
         neighbors.append(nbrs[:3])
+        fourth.append(nbrs[3] if len(nbrs) > 3 else -1)
         csign.append(sign)
         labels.append(f"{atom.GetSymbol()}{atom.GetIdx() + 1} ({'CCW' if sign > 0 else 'CW'})")
     bonds, bsign, blabels = [], [], []
@@ -84,6 +89,7 @@ def stereo_targets(mol: Chem.Mol) -> StereoTargets:
         blabels.append(f"{sym(b).GetSymbol()}{b + 1}={sym(c).GetSymbol()}{c + 1} ({'Z' if sign > 0 else 'E'})")
     return StereoTargets(
         centers=np.asarray(centers, dtype=np.int64), neighbors=np.asarray(neighbors, dtype=np.int64).reshape(-1, 3),
+        fourth=np.asarray(fourth, dtype=np.int64),
         center_sign=np.asarray(csign), bonds=np.asarray(bonds, dtype=np.int64).reshape(-1, 4),
         bond_sign=np.asarray(bsign), labels=tuple(labels + blabels))
 
@@ -92,7 +98,12 @@ def stereo_signs(pos: Tensor, targets: StereoTargets) -> tuple[Tensor, Tensor]:
     """Normalised centre volumes ``[..., C]`` and double-bond dihedral cosines ``[..., D]`` of ``pos [..., N, 3]``."""
     centers = torch.as_tensor(targets.centers, device=pos.device)
     nbrs = torch.as_tensor(targets.neighbors, device=pos.device)
-    v = pos[..., nbrs, :] - pos[..., centers, None, :]  # [...,C,3,3]
+    fourth = torch.as_tensor(targets.fourth, device=pos.device)
+    # Four neighbours: the tetrahedron they span (the centre's own position does not enter, so a centre
+    # pushed out through the face of three neighbours is not misread). Three: the centre is the apex.
+    apex = torch.where((fourth >= 0)[:, None], pos[..., fourth.clamp(min=0), :],
+                       pos[..., centers, :])  # [...,C,3]
+    v = pos[..., nbrs, :] - apex[..., None, :]  # [...,C,3,3]
     v = v / v.norm(dim=-1, keepdim=True).clamp(min=1e-6)
     volume = (v[..., 0, :] * torch.linalg.cross(v[..., 1, :], v[..., 2, :])).sum(-1)  # [...,C]
     q = torch.as_tensor(targets.bonds, device=pos.device)
