@@ -29,7 +29,7 @@ from torch import Tensor
 _TETRAHEDRAL = {Chem.ChiralType.CHI_TETRAHEDRAL_CCW: 1.0, Chem.ChiralType.CHI_TETRAHEDRAL_CW: -1.0}
 _DOUBLE = {Chem.BondStereo.STEREOZ: 1.0, Chem.BondStereo.STEREOCIS: 1.0,
            Chem.BondStereo.STEREOE: -1.0, Chem.BondStereo.STEREOTRANS: -1.0}
-# Penalty margins: a centre's normalised volume should reach +-0.3 (an ideal tetrahedron has 0.77),
+# Penalty margins: a centre's normalised volume should reach +-0.3 (an ideal tetrahedron has 0.71),
 # a double bond's dihedral cosine +-0.5 (60 degrees from the wrong side).
 VOLUME_MARGIN, DIHEDRAL_MARGIN = 0.3, 0.5
 
