@@ -51,6 +51,9 @@ __all__ = [
 DEFAULT_SCORE_MODEL = "conformers-clofnet-qm9"
 #: MMFF minimisation steps per conformer for ``--relax`` (RDKit's default is 200, often too few to converge).
 MMFF_MAX_ITERS = 2000
+#: ``--relax`` restraint on a stereo element that free minimisation inverted: a flat-bottomed dihedral restraint
+#: (kcal/mol/degree^2) that keeps the sign RDKit reads the element by, at least this many degrees from 0 and 180.
+RESTRAINT_FORCE, RESTRAINT_MARGIN = 1.0, 15.0
 # Extensions of molecule files that conformers does not take (it reads SMILES, not 3D structures).
 _STRUCTURE_EXTENSIONS = (".sdf", ".sd", ".mol", ".mol2", ".xyz", ".extxyz", ".pdb", ".gz")
 _HEADER_TOKENS = ("smiles", "smi", "canonical_smiles")
@@ -352,11 +355,16 @@ def _score_model_path(spec: str) -> tuple[Path, bool]:
 
 @dataclass
 class RelaxOutcome:
-    """What MMFF94 minimisation did to one conformer (energies in kcal/mol)."""
+    """What MMFF94 minimisation did to one conformer (energies in kcal/mol).
+
+    ``stereo_restrained`` is true when a free minimisation inverted a stereo element the SMILES specifies and the
+    conformer had right, so it was minimised again from its start with that element's atoms restrained.
+    """
 
     converged: bool
     energy_before: float
     energy_after: float
+    stereo_restrained: bool = False
 
 
 def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutcome]:
@@ -366,9 +374,16 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
     rewrites aromaticity flags to the MMFF model, which would change the molecule written out (and stop it
     matching the same molecule read elsewhere).
 
+    Stereo the SMILES specifies is kept: a distorted centre can fall to the other hand in minimisation. When a
+    stereo element that was right before minimisation is wrong after it, the conformer starts again from its
+    input coordinates and is minimised with a dihedral restraint that holds every such element's sign
+    (:func:`_stereo_restraint`), then minimised freely from there; if that inverts it again, the restrained
+    minimum is kept. Either way ``stereo_restrained`` says so, and energies are those of plain MMFF94.
+
     Raises:
         ValueError: if MMFF94 has no parameters for the molecule.
     """
+    from se3mol.conformers.stereo import stereo_targets, stereo_wrong
     from se3mol.io import _rdkit_messages
 
     work = Chem.Mol(mol)
@@ -376,16 +391,64 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
         props = AllChem.MMFFGetMoleculeProperties(work)
     if props is None:
         raise ValueError("MMFF94 has no parameters for this molecule; run without --relax")
+    targets = stereo_targets(mol)
+
+    def minimise(cid: int, restrain: Sequence[tuple[tuple[int, int, int, int], float, float]] = ()) -> bool:
+        ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid)
+        for (a, b, c, d), lo, hi in restrain:
+            ff.MMFFAddTorsionConstraint(a, b, c, d, False, lo, hi, RESTRAINT_FORCE)
+        return ff.Minimize(maxIts=max_iters) == 0
+
+    def set_positions(conf: Chem.Conformer, xyz: np.ndarray) -> None:
+        for i, p in enumerate(xyz.tolist()):
+            conf.SetAtomPosition(i, Point3D(*p))
+
     outcomes = []
     for conf, work_conf in zip(mol.GetConformers(), work.GetConformers(), strict=True):
-        ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=work_conf.GetId())
-        before = ff.CalcEnergy()
-        not_converged = ff.Minimize(maxIts=max_iters)
-        outcomes.append(RelaxOutcome(converged=not_converged == 0, energy_before=float(before),
-                                     energy_after=float(ff.CalcEnergy())))
-        for i, p in enumerate(work_conf.GetPositions().tolist()):
-            conf.SetAtomPosition(i, Point3D(*p))
+        cid = work_conf.GetId()
+        start = work_conf.GetPositions()
+        before = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid).CalcEnergy()
+        converged = minimise(cid)
+        restrained = False
+        if len(targets):
+            wrong_before, wrong_after = stereo_wrong(np.stack([start, work_conf.GetPositions()]), targets)
+            flipped = np.flatnonzero(wrong_after & ~wrong_before)
+            if len(flipped):
+                restrained = True
+                set_positions(work_conf, start)
+                restraints = [_stereo_restraint(work_conf, targets, int(k)) for k in flipped]
+                converged = minimise(cid, restraints)
+                held = work_conf.GetPositions()
+                free_converged = minimise(cid)
+                if stereo_wrong(work_conf.GetPositions()[None], targets)[0][flipped].any():
+                    set_positions(work_conf, held)
+                else:
+                    converged = free_converged
+        after = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid).CalcEnergy()
+        outcomes.append(RelaxOutcome(converged=converged, energy_before=float(before), energy_after=float(after),
+                                     stereo_restrained=restrained))
+        set_positions(conf, work_conf.GetPositions())
     return outcomes
+
+
+def _stereo_restraint(conf: Chem.Conformer, targets, k: int) -> tuple[tuple[int, int, int, int], float, float]:
+    """Dihedral restraint ``(atoms, lo, hi)`` (degrees) that keeps stereo element ``k`` as conformer ``conf`` has it.
+
+    A centre's dihedral ``n0-centre-n1-n2`` has the sign of its volume read from the centre (RDKit's reading),
+    so holding the sign the conformer has, away from 0 and 180 degrees, holds the hand. A double bond's
+    dihedral is held on its side (cis or trans).
+    """
+    from rdkit.Chem import rdMolTransforms
+
+    m = RESTRAINT_MARGIN
+    if k < len(targets.centers):
+        n0, n1, n2 = (int(a) for a in targets.neighbors[k])
+        atoms = (n0, int(targets.centers[k]), n1, n2)
+        phi = rdMolTransforms.GetDihedralDeg(conf, *atoms)
+        return (atoms, m, 180.0 - m) if phi > 0 else (atoms, m - 180.0, -m)
+    a, b, c, d = (int(x) for x in targets.bonds[k - len(targets.centers)])
+    phi = rdMolTransforms.GetDihedralDeg(conf, a, b, c, d)
+    return ((a, b, c, d), -90.0 + m, 90.0 - m) if abs(phi) < 90 else ((a, b, c, d), 90.0 + m, 270.0 - m)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -454,6 +517,8 @@ class ConformerResult:
                 props.update({"mmff_converged": int(r.converged),
                               "mmff_energy_before_kcal_mol": round(r.energy_before, 4),
                               "mmff_energy_after_kcal_mol": round(r.energy_after, 4)})
+                if r.stereo_restrained:
+                    props["mmff_stereo_restrained"] = 1
             yield self.mol, conf.GetId(), f"{self.input.label} conf {k}", props
 
 
@@ -509,6 +574,10 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
             unconverged = sum(not r.converged for r in result.relax)
             if unconverged:
                 result.notes.append(f"MMFF did not converge in {MMFF_MAX_ITERS} steps for {unconverged} conformer(s)")
+            restrained = sum(r.stereo_restrained for r in result.relax)
+            if restrained:
+                result.notes.append(f"MMFF inverted specified stereo in {restrained} conformer(s), which were minimised "
+                                    "again with it restrained (SD property mmff_stereo_restrained)")
         result.stereo = _check_stereo(mol)
         wrong = sum(bool(w) for w in result.stereo)
         if wrong:

@@ -1,10 +1,14 @@
 """Stereochemistry asked for by a SMILES, as geometric signs a conformer must have.
 
-A tetrahedral centre (``[C@H]``, ``[C@@]``) is a sign of the volume ``v0 . (v1 x v2)`` spanned by the
-vectors from its fourth neighbour (in RDKit's bond order) to its first three: RDKit's ``CCW`` tag is a
-positive volume, ``CW`` a negative one. A three-coordinate centre (a sulfoxide) takes the centre itself as
-the apex. Using the neighbours' tetrahedron rather than the centre matters: a sampled centre pushed out
-through the face of three neighbours reads right from the centre but relaxes (MMFF) to the other hand. A double
+A tetrahedral centre (``[C@H]``, ``[C@@]``) is a sign of the volume ``v0 . (v1 x v2)`` of the vectors from
+the centre to its first three neighbours (in RDKit's bond order): RDKit's ``CCW`` tag is a positive volume,
+``CW`` a negative one. This is how RDKit perceives the tag from 3D (``AssignStereochemistryFrom3D``), so it
+is the reading that defines the tag, and the one :func:`stereo_mismatches` checks. It disagrees with the
+handedness of the tetrahedron the four neighbours span only when the centre lies outside that tetrahedron:
+in strained cages with an inverted bridgehead (two of QM9's first 200 test molecules, in their DFT
+geometry), or in a sampled centre pushed out through a face. The second kind matters: it reads right from the
+centre but relaxes (MMFF) to the other hand. So :func:`stereo_penalty` asks for both readings, which agree
+at every ordinary centre. A three-coordinate centre (a sulfoxide) has only the first. A double
 bond (``C/C=C/C``) is the sign of the cosine of the dihedral between its two stereo atoms: ``Z``/``cis``
 positive, ``E``/``trans`` negative (RDKit's stereo atoms of an ``E``/``Z`` bond are the CIP-highest
 neighbours). Both conventions are checked against RDKit's own ETKDG embeddings in the tests.
@@ -29,7 +33,8 @@ from torch import Tensor
 _TETRAHEDRAL = {Chem.ChiralType.CHI_TETRAHEDRAL_CCW: 1.0, Chem.ChiralType.CHI_TETRAHEDRAL_CW: -1.0}
 _DOUBLE = {Chem.BondStereo.STEREOZ: 1.0, Chem.BondStereo.STEREOCIS: 1.0,
            Chem.BondStereo.STEREOE: -1.0, Chem.BondStereo.STEREOTRANS: -1.0}
-# Penalty margins: a centre's normalised volume should reach +-0.3 (an ideal tetrahedron has 0.71),
+# Penalty margins: a centre's normalised volumes should reach +-0.3 (an ideal tetrahedron has 0.77 read
+# from the centre, 0.71 from the neighbours),
 # a double bond's dihedral cosine +-0.5 (60 degrees from the wrong side).
 VOLUME_MARGIN, DIHEDRAL_MARGIN = 0.3, 0.5
 
@@ -58,6 +63,14 @@ class StereoTargets:
 
     def __len__(self) -> int:
         return len(self.centers) + len(self.bonds)
+
+    def atoms(self, k: int) -> list[int]:
+        """The atoms that define element ``k`` (numbered as ``labels``): a centre and its neighbours, or a bond's
+        four atoms."""
+        if k < len(self.centers):
+            fourth = [int(self.fourth[k])] if self.fourth[k] >= 0 else []
+            return [int(self.centers[k]), *self.neighbors[k].tolist(), *fourth]
+        return self.bonds[k - len(self.centers)].tolist()
 
 
 def stereo_targets(mol: Chem.Mol) -> StereoTargets:
@@ -94,18 +107,17 @@ def stereo_targets(mol: Chem.Mol) -> StereoTargets:
         bond_sign=np.asarray(bsign), labels=tuple(labels + blabels))
 
 
-def stereo_signs(pos: Tensor, targets: StereoTargets) -> tuple[Tensor, Tensor]:
-    """Normalised centre volumes ``[..., C]`` and double-bond dihedral cosines ``[..., D]`` of ``pos [..., N, 3]``."""
+def stereo_signs(pos: Tensor, targets: StereoTargets) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalised centre volumes read from the centre ``[..., C]`` and from the neighbours' tetrahedron
+    ``[..., C]`` (the same as the first for a three-coordinate centre), and double-bond dihedral cosines
+    ``[..., D]``, of ``pos [..., N, 3]``."""
     centers = torch.as_tensor(targets.centers, device=pos.device)
     nbrs = torch.as_tensor(targets.neighbors, device=pos.device)
     fourth = torch.as_tensor(targets.fourth, device=pos.device)
-    # Four neighbours: the tetrahedron they span (the centre's own position does not enter, so a centre
-    # pushed out through the face of three neighbours is not misread). Three: the centre is the apex.
-    apex = torch.where((fourth >= 0)[:, None], pos[..., fourth.clamp(min=0), :],
-                       pos[..., centers, :])  # [...,C,3]
-    v = pos[..., nbrs, :] - apex[..., None, :]  # [...,C,3,3]
-    v = v / v.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-    volume = (v[..., 0, :] * torch.linalg.cross(v[..., 1, :], v[..., 2, :])).sum(-1)  # [...,C]
+    first = pos[..., nbrs, :]  # [...,C,3,3]
+    center_volume = _unit_volume(first - pos[..., centers, None, :])
+    apex = torch.where((fourth >= 0)[:, None], pos[..., fourth.clamp(min=0), :], pos[..., centers, :])  # [...,C,3]
+    neighbor_volume = _unit_volume(first - apex[..., None, :])
     q = torch.as_tensor(targets.bonds, device=pos.device)
     a, b, c, d = (pos[..., q[:, k], :] for k in range(4))  # [...,D,3] each
     axis = c - b
@@ -113,23 +125,35 @@ def stereo_signs(pos: Tensor, targets: StereoTargets) -> tuple[Tensor, Tensor]:
     u = (a - b) - ((a - b) * axis).sum(-1, keepdim=True) * axis
     w = (d - c) - ((d - c) * axis).sum(-1, keepdim=True) * axis
     cosine = (u * w).sum(-1) / (u.norm(dim=-1) * w.norm(dim=-1)).clamp(min=1e-6)  # [...,D]
-    return volume, cosine
+    return center_volume, neighbor_volume, cosine
+
+
+def _unit_volume(v: Tensor) -> Tensor:
+    """``v0 . (v1 x v2)`` of the three vectors ``v [..., 3, 3]`` scaled to unit length."""
+    v = v / v.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    return (v[..., 0, :] * torch.linalg.cross(v[..., 1, :], v[..., 2, :])).sum(-1)
 
 
 def stereo_penalty(pos: Tensor, targets: StereoTargets) -> Tensor:
     """Penalty ``[...]`` on the wrong-handed elements of ``pos [..., N, 3]``: zero when every sign is right
     with its margin, and growing quadratically with the distance to it."""
-    volume, cosine = stereo_signs(pos, targets)
+    center_volume, neighbor_volume, cosine = stereo_signs(pos, targets)
     cs = torch.as_tensor(targets.center_sign, dtype=pos.dtype, device=pos.device)
     bs = torch.as_tensor(targets.bond_sign, dtype=pos.dtype, device=pos.device)
-    return (torch.relu(VOLUME_MARGIN - cs * volume).pow(2).sum(-1)
+    return (torch.relu(VOLUME_MARGIN - cs * center_volume).pow(2).sum(-1)
+            + torch.relu(VOLUME_MARGIN - cs * neighbor_volume).pow(2).sum(-1)
             + torch.relu(DIHEDRAL_MARGIN - bs * cosine).pow(2).sum(-1))
+
+
+def stereo_wrong(pos: np.ndarray | Tensor, targets: StereoTargets) -> np.ndarray:
+    """Which stereo elements each conformer of ``pos [K,N,3]`` has the wrong way round ``[K, C+D]`` (bool,
+    numbered as ``targets.labels``). Centres are read from the centre, as RDKit perceives tags from 3D."""
+    pos = torch.as_tensor(np.asarray(pos), dtype=torch.float64)
+    volume, _, cosine = stereo_signs(pos, targets)
+    return torch.cat([volume * torch.as_tensor(targets.center_sign) <= 0,
+                      cosine * torch.as_tensor(targets.bond_sign) <= 0], dim=-1).numpy()
 
 
 def stereo_mismatches(pos: np.ndarray | Tensor, targets: StereoTargets) -> list[list[str]]:
     """For each conformer of ``pos [K,N,3]``, the labels of the stereo elements it has the wrong way round."""
-    pos = torch.as_tensor(np.asarray(pos), dtype=torch.float64)
-    volume, cosine = stereo_signs(pos, targets)
-    wrong = torch.cat([volume * torch.as_tensor(targets.center_sign) <= 0,
-                       cosine * torch.as_tensor(targets.bond_sign) <= 0], dim=-1)  # [K,C+D]
-    return [[targets.labels[j] for j in row.nonzero().flatten().tolist()] for row in wrong]
+    return [[targets.labels[j] for j in np.flatnonzero(row)] for row in stereo_wrong(pos, targets)]

@@ -1,5 +1,7 @@
 """Stereo targets from SMILES tags, checked against RDKit's own embeddings, and the sampler honouring them."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,9 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers
 
-from se3mol.conformers.stereo import stereo_mismatches, stereo_penalty, stereo_targets
+from se3mol.conformers.stereo import stereo_mismatches, stereo_penalty, stereo_signs, stereo_targets
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 # Centres with four and three neighbours (sulfoxide), ring centres, and double bonds (C=C, C=N, in chains).
 SMILES = ["CC(O)CN", "OC1C(N)C1C", "CC1(C#N)OC1C", "CC=CC", "OC=CC(C)O", "CC(O)=C(N)C", "CN=CO", "C=CC=CC",
@@ -33,6 +37,51 @@ def test_signs_agree_with_rdkit_embeddings_and_a_mirror_image_flips_every_centre
         seen_centres += len(targets.centers)
         seen_bonds += len(targets.bonds)
     assert seen_centres > 30 and seen_bonds > 10
+
+
+def test_inverted_bridgeheads_read_as_rdkit_perceives_them():
+    # Two QM9 cages in their DFT geometry, stereo perceived by RDKit from 3D. One centre of each lies outside the
+    # tetrahedron of its neighbours, so the neighbours' handedness disagrees with the tag; the check must not.
+    supplier = Chem.SDMolSupplier(str(FIXTURES / "inverted_bridgeheads.sdf"), removeHs=False)
+    for mol in supplier:
+        assert Chem.MolToSmiles(Chem.RemoveHs(mol)) == mol.GetProp("smiles")
+        targets = stereo_targets(mol)
+        pos = mol.GetConformer().GetPositions()
+        assert stereo_mismatches(pos[None], targets) == [[]], mol.GetProp("_Name")
+        center, neighbors, _ = stereo_signs(torch.as_tensor(pos), targets)
+        sign = torch.as_tensor(targets.center_sign)
+        assert (center * sign > 0).all() and int((neighbors * sign < 0).sum()) == 1
+
+
+def _pushed_through_faces(smiles: str, seed: int) -> Chem.Mol:
+    """An embedding of ``smiles`` mirrored, with every centre reflected through its first three neighbours: it
+    reads right (from the centres), but free MMFF minimisation relaxes every centre to the other hand."""
+    from rdkit.Geometry import Point3D
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
+    targets = stereo_targets(mol)
+    pos = mol.GetConformer().GetPositions() * np.array([-1.0, 1.0, 1.0])
+    for c, (n0, n1, n2) in zip(targets.centers, targets.neighbors, strict=True):
+        normal = np.cross(pos[n1] - pos[n0], pos[n2] - pos[n0])
+        normal /= np.linalg.norm(normal)
+        pos[c] -= 2 * np.dot(pos[c] - pos[n0], normal) * normal
+    for i, p in enumerate(pos.tolist()):
+        mol.GetConformer().SetAtomPosition(i, Point3D(*p))
+    assert stereo_mismatches(pos[None], targets) == [[]]
+    return mol
+
+
+def test_a_centre_pushed_through_a_face_reads_right_but_is_penalised():
+    # RDKit (and the check) read the tag right, but the neighbours are arranged the other way round.
+    mol = _pushed_through_faces("C[C@H](O)CN", 5)
+    targets = stereo_targets(mol)
+    pos = mol.GetConformer().GetPositions()
+    perceived = Chem.Mol(mol)
+    Chem.AssignStereochemistryFrom3D(perceived)
+    c = int(targets.centers[0])
+    assert perceived.GetAtomWithIdx(c).GetChiralTag() == mol.GetAtomWithIdx(c).GetChiralTag()
+    assert float(stereo_penalty(torch.as_tensor(pos), targets)) > 0.1
 
 
 def test_unspecified_stereo_is_no_target():
@@ -63,3 +112,30 @@ def test_shipped_score_model_samples_the_stereoisomer_asked_for(smiles):
     mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
     xyz = sampler.sample(mol, 6, seed=0, settings=SamplerSettings.preset("default"))
     assert stereo_mismatches(xyz, stereo_targets(mol)) == [[]] * 6
+
+
+def test_mmff_relaxation_never_inverts_the_stereo_a_conformer_has_right():
+    from rdkit.Chem import rdForceFieldHelpers
+
+    from se3mol.conformers.generate import relax_mmff
+
+    for smiles, seed in [("C[C@H](O)CN", 5), ("C[C@@H]1CC[C@H](O)CC1", 3)]:
+        mol = _pushed_through_faces(smiles, seed)
+        free = Chem.Mol(mol)
+        rdForceFieldHelpers.MMFFOptimizeMolecule(free, maxIters=2000)
+        targets = stereo_targets(mol)
+        assert all(stereo_mismatches(free.GetConformer().GetPositions()[None], targets)[0])  # the defect
+        (outcome,) = relax_mmff(mol)
+        assert outcome.stereo_restrained and outcome.energy_after < outcome.energy_before
+        assert stereo_mismatches(mol.GetConformer().GetPositions()[None], targets) == [[]]
+
+
+def test_mmff_relaxation_of_an_ordinary_conformer_is_not_restrained():
+    from se3mol.conformers.generate import relax_mmff
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("C[C@H](O)[C@@H](N)/C=C\\C"))
+    assert len(AllChem.EmbedMultipleConfs(mol, 3, randomSeed=7)) == 3
+    outcomes = relax_mmff(mol)
+    assert not any(o.stereo_restrained for o in outcomes)
+    targets = stereo_targets(mol)
+    assert stereo_mismatches(np.stack([c.GetPositions() for c in mol.GetConformers()]), targets) == [[]] * 3
