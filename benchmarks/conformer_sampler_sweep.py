@@ -28,7 +28,8 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("-n", "--molecules", type=int, default=30)
     p.add_argument("-k", "--conformers", type=int, default=10)
-    p.add_argument("--grid", default="50x4,50x10", help="comma-separated LEVELSxSTEPS")
+    p.add_argument("--grid", default="50x4,50x10",
+                   help="comma-separated LEVELSxSTEPS, or LEVELSxSTEPS/COARSE@SIGMA: COARSE steps above SIGMA")
     p.add_argument("--eps", type=float, default=None, help="step size at sigma_min (default: 2.4e-4 / steps)")
     p.add_argument("--sigma-max", type=float, default=None)
     p.add_argument("--clip", type=float, default=None)
@@ -50,10 +51,14 @@ def main() -> None:
     rows = []
     weights = [float(w) for w in args.stereo_weights.split(",")] if args.stereo_weights else [None]
     for grid_item, weight in [(g, w) for g in args.grid.split(",") for w in weights]:
-        levels, steps = (int(v) for v in grid_item.lower().split("x"))
+        fine, _, coarse = grid_item.lower().partition("/")
+        levels, steps = (int(v) for v in fine.split("x"))
         item = grid_item if weight is None else f"{grid_item} stereo {weight:g}"
         method = load_clofnet_method(args.model)
         changes = {"levels": levels, "steps": steps, "eps": args.eps}
+        if coarse:
+            coarse_steps, _, coarse_sigma = coarse.partition("@")
+            changes.update(coarse_steps=int(coarse_steps), coarse_sigma=float(coarse_sigma))
         if weight is not None:
             changes["stereo_weight"] = weight
         if args.sigma_max is not None:
@@ -62,15 +67,16 @@ def main() -> None:
             changes["clip"] = args.clip
         method.sampler_settings = replace(method.sampler_settings, **changes)
         r = run_method(f"clofnet {item}", method, args.relax, molecules, args.conformers, 0, 0.5)
-        row = {"setting": item, **{k: r[k] for k in ("cov_r_mean", "mat_r_mean", "mat_r_median", "cov_p_mean",
-                                                     "mat_p_mean", "seconds_per_molecule_mean", "n_failed",
-                                                     "stereo_wrong_conformers", "conformers")},
+        keys = ("cov_r_mean", "mat_r_mean", "mat_r_median", "cov_p_mean", "mat_p_mean", "seconds_per_molecule_mean",
+                "n_failed", "stereo_wrong_conformers", "conformers")
+        row = {"setting": item, "evaluations": method.sampler_settings.evaluations, **{k: r[k] for k in keys},
                "sampler": method.sampler_settings.to_dict(), "relax": args.relax}
         rows.append(row)
         print(f"{item}: COV-R {row['cov_r_mean']:.3f} MAT-R {row['mat_r_mean']:.3f} (median "
               f"{row['mat_r_median']:.3f}) COV-P {row['cov_p_mean']:.3f} "
               f"stereo wrong {row['stereo_wrong_conformers']}/{row['conformers']} "
-              f"{row['seconds_per_molecule_mean']:.2f} s/mol", file=sys.stderr, flush=True)
+              f"{row['evaluations']} evaluations {row['seconds_per_molecule_mean']:.2f} s/mol", file=sys.stderr,
+              flush=True)
     if args.no_write:
         return
     out = args.out or RESULTS / "conformer_sampler_sweep"
@@ -80,9 +86,11 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Sampler sweep on {len(molecules)} QM9 validation molecules", "", f"`{report['command']}`", "",
              f"Input SMILES stereo: {args.stereo}.", "",
-             "| setting | COV-R | MAT-R mean (A) | MAT-R median (A) | COV-P | stereo wrong | s / molecule |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['setting']} | {100 * r['cov_r_mean']:.1f}% | {r['mat_r_mean']:.3f} | {r['mat_r_median']:.3f} | "
+             "| setting | evaluations | COV-R | MAT-R mean (A) | MAT-R median (A) | COV-P | stereo wrong "
+             "| s / molecule |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['setting']} | {r['evaluations']} | {100 * r['cov_r_mean']:.1f}% | {r['mat_r_mean']:.3f} | "
+              f"{r['mat_r_median']:.3f} | "
               f"{100 * r['cov_p_mean']:.1f}% | {r['stereo_wrong_conformers']} of {r['conformers']} "
               f"| {r['seconds_per_molecule_mean']:.2f} |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -576,8 +576,8 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
                 result.notes.append(f"MMFF did not converge in {MMFF_MAX_ITERS} steps for {unconverged} conformer(s)")
             restrained = sum(r.stereo_restrained for r in result.relax)
             if restrained:
-                result.notes.append(f"MMFF inverted specified stereo in {restrained} conformer(s), which were minimised "
-                                    "again with it restrained (SD property mmff_stereo_restrained)")
+                result.notes.append(f"MMFF inverted specified stereo in {restrained} conformer(s), which were "
+                                    "minimised again with it restrained (SD property mmff_stereo_restrained)")
         result.stereo = _check_stereo(mol)
         wrong = sum(bool(w) for w in result.stereo)
         if wrong:

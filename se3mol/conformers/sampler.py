@@ -45,8 +45,12 @@ class SamplerSettings:
         sigma_max, sigma_min, levels: the geometric noise schedule (Angstrom); the score model was
             trained on 10 -> 0.01 in 50 levels.
         steps: Langevin steps per level.
-        eps: step size at ``sigma_min`` (s = eps * (sigma / sigma_min)^2); ``None`` takes
-            ``2.4e-6 * 100 / steps``, so that fewer steps cover the same diffusion time.
+        coarse_sigma, coarse_steps: levels with ``sigma`` above ``coarse_sigma`` (Angstrom) take ``coarse_steps``
+            steps instead (``None``: every level takes ``steps``). Sampling is cheaper where the molecule is
+            still a cloud and its shape is not yet decided.
+        eps: step size at ``sigma_min`` (s = eps * (sigma / sigma_min)^2) for ``steps`` steps per level;
+            ``None`` takes ``2.4e-6 * 100 / steps``, so that fewer steps cover the same diffusion time. A level
+            with ``coarse_steps`` steps takes ``steps / coarse_steps`` times larger ones, for the same reason.
         clip: largest per-atom norm of ``sigma * score`` (the network's unit-scale output).
         denoise: finish with one noise-free Tweedie step at ``sigma_min``.
         stereo_weight: strength of the pull towards the stereo the SMILES specifies (0 turns it off);
@@ -57,14 +61,17 @@ class SamplerSettings:
     sigma_min: float = 0.01
     levels: int = 50
     steps: int = 2
+    coarse_sigma: float | None = None
+    coarse_steps: int = 1
     eps: float | None = None
     clip: float = 5.0
     denoise: bool = True
     stereo_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.levels < 1 or self.steps < 1:
-            raise ValueError(f"levels and steps must be at least 1 (got {self.levels}, {self.steps})")
+        if self.levels < 1 or self.steps < 1 or self.coarse_steps < 1:
+            raise ValueError(f"levels and steps must be at least 1 (got {self.levels}, {self.steps}, "
+                             f"{self.coarse_steps})")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max (got {self.sigma_min}, {self.sigma_max})")
 
@@ -83,6 +90,20 @@ class SamplerSettings:
         if name not in presets:
             raise ValueError(f"unknown sampler preset {name!r}; choose {', '.join(presets)}")
         return presets[name]
+
+    def schedule(self) -> list[tuple[float, int, float]]:
+        """``(sigma, steps, step size s)`` of every level, largest sigma first."""
+        out = []
+        for sigma in noise_levels(self.sigma_max, self.sigma_min, self.levels).tolist():
+            steps = self.coarse_steps if self.coarse_sigma is not None and sigma > self.coarse_sigma else self.steps
+            eps = self.step_size if steps == self.steps else self.step_size * self.steps / steps
+            out.append((sigma, steps, eps * (sigma / self.sigma_min) ** 2))
+        return out
+
+    @property
+    def evaluations(self) -> int:
+        """Score-model evaluations per sample (every step, and the denoising step)."""
+        return sum(steps for _, steps, _ in self.schedule()) + int(self.denoise)
 
     def with_steps(self, steps: int | None) -> SamplerSettings:
         return self if steps is None else replace(self, steps=steps)
@@ -163,10 +184,8 @@ class ScoreSampler:
             return s
 
         x = noise() * settings.sigma_max
-        eps = settings.step_size
-        for sigma in noise_levels(settings.sigma_max, settings.sigma_min, settings.levels).tolist():
-            s = eps * (sigma / settings.sigma_min) ** 2
-            for _ in range(settings.steps):
+        for sigma, steps, s in settings.schedule():
+            for _ in range(steps):
                 x = x + s * score(x, sigma) + math.sqrt(2 * s) * noise()
         if settings.denoise:
             x = x + settings.sigma_min ** 2 * score(x, settings.sigma_min)

@@ -150,6 +150,18 @@ def test_settings_presets_and_validation():
         SamplerSettings.preset("slow")
     with pytest.raises(ValueError):
         SamplerSettings(steps=0)
+    with pytest.raises(ValueError):
+        SamplerSettings(coarse_steps=0)
+
+
+def test_coarse_levels_take_fewer_larger_steps():
+    plain, coarse = SamplerSettings(), SamplerSettings(coarse_sigma=1.0, coarse_steps=1)
+    assert plain.evaluations == 101
+    high = [(sigma, n, s) for sigma, n, s in coarse.schedule() if sigma > 1.0]
+    assert len(high) == 17 and coarse.evaluations == 101 - 17
+    for (sigma, n, s), (_, n0, s0) in zip(coarse.schedule(), plain.schedule(), strict=True):
+        # the same diffusion time per level: n * s is unchanged
+        assert n * s == pytest.approx(n0 * s0) and (n, s) == ((1, 2 * s0) if sigma > 1.0 else (n0, s0))
 
 
 def test_molecule_template_keeps_bonds_and_hydrogens():
