@@ -376,9 +376,10 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
 
     Stereo the SMILES specifies is kept: a distorted centre can fall to the other hand in minimisation. When a
     stereo element that was right before minimisation is wrong after it, the conformer starts again from its
-    input coordinates and is minimised with a dihedral restraint that holds every such element's sign
-    (:func:`_stereo_restraint`), then minimised freely from there; if that inverts it again, the restrained
-    minimum is kept. Either way ``stereo_restrained`` says so, and energies are those of plain MMFF94.
+    input coordinates and is minimised with dihedral restraints that hold the sign of every element it had
+    right (:func:`_stereo_restraint`; holding only the inverted ones can let another one go), then minimised
+    freely from there; if that inverts one again, the restrained minimum is kept. Either way
+    ``stereo_restrained`` says so, and the energies are those of plain MMFF94.
 
     Raises:
         ValueError: if MMFF94 has no parameters for the molecule.
@@ -412,15 +413,14 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
         restrained = False
         if len(targets):
             wrong_before, wrong_after = stereo_wrong(np.stack([start, work_conf.GetPositions()]), targets)
-            flipped = np.flatnonzero(wrong_after & ~wrong_before)
-            if len(flipped):
+            right = np.flatnonzero(~wrong_before)
+            if wrong_after[right].any():
                 restrained = True
                 set_positions(work_conf, start)
-                restraints = [_stereo_restraint(work_conf, targets, int(k)) for k in flipped]
-                converged = minimise(cid, restraints)
+                converged = minimise(cid, [_stereo_restraint(work_conf, targets, int(k)) for k in right])
                 held = work_conf.GetPositions()
                 free_converged = minimise(cid)
-                if stereo_wrong(work_conf.GetPositions()[None], targets)[0][flipped].any():
+                if stereo_wrong(work_conf.GetPositions()[None], targets)[0][right].any():
                     set_positions(work_conf, held)
                 else:
                     converged = free_converged
