@@ -143,21 +143,13 @@ def make_method(name: str, args):
     return load_clofnet_method(args.model, preset=args.preset, steps=args.steps), relax
 
 
-def run_method(name: str, method, relax: bool, molecules, k: int, seed: int, threshold: float,
-               workers: int = 1) -> dict:
-    from se3mol.conformers.generate import SmilesInput, generate_conformers
+def run_method(name: str, method, relax: bool, molecules, k: int, seed: int, threshold: float) -> dict:
+    from se3mol.conformers.generate import SmilesInput, generate_one
     from se3mol.conformers.metrics import coverage_matching, heavy_atom_rmsd_matrix, split_conformers
 
     rows, failures, seconds = [], [], []
-    items = [SmilesInput(idx, "qm9", smiles, qm9_id) for idx, (qm9_id, smiles, _) in enumerate(molecules)]
-    t0 = time.perf_counter()  # wall time of generation alone (scoring comes after), including process start-up
-    results = []
-    for result in generate_conformers(items, method, k, seed=seed, relax=relax, workers=workers):
-        results.append(result)
-        if len(results) % 25 == 0:
-            print(f"  {name}: {len(results)}/{len(molecules)}", file=sys.stderr)
-    wall = time.perf_counter() - t0
-    for (qm9_id, smiles, ref), result in zip(molecules, results, strict=True):
+    for idx, (qm9_id, smiles, ref) in enumerate(molecules):
+        result = generate_one(SmilesInput(idx, "qm9", smiles, qm9_id), method, k, seed=seed, relax=relax)
         seconds.append(result.seconds)
         if result.status == "error":
             failures.append({"id": qm9_id, "smiles": smiles, "error": result.error})
@@ -170,6 +162,8 @@ def run_method(name: str, method, relax: bool, molecules, k: int, seed: int, thr
         rows.append({"id": qm9_id, "smiles": smiles, "n_conformers": result.n_conformers,
                      **coverage_matching(d, threshold), "seconds": result.seconds,
                      "stereo_wrong": sum(bool(w) for w in result.stereo)})
+        if (idx + 1) % 25 == 0:
+            print(f"  {name}: {idx + 1}/{len(molecules)}", file=sys.stderr)
 
     def stat(key, f):
         values = [r[key] for r in rows]
@@ -196,8 +190,6 @@ def run_method(name: str, method, relax: bool, molecules, k: int, seed: int, thr
         "seconds_per_molecule_mean": statistics.fmean(seconds) if seconds else None,
         "seconds_per_molecule_median": statistics.median(seconds) if seconds else None,
         "seconds_total": sum(seconds),
-        "workers": workers,
-        "wall_seconds_per_molecule": wall / n if n else None,
         "failures": failures,
         "molecules": rows,
     }
@@ -217,8 +209,8 @@ def write_markdown(report: dict, path: Path) -> None:
         f"{report['threshold']} A. Measured {report['date']} on {report['machine']}.",
         "",
         "| method | COV-R | COV-R (failures as 0) | MAT-R mean (A) | MAT-R median (A) | COV-P | MAT-P mean (A) "
-        "| stereo wrong | s / molecule | wall s / molecule | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| stereo wrong | s / molecule | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         lines.append(
@@ -227,18 +219,14 @@ def write_markdown(report: dict, path: Path) -> None:
             f"| {_f(r['mat_r_mean'], '.3f')} | {_f(r['mat_r_median'], '.3f')} "
             f"| {_f(r['cov_p_mean'] and 100 * r['cov_p_mean'], '.1f')}% | {_f(r['mat_p_mean'], '.3f')} "
             f"| {r.get('stereo_wrong_conformers', '-')} of {r.get('conformers', '-')} "
-            f"| {_f(r['seconds_per_molecule_mean'], '.3f')} | {_f(r.get('wall_seconds_per_molecule'), '.3f')} "
-            f"| {r['n_failed']} of {r['n_molecules']} |")
+            f"| {_f(r['seconds_per_molecule_mean'], '.3f')} | {r['n_failed']} of {r['n_molecules']} |")
     for s in report["skipped_methods"]:
-        lines.append(f"| {s['method']} | skipped: {s['reason']} | | | | | | | | | |")
+        lines.append(f"| {s['method']} | skipped: {s['reason']} | | | | | | | | |")
     lines += ["", {"smiles": "Input: QM9's SMILES, which specify no stereo (any stereoisomer is a valid answer, "
                          "but only the reference's can match it).",
                    "reference": "Input: the SMILES with the stereo of the DFT reference (centres and double bonds "
                                 "perceived from its 3D geometry)."}[report.get("stereo", "smiles")],
               "\"stereo wrong\": conformers with a stereo element the SMILES specifies the wrong way round.",
-              "\"s / molecule\": mean time to generate one molecule's conformers; \"wall s / molecule\": wall time "
-              "of the whole run (generation only, with process start-up) over the number of molecules, which is "
-              "less with --workers.",
               "", "COV-R and MAT over the molecules that got conformers; \"failures as 0\" counts the failed "
               "ones as not covered. With one reference per molecule, COV-R of a molecule is 0 or 1 and COV-P is "
               "the fraction of its generated conformers within the threshold.", ""]
@@ -287,9 +275,6 @@ def main() -> None:
                    help="SMILES as in QM9 (no stereo; default) or with the stereo of the DFT reference")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1; `se3mol conformers` uses all cores, 2 on this machine)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="molecules generated at once in separate processes (se3mol conformers --workers), each "
-                        "with --threads // workers torch threads")
     p.add_argument("--quick", action="store_true", help="10 molecules, no results written")
     p.add_argument("--out", type=Path, default=RESULTS / "conformers")
     p.add_argument("--join", type=Path, nargs="+", default=None, metavar="JSON",
@@ -326,7 +311,7 @@ def main() -> None:
             skipped_methods.append({"method": name, "reason": str(exc).replace(f"{Path(__file__).parent.parent}/", "")})
             continue
         t0 = time.perf_counter()
-        r = run_method(name, method, relax, molecules, args.conformers, args.seed, args.threshold, args.workers)
+        r = run_method(name, method, relax, molecules, args.conformers, args.seed, args.threshold)
         print(f"{name}: COV-R {_f(r['cov_r_mean'], '.3f')}, MAT-R {_f(r['mat_r_mean'], '.3f')} "
               f"(median {_f(r['mat_r_median'], '.3f')}), {r['n_failed']} failed, "
               f"{_f(r['seconds_per_molecule_mean'], '.3f')} s/molecule ({time.perf_counter() - t0:.0f} s)",
@@ -336,8 +321,7 @@ def main() -> None:
         "command": "python benchmarks/conformers.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}, "
-                   f"RDKit {rdBase.rdkitVersion}, {args.threads} torch thread(s)"
-                   + (f", {args.workers} worker processes" if args.workers > 1 else ""),
+                   f"RDKit {rdBase.rdkitVersion}, {args.threads} torch thread(s)",
         "n_molecules": len(molecules),
         "k": args.conformers,
         "threshold": args.threshold,

@@ -45,9 +45,6 @@ def conformers(
     relax: Annotated[bool, typer.Option("--relax", help="Finish with MMFF94 minimisation (RDKit); energies and "
                                                         "convergence go into each record.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet).")] = "cpu",
-    workers: Annotated[int, typer.Option(
-        min=1, help="Molecules generated at once, each in its own process (the cores are shared between them). "
-                    "Faster for many small molecules; same conformers as one process.")] = 1,
 ) -> None:
     """Generate 3D conformers (with hydrogens, bonds from the SMILES) and write them as SDF.
 
@@ -92,7 +89,7 @@ def conformers(
     results = []
     try:
         with SDFWriter(output) as writer, _Progress(len(items)) as progress:
-            for result in generate_conformers(items, generator, n, seed=seed, relax=relax, workers=workers):
+            for result in generate_conformers(items, generator, n, seed=seed, relax=relax):
                 for mol, conf_id, title, props in result.records():
                     writer.write(mol, conf_id, title, props)
                 results.append(result)

@@ -533,51 +533,16 @@ def _check_stereo(mol: Chem.Mol) -> list[list[str]]:
 
 
 def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n: int, seed: int = 0,
-                        relax: bool = False, workers: int = 1) -> Iterator[ConformerResult]:
+                        relax: bool = False) -> Iterator[ConformerResult]:
     """Generate ``n`` conformers per molecule with ``method``, one :class:`ConformerResult` per input, in order.
 
     Never raises for a bad molecule: invalid SMILES, elements the method does not know, failed embeddings
     and MMFF failures become results with ``status == "error"`` and go on to the next molecule.
-
-    ``workers > 1`` generates that many molecules at once, each in its own process with
-    ``torch.get_num_threads() // workers`` threads (at least one). On a small molecule most of a forward pass
-    is too small to share between threads, so whole molecules in parallel give more conformers per second.
-    Every molecule is still sampled alone with its own seed, so it gets the same conformers as in a serial run
-    with that many threads. The processes start (and load the model) once, which takes a few seconds.
     """
     if n < 1:
         raise ValueError("the number of conformers must be at least 1")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers == 1:
-        for item in items:
-            yield generate_one(item, method, n, seed, relax)
-        return
-    import multiprocessing
-
-    import torch
-
-    threads = max(1, torch.get_num_threads() // workers)
-    # spawn, not fork: a forked copy of a process that has started OpenMP threads can hang in its first op
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(method, threads)) as pool:
-        yield from pool.imap(_worker_generate, ((item, n, seed, relax) for item in items))
-
-
-_WORKER_METHOD: ConformerMethod | None = None
-
-
-def _worker_init(method: ConformerMethod, threads: int) -> None:
-    import torch
-
-    global _WORKER_METHOD
-    torch.set_num_threads(threads)
-    _WORKER_METHOD = method
-
-
-def _worker_generate(args: tuple[SmilesInput, int, int, bool]) -> ConformerResult:
-    assert _WORKER_METHOD is not None, "worker not initialised"
-    return generate_one(*args[:1], _WORKER_METHOD, *args[1:])
+    for item in items:
+        yield generate_one(item, method, n, seed, relax)
 
 
 def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int = 0,

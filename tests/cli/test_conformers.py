@@ -116,27 +116,6 @@ def test_shipped_score_model_generates_conformers(tmp_path):
         assert 0.8 < d < 1.8, (b.GetBeginAtom().GetSymbol(), b.GetEndAtom().GetSymbol(), d)
 
 
-def test_workers_give_the_same_records_in_the_same_order(tmp_path):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the serial run and each of the two workers on one thread: identical arithmetic
-    try:
-        args = ["conformers", "CCO", "C1=CC1N", "not_a_smiles", "C[C@H](O)C#N", "-n", "2", "--preset", "fast",
-                "--relax"]
-        serial = runner.invoke(app, [*args, "-o", str(tmp_path / "serial.sdf")])
-        parallel = runner.invoke(app, [*args, "--workers", "2", "-o", str(tmp_path / "parallel.sdf")])
-    finally:
-        torch.set_num_threads(threads)
-    assert serial.exit_code == parallel.exit_code == EXIT_SOME_RECORDS_FAILED, parallel.stderr
-    assert "not_a_smiles" in parallel.stderr
-    a, b = _records((tmp_path / "serial.sdf").read_text()), _records((tmp_path / "parallel.sdf").read_text())
-    assert [m.GetProp("_Name") for m in a] == [m.GetProp("_Name") for m in b] and len(a) == 6
-    for x, y in zip(a, b, strict=True):
-        assert np.array_equal(x.GetConformer().GetPositions(), y.GetConformer().GetPositions())
-        assert x.GetProp("mmff_energy_after_kcal_mol") == y.GetProp("mmff_energy_after_kcal_mol")
-
-
 # ---- the clofnet path, with a fake sampler implementing the ScoreSampler interface ----------------------
 
 
