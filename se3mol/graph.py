@@ -35,16 +35,21 @@ class GraphConfig:
             by the bond graph: one-hot bond type for bonded pairs, else hop order 2, 3 or further; the
             conformer score model's graph).
         cutoff: radius in Angstrom, used by ``"radius"`` only.
+        max_hops: ``"hops"`` only: keep just the pairs at most this many bonds apart (e.g. 3: bonds, 2- and
+            3-hop pairs, ConfGF's and ClofNet's conformer graph); ``None`` keeps every pair.
     """
 
     kind: GraphKind = "full"
     cutoff: float = 5.0
+    max_hops: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("full", "radius", "bond", "hops"):
             raise ValueError(f"unknown graph kind {self.kind!r}; choose full, radius, bond or hops")
         if self.kind == "radius" and not self.cutoff > 0:
             raise ValueError(f"radius graph needs a positive cutoff, got {self.cutoff}")
+        if self.max_hops is not None and (self.kind != "hops" or self.max_hops < 1):
+            raise ValueError(f"max_hops needs a hops graph and at least 1 (got {self.kind!r}, {self.max_hops})")
 
     @property
     def edge_attr_dim(self) -> int:
@@ -161,14 +166,17 @@ def _both_directions(pairs: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
     return ei, attr
 
 
-def hop_edges(counts: Tensor, pairs: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
+def hop_edges(counts: Tensor, pairs: Tensor, types: Tensor, max_hops: int | None = None) -> tuple[Tensor, Tensor]:
     """Every pair within each molecule, typed by the bond graph: ``[2,E]`` and ``edge_attr [E,7]``.
 
     ``pairs [Eb,2]`` (batch atom indices, each bond once) and ``types [Eb]`` (bond type indices) give
     the bonds. A bonded pair gets its one-hot bond type (columns 0-3); any other pair one of three
     hop columns: 2 bonds apart, 3 bonds apart, or further / not connected. Hop orders come from
     boolean products of per-molecule adjacency matrices ``[B,M,M]`` (M = largest molecule).
+    ``max_hops`` (1, 2 or 3) keeps only the pairs at most that many bonds apart.
     """
+    if max_hops is not None and not 1 <= max_hops <= 3:
+        raise ValueError(f"max_hops must be 1, 2 or 3 (hop orders beyond 3 are not told apart), got {max_hops}")
     counts = counts.long()
     ei = full_edges(counts)
     n, b, m = int(counts.sum()), len(counts), int(counts.max()) if len(counts) else 0
@@ -189,6 +197,9 @@ def hop_edges(counts: Tensor, pairs: Tensor, types: Tensor) -> tuple[Tensor, Ten
     t = btype[bi, li, lj]  # [E], -1 where not bonded
     hop = torch.where(a2[bi, li, lj], 0, torch.where(a3[bi, li, lj], 1, 2))  # [E] hop column if not bonded
     col = torch.where(t >= 0, t, NUM_BOND_TYPES + hop)
+    if max_hops is not None:
+        keep = (t >= 0) | (hop < max_hops - 1)  # bonded, or hop column 0 (2 apart) / 1 (3 apart) within reach
+        ei, col = ei[:, keep], col[keep]
     attr = torch.nn.functional.one_hot(col, NUM_BOND_TYPES + NUM_HOP_TYPES).to(torch.get_default_dtype())
     return ei, attr
 
@@ -227,5 +238,6 @@ def build_batch(
         if mols is None:
             raise ValueError(f"{graph.kind} graph needs the molecules' bonds")
         pairs, types = bond_list(mols)
-        ei, edge_attr = hop_edges(counts, pairs, types) if graph.kind == "hops" else _both_directions(pairs, types)
+        ei, edge_attr = (hop_edges(counts, pairs, types, graph.max_hops) if graph.kind == "hops"
+                         else _both_directions(pairs, types))
     return Batch(z=z.long(), pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=edge_attr, y=y)

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from se3mol.conformers.score import SCORE_GRAPH, ScoreModel, ScoreModelConfig, dsm_loss, noise_levels, score_checkpoint
+from se3mol.conformers.score import ScoreModel, ScoreModelConfig, dsm_loss, noise_levels, score_checkpoint
 from se3mol.data.qm9 import QM9
+from se3mol.graph import GraphConfig
 from se3mol.nn.model import QM9_ELEMENTS
 from se3mol.training.checkpoint import atomic_save, atomic_write_text, load_score_model
 from se3mol.training.loop import RunResult, Trainer
@@ -37,7 +38,7 @@ class ConformerTrainer(Trainer):
             raise ValueError(f"the conformer score model is a ClofNet; --model {self.cfg.model} cannot train it")
 
         self.data, self.split, self.data_info = conformer_dataset(self.cfg.dataset, data, self.cfg.limit)
-        self.graph = SCORE_GRAPH
+        self.graph = GraphConfig("hops", max_hops=self.cfg.model_config.get("max_hops"))
         self.sigmas = noise_levels(SIGMA_MAX, SIGMA_MIN, LEVELS)
         self.targets = []
 
@@ -110,7 +111,7 @@ def dsm_loss_on(model: torch.nn.Module, data, idx: Tensor, device: torch.device 
     g = torch.Generator().manual_seed(EVAL_SEED)
     total, n = 0.0, 0
     for k in range(0, len(idx), batch_size):
-        batch = data.batch(idx[k:k + batch_size], SCORE_GRAPH).to(device)
+        batch = data.batch(idx[k:k + batch_size], model.graph).to(device)
         total += float(dsm_loss(model, batch, sigmas, g)) * batch.num_graphs
         n += batch.num_graphs
     model.train(was_training)

@@ -136,7 +136,7 @@ class PackedMolecules:
         atom_offset = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, bc)  # [Eb]
         pairs = self.bonds[rows].long() + atom_offset[:, None]  # [Eb,2]
         t = torch.from_numpy(_bond_type_index(self.bond_orders[rows].double().numpy()))
-        ei, attr = hop_edges(counts, pairs, t) if graph.kind == "hops" else _both_directions(pairs, t)
+        ei, attr = hop_edges(counts, pairs, t, graph.max_hops) if graph.kind == "hops" else _both_directions(pairs, t)
         attr = attr.to(pos.dtype)
         batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
         return Batch(z=z, pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=attr, y=y)

@@ -168,3 +168,30 @@ def test_molecule_template_keeps_bonds_and_hydrogens():
     mol = _mol("C=O")
     m: Molecule = ScoreSampler(_tiny()).molecule(mol)
     assert list(m.z) == [6, 8, 1, 1] and len(m.bonds) == 3 and sorted(m.bond_orders) == [1.0, 1.0, 2.0]
+
+
+def test_max_hops_keeps_exactly_the_pairs_within_reach_and_survives_a_checkpoint():
+    from se3mol.graph import GraphConfig
+
+    mol = _mol("CCCCCO")  # a chain: many pairs are more than three bonds apart
+    template = ScoreSampler(_tiny()).molecule(mol)
+    hops = Chem.GetDistanceMatrix(mol)
+    full = collate([template], GraphConfig("hops"))
+    for max_hops in (1, 2, 3):
+        b = collate([template, template], GraphConfig("hops", max_hops=max_hops))
+        half = b.edge_index.shape[1] // 2
+        (i, j), types = b.edge_index[:, :half], b.edge_attr[:half].argmax(-1)  # the first molecule's edges
+        assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == sorted(
+            (p, q) for p in range(len(hops)) for q in range(len(hops)) if p != q and hops[p, q] <= max_hops)
+        # the same edge types as on the full graph
+        typed = {(p, q): row for p, q, row in zip(*full.edge_index.tolist(), full.edge_attr.argmax(-1).tolist(),
+                                                 strict=True)}
+        assert all(typed[(p, q)] == t for p, q, t in zip(i.tolist(), j.tolist(), types.tolist(), strict=True))
+    with pytest.raises(ValueError, match="max_hops"):
+        GraphConfig("full", max_hops=3)
+
+    model = ScoreModel(ScoreModelConfig(hidden=16, layers=1, num_rbf=8, frame_features=8, sigma_features=8,
+                                        max_hops=3), ELEMENTS)
+    again = ScoreModel.from_description(model.describe())
+    assert again.graph == GraphConfig("hops", max_hops=3) == model.graph
+    assert _tiny().graph == SCORE_GRAPH  # a model without max_hops (the shipped one) keeps every pair
