@@ -168,7 +168,9 @@ class Trainer:
 
         The checkpoint's model must be the one this run builds (same family, settings, targets, elements
         and graph); its weights, and its normalisation buffers, replace the fresh ones. Only the weights
-        are taken: optimiser, schedule and EMA start afresh.
+        are taken: optimiser, schedule and EMA start afresh. Settings that only choose which atom pairs are
+        edges (``max_hops``) may differ: no weight or buffer depends on them, so a model can be fine-tuned
+        onto a sparser graph.
         """
         from se3mol.pretrained import resolve_checkpoint
 
@@ -177,7 +179,8 @@ class Trainer:
         except FileNotFoundError as exc:
             raise ValueError(f"--init-from {spec}: {exc}") from None
         mine, theirs = self.model.describe(), ckpt.get("model", {})
-        diffs = [f"{k}: {theirs.get(k)!r} in {spec}, {mine[k]!r} here" for k in mine if theirs.get(k) != mine[k]]
+        diffs = [f"{k}: {theirs.get(k)!r} in {spec}, {mine[k]!r} here" for k in mine
+                 if _weights_view(theirs.get(k)) != _weights_view(mine[k])]
         if diffs:
             raise ValueError(f"--init-from {spec}: its model differs from the one this run builds: "
                              + "; ".join(diffs) + " (match it with --model and --set KEY=VALUE)")
@@ -446,3 +449,14 @@ def _numpy_state_from(d: dict[str, Any]):
 
 def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+# Model settings that choose only which atom pairs are edges: no weight or buffer depends on them.
+_EDGE_ONLY_SETTINGS = ("max_hops",)
+
+
+def _weights_view(value: Any) -> Any:
+    """A model description entry without the settings in ``_EDGE_ONLY_SETTINGS`` (what the weights depend on)."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _EDGE_ONLY_SETTINGS}
+    return value

@@ -96,3 +96,18 @@ def test_cli_trains_and_refuses_other_models_and_bad_files(tmp_path, conformer_s
     smi = str(ROOT / "examples" / "molecules.smi")
     r = runner.invoke(app, ["predict", smi, "-m", str(tmp_path / "run" / "best.pt")])
     assert r.exit_code == 4 and "conformer_score model, not a property model" in r.output
+
+
+def test_a_score_model_fine_tunes_onto_the_three_hop_graph_but_not_onto_other_settings(tmp_path, conformer_sdf):
+    ConformerTrainer(_cfg(tmp_path / "all", conformer_sdf, epochs=1)).train()
+    best = str(tmp_path / "all" / "best.pt")
+    small = {"hidden": 16, "layers": 2, "num_rbf": 8, "frame_features": 8, "sigma_features": 8}
+    tuned = ConformerTrainer(_cfg(tmp_path / "near", conformer_sdf, epochs=1, init_from=best,
+                                  model_config={**small, "max_hops": 3}))
+    saved = torch.load(best, weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], v) for k, v in tuned.module.state_dict().items())
+    assert tuned.module.graph.max_hops == 3 and tuned.graph.max_hops == 3
+    tuned.train()
+    with pytest.raises(ValueError, match="its model differs.*r_max"):
+        ConformerTrainer(_cfg(tmp_path / "other", conformer_sdf, init_from=best,
+                              model_config={**small, "max_hops": 3, "r_max": 6.0}))
