@@ -48,8 +48,8 @@ class GraphConfig:
             raise ValueError(f"unknown graph kind {self.kind!r}; choose full, radius, bond or hops")
         if self.kind == "radius" and not self.cutoff > 0:
             raise ValueError(f"radius graph needs a positive cutoff, got {self.cutoff}")
-        if self.max_hops is not None and (self.kind != "hops" or self.max_hops < 1):
-            raise ValueError(f"max_hops needs a hops graph and at least 1 (got {self.kind!r}, {self.max_hops})")
+        if self.max_hops is not None and (self.kind != "hops" or not 1 <= self.max_hops <= 3):
+            raise ValueError(f"max_hops needs a hops graph and is 1, 2 or 3 (got {self.kind!r}, {self.max_hops})")
 
     @property
     def edge_attr_dim(self) -> int:

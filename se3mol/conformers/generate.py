@@ -51,8 +51,8 @@ __all__ = [
 DEFAULT_SCORE_MODEL = "conformers-clofnet-qm9"
 #: MMFF minimisation steps per conformer for ``--relax`` (RDKit's default is 200, often too few to converge).
 MMFF_MAX_ITERS = 2000
-#: ``--relax`` restraint on a stereo element that free minimisation inverted: a flat-bottomed dihedral restraint
-#: (kcal/mol/degree^2) that keeps the sign RDKit reads the element by, at least this many degrees from 0 and 180.
+#: ``--relax`` restraints once free minimisation inverted a stereo element: flat-bottomed dihedral restraints
+#: (kcal/mol/degree^2) that keep the signs RDKit reads the elements by, at least this many degrees from 0 and 180.
 RESTRAINT_FORCE, RESTRAINT_MARGIN = 1.0, 15.0
 # Extensions of molecule files that conformers does not take (it reads SMILES, not 3D structures).
 _STRUCTURE_EXTENSIONS = (".sdf", ".sd", ".mol", ".mol2", ".xyz", ".extxyz", ".pdb", ".gz")
@@ -358,7 +358,7 @@ class RelaxOutcome:
     """What MMFF94 minimisation did to one conformer (energies in kcal/mol).
 
     ``stereo_restrained`` is true when a free minimisation inverted a stereo element the SMILES specifies and the
-    conformer had right, so it was minimised again from its start with that element's atoms restrained.
+    conformer had right, so it was minimised again from its start with the elements it had right restrained.
     """
 
     converged: bool

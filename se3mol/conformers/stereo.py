@@ -64,14 +64,6 @@ class StereoTargets:
     def __len__(self) -> int:
         return len(self.centers) + len(self.bonds)
 
-    def atoms(self, k: int) -> list[int]:
-        """The atoms that define element ``k`` (numbered as ``labels``): a centre and its neighbours, or a bond's
-        four atoms."""
-        if k < len(self.centers):
-            fourth = [int(self.fourth[k])] if self.fourth[k] >= 0 else []
-            return [int(self.centers[k]), *self.neighbors[k].tolist(), *fourth]
-        return self.bonds[k - len(self.centers)].tolist()
-
 
 def stereo_targets(mol: Chem.Mol) -> StereoTargets:
     """The tetrahedral centres and double bonds whose configuration ``mol`` specifies (see the module docstring)."""
