@@ -38,7 +38,7 @@ class ScoreModelConfig:
         sigma_features: Fourier features of ``log sigma`` fed to the noise-level embedding.
         max_hops: ``None``: every pair of atoms is an edge (the shipped model); 3: only bonds and 2- and 3-hop
             pairs (ConfGF's graph), 57% of the pairs of QM9's test molecules with hydrogens; a forward pass of
-            the shipped model's size is 1.38x faster.
+            the shipped model's size is 1.5x faster (`benchmarks/score_graph_speed.py`).
     """
 
     hidden: int = 128
