@@ -408,8 +408,9 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
     for conf, work_conf in zip(mol.GetConformers(), work.GetConformers(), strict=True):
         cid = work_conf.GetId()
         start = work_conf.GetPositions()
-        before = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid).CalcEnergy()
-        converged = minimise(cid)
+        ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid)  # plain MMFF94: minimises, and scores
+        before = ff.CalcEnergy()
+        converged = ff.Minimize(maxIts=max_iters) == 0
         restrained = False
         if len(targets):
             wrong_before, wrong_after = stereo_wrong(np.stack([start, work_conf.GetPositions()]), targets)
@@ -424,7 +425,7 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
                     set_positions(work_conf, held)
                 else:
                     converged = free_converged
-        after = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid).CalcEnergy()
+        after = ff.CalcEnergy(work_conf.GetPositions().ravel().tolist())
         outcomes.append(RelaxOutcome(converged=converged, energy_before=float(before), energy_after=float(after),
                                      stereo_restrained=restrained))
         set_positions(conf, work_conf.GetPositions())

@@ -61,7 +61,7 @@ class ScoreModel(nn.Module):
         self.elements = tuple(int(e) for e in elements)
         self.graph = GraphConfig("hops", max_hops=c.max_hops)
         self.net = ClofNet(ClofNetConfig(c.hidden, c.layers, c.num_rbf, c.r_max, None, c.frame_features),
-                           self.elements, SCORE_GRAPH.edge_attr_dim)
+                           self.elements, self.graph.edge_attr_dim)
         self.register_buffer("freqs", torch.arange(1, c.sigma_features // 2 + 1, dtype=torch.float32) * math.pi / 4)
         self.sigma_embed = mlp([c.sigma_features, c.hidden, c.hidden])
         self.degree_embed = nn.Embedding(MAX_DEGREE + 1, c.hidden)

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from se3mol.conformers.score import ScoreModel, ScoreModelConfig, dsm_loss, noise_levels, score_checkpoint
 from se3mol.data.qm9 import QM9
-from se3mol.graph import GraphConfig
 from se3mol.nn.model import QM9_ELEMENTS
 from se3mol.training.checkpoint import atomic_save, atomic_write_text, load_score_model
 from se3mol.training.loop import RunResult, Trainer
@@ -38,13 +37,14 @@ class ConformerTrainer(Trainer):
             raise ValueError(f"the conformer score model is a ClofNet; --model {self.cfg.model} cannot train it")
 
         self.data, self.split, self.data_info = conformer_dataset(self.cfg.dataset, data, self.cfg.limit)
-        self.graph = GraphConfig("hops", max_hops=self.cfg.model_config.get("max_hops"))
         self.sigmas = noise_levels(SIGMA_MAX, SIGMA_MIN, LEVELS)
         self.targets = []
 
     def build_model(self) -> torch.nn.Module:
         elements = tuple(sorted({int(z) for z in self.data.z.unique().tolist()} | set(QM9_ELEMENTS)))
-        return ScoreModel(ScoreModelConfig(**self.cfg.model_config), elements)
+        model = ScoreModel(ScoreModelConfig(**self.cfg.model_config), elements)
+        self.graph = model.graph  # batches are built on the graph the model was made for
+        return model
 
     def _generator(self, salt: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + salt)
