@@ -474,6 +474,8 @@ class ConformerResult:
         notes: remarks, e.g. conformers dropped.
         stereo: per conformer, the stereo elements the SMILES specifies that it has the wrong way round
             (``se3mol.conformers.stereo``); empty lists when all are right or none is specified.
+        stretched: per conformer, its bonds longer than any conformer can have them
+            (:func:`~se3mol.conformers.stereo.stretched_bonds`), e.g. ``"C1-C2 (2.41 A)"``; empty when none is.
     """
 
     input: SmilesInput
@@ -489,6 +491,7 @@ class ConformerResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     stereo: list[list[str]] = field(default_factory=list)
+    stretched: list[list[str]] = field(default_factory=list)
 
     @property
     def n_conformers(self) -> int:
@@ -513,6 +516,7 @@ class ConformerResult:
             }
             if self.stereo:
                 props["stereo_mismatch"] = ", ".join(self.stereo[k - 1]) or "none"
+            props["stretched_bonds"] = (", ".join(self.stretched[k - 1]) if self.stretched else "") or "none"
             if self.relax is not None:
                 r = self.relax[k - 1]
                 props.update({"mmff_converged": int(r.converged),
@@ -531,6 +535,22 @@ def _check_stereo(mol: Chem.Mol) -> list[list[str]]:
     if not len(targets) or not mol.GetNumConformers():
         return []
     return stereo_mismatches(np.stack([c.GetPositions() for c in mol.GetConformers()]), targets)
+
+
+def _check_bonds(mol: Chem.Mol) -> list[list[str]]:
+    """Per conformer of ``mol``, its stretched bonds as ``"C1-C2 (2.41 A)"``; ``[]`` if no conformer has one."""
+    from se3mol.conformers.stereo import stretched_bonds
+
+    if not mol.GetNumConformers() or not mol.GetNumBonds():
+        return []
+    ends = np.array([[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()])
+    pos = np.stack([c.GetPositions() for c in mol.GetConformers()])
+    bad = stretched_bonds(pos, np.array([a.GetAtomicNum() for a in mol.GetAtoms()]), ends)
+    if not bad.any():
+        return []
+    sym = [f"{a.GetSymbol()}{a.GetIdx() + 1}" for a in mol.GetAtoms()]
+    return [[f"{sym[i]}-{sym[j]} ({np.linalg.norm(x[i] - x[j]):.2f} A)" for (i, j), b in zip(ends, row, strict=True)
+             if b] for x, row in zip(pos, bad, strict=True)]
 
 
 def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n: int, seed: int = 0,
@@ -584,8 +604,13 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
         if wrong:
             result.notes.append(f"{wrong} of {mol.GetNumConformers()} conformers do not have the stereo the SMILES "
                                 "specifies (SD property stereo_mismatch)")
+        result.stretched = _check_bonds(mol)
+        torn = sum(bool(b) for b in result.stretched)
+        if torn:
+            result.notes.append(f"{torn} of {mol.GetNumConformers()} conformers have a bond stretched beyond any "
+                                "conformer's (SD property stretched_bonds)")
         result.mol = mol
-        result.status = "ok" if mol.GetNumConformers() == n and not wrong else "warning"
+        result.status = "ok" if mol.GetNumConformers() == n and not wrong and not torn else "warning"
     except ValueError as exc:
         result.error = str(exc)
         result.mol = None

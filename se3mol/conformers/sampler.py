@@ -12,8 +12,10 @@ The ``n`` conformers of one molecule are sampled together as one batch; a seed f
 
 Stereo the SMILES specifies (tetrahedral centres, double bonds) is enforced by adding the gradient of a
 wrong-hand penalty (:mod:`se3mol.conformers.stereo`) to the score, scaled like the score by ``1/sigma^2``
-so that it moves atoms by the same distance per step at every level. The network sees no stereo tags,
-so without it a chiral centre comes out either way round.
+and clipped per atom like it (at ``stereo_clip``). The network sees no stereo tags, so without it a chiral
+centre comes out either way round. A conformer that still ends with a stereo element wrong, or with a bond
+stretched beyond any conformer's (a fused ring system formed the wrong way round can only be pulled right by
+stretching a ring bond), is sampled again, up to ``resample`` times.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from torch import Tensor
 
 from se3mol.conformers.score import ScoreModel, noise_levels
-from se3mol.conformers.stereo import stereo_penalty, stereo_targets
+from se3mol.conformers.stereo import StereoTargets, stereo_penalty, stereo_targets, stereo_wrong, stretched_bonds
 from se3mol.graph import collate
 from se3mol.molecule import Molecule
 from se3mol.nn.layers import center_positions
@@ -55,6 +57,9 @@ class SamplerSettings:
         denoise: finish with one noise-free Tweedie step at ``sigma_min``.
         stereo_weight: strength of the pull towards the stereo the SMILES specifies (0 turns it off);
             per step it moves atoms by about ``stereo_weight * eps / sigma_min^2`` times the penalty gradient.
+        resample: rounds in which conformers with a stretched bond or a wrong stereo element are sampled again.
+        stereo_clip: largest per-atom norm of ``sigma`` times the stereo term, as ``clip`` is for the score: a step
+            moves an atom by at most ``stereo_clip / clip`` times as far for stereo as the score can.
     """
 
     sigma_max: float = 10.0
@@ -67,6 +72,8 @@ class SamplerSettings:
     clip: float = 5.0
     denoise: bool = True
     stereo_weight: float = 1.0
+    stereo_clip: float = 10.0
+    resample: int = 2
 
     def __post_init__(self) -> None:
         if self.levels < 1 or self.steps < 1 or self.coarse_steps < 1:
@@ -83,9 +90,10 @@ class SamplerSettings:
     def preset(cls, name: str) -> SamplerSettings:
         """``fast`` (50 levels x 1 step), ``default`` (50 x 2) or ``paper`` (50 x 100, ConfGF's step size).
 
-        Fewer evaluations cost accuracy: on 100 QM9 validation molecules (reference stereo,
-        ``benchmarks/results/conformer_sampler_schedule.md``) MAT-R is 0.143 A with 50 x 2, 0.165 A with one
-        step above 0.3 A (``coarse_sigma=0.3``, 76 evaluations) and 0.245 A with 50 x 1.
+        Fewer evaluations cost accuracy: on 100 QM9 validation molecules (reference stereo, the all-pairs score
+        model shipped before the 3-hop one, ``benchmarks/results/conformer_sampler_schedule.md``) MAT-R is
+        0.143 A with 50 x 2, 0.165 A with one step above 0.3 A (``coarse_sigma=0.3``, 76 evaluations) and
+        0.245 A with 50 x 1.
         """
         presets = {"fast": cls(steps=1), "default": cls(), "paper": cls(steps=PAPER_STEPS, eps=PAPER_EPS)}
         if name not in presets:
@@ -154,20 +162,42 @@ class ScoreSampler:
 
     @torch.no_grad()
     def sample(self, mol, n: int, seed: int = 0, settings: SamplerSettings | None = None) -> np.ndarray:
-        """``n`` conformers of ``mol`` (RDKit, explicit H) as coordinates ``[n,N,3]`` (Angstrom)."""
+        """``n`` conformers of ``mol`` (RDKit, explicit H) as coordinates ``[n,N,3]`` (Angstrom).
+
+        Conformers that come out with a stretched bond (:func:`stretched_bonds`) or, despite the stereo term,
+        with a specified stereo element the wrong way round are sampled again, up to ``settings.resample``
+        times, with the same generator (so the result depends only on ``mol``, ``n`` and ``seed``)."""
         if n < 1:
             raise ValueError(f"number of conformers must be at least 1, got {n}")
         settings = settings or SamplerSettings()
         template = self.molecule(mol)
-        batch = collate([template] * n, self.model.graph).to(self.device)
         gen = torch.Generator().manual_seed(int(seed))
+        targets = stereo_targets(mol) if settings.stereo_weight > 0 else None
+        bonds = template.bonds
+
+        def flawed(xyz: np.ndarray) -> np.ndarray:  # [k] bool
+            bad = stretched_bonds(xyz, template.z, bonds).any(-1)
+            return bad | stereo_wrong(xyz, targets).any(-1) if targets else bad
+
+        xyz = self._langevin(template, n, gen, settings, targets)
+        redo = flawed(xyz)
+        for _ in range(settings.resample):
+            if not redo.any():
+                break
+            idx = np.flatnonzero(redo)
+            xyz[idx] = self._langevin(template, len(idx), gen, settings, targets)
+            redo[idx] = flawed(xyz[idx])
+        return xyz
+
+    def _langevin(self, template: Molecule, n: int, gen: torch.Generator, settings: SamplerSettings,
+                  targets: StereoTargets | None) -> np.ndarray:
+        """One run of annealed Langevin dynamics: ``n`` conformers ``[n,N,3]`` of ``template``."""
+        batch = collate([template] * n, self.model.graph).to(self.device)
         dtype = batch.pos.dtype
 
         def noise() -> Tensor:
             z = torch.randn(batch.pos.shape, generator=gen, dtype=dtype).to(self.device)
             return center_positions(z, batch.batch, n)
-
-        targets = stereo_targets(mol) if settings.stereo_weight > 0 else None
 
         def stereo_pull(x: Tensor) -> Tensor:  # [N,3] minus the gradient of the wrong-hand penalty
             with torch.enable_grad():
@@ -175,19 +205,26 @@ class ScoreSampler:
                 (grad,) = torch.autograd.grad(stereo_penalty(xr, targets).sum(), xr)
             return -grad.reshape(-1, 3)
 
+        def clipped(s: Tensor, sigma: float, clip: float) -> Tensor:  # per-atom norm of sigma * s at most clip
+            norm = (s * sigma).norm(dim=-1, keepdim=True)
+            return s * torch.clamp(clip / norm.clamp(min=1e-12), max=1.0)
+
         def score(x: Tensor, sigma: float) -> Tensor:
-            s = self.model(batch.replace(pos=x), torch.full((n,), sigma, dtype=dtype, device=self.device))
-            unit = s * sigma  # [N,3] unit-scale output
-            norm = unit.norm(dim=-1, keepdim=True)
-            s = s * torch.clamp(settings.clip / norm.clamp(min=1e-12), max=1.0)
-            if targets:
-                s = s + settings.stereo_weight / sigma ** 2 * stereo_pull(x)
-            return s
+            return clipped(self.model(batch.replace(pos=x), torch.full((n,), sigma, dtype=dtype, device=self.device)),
+                           sigma, settings.clip)
+
+        def stereo(x: Tensor, sigma: float) -> Tensor | float:
+            """The stereo pull as a score term ``[N,3]``, clipped like the score but at ``stereo_clip``: uncapped,
+            the penalty's gradient is unbounded where a double bond's neighbour lies on the bond's axis, and
+            at small sigma it outweighs the score so far that it stretched bonds to tens of Angstrom."""
+            if not targets:
+                return 0.0
+            return clipped(settings.stereo_weight / sigma ** 2 * stereo_pull(x), sigma, settings.stereo_clip)
 
         x = noise() * settings.sigma_max
         for sigma, steps, s in settings.schedule():
             for _ in range(steps):
-                x = x + s * score(x, sigma) + math.sqrt(2 * s) * noise()
+                x = x + s * (score(x, sigma) + stereo(x, sigma)) + math.sqrt(2 * s) * noise()
         if settings.denoise:
-            x = x + settings.sigma_min ** 2 * score(x, settings.sigma_min)
+            x = x + settings.sigma_min ** 2 * (score(x, settings.sigma_min) + stereo(x, settings.sigma_min))
         return x.reshape(n, template.n_atoms, 3).double().cpu().numpy()

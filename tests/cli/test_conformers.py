@@ -201,3 +201,25 @@ def test_evaluate_conformers_json_and_missing_molecules(tmp_path):
     assert report["n_evaluated"] == 1 and report["threshold_angstrom"] == 0.5
     r = runner.invoke(app, ["evaluate-conformers", "-g", str(gen), "-r", str(gen)])
     assert r.exit_code == 0 and "COV-R" in r.stdout and "100.0%" in r.stdout
+
+
+def test_a_torn_conformer_is_flagged_per_record_and_in_the_summary():
+    from se3mol.conformers.generate import ClofnetMethod, SmilesInput, generate_one
+    from se3mol.conformers.sampler import SamplerSettings
+
+    class TearsTheSecond:  # a sampler whose second conformer has its C-O bond 3 A long
+        elements = (1, 6, 8)
+
+        def sample(self, mol, n, seed, settings):
+            m = Chem.Mol(mol)
+            AllChem.EmbedMolecule(m, randomSeed=seed % 1000)
+            xyz = np.stack([m.GetConformer().GetPositions()] * n)
+            c, o = (next(a.GetIdx() for a in m.GetAtoms() if a.GetSymbol() == s) for s in "CO")
+            xyz[1, o] = xyz[1, c] + 3.0 * (xyz[1, o] - xyz[1, c]) / np.linalg.norm(xyz[1, o] - xyz[1, c])
+            return xyz
+
+    method = ClofnetMethod(TearsTheSecond(), SamplerSettings())
+    result = generate_one(SmilesInput(0, "argument", "CO", "methanol"), method, 3, seed=0)
+    assert result.status == "warning" and any("stretched_bonds" in note for note in result.notes)
+    props = [p["stretched_bonds"] for _, _, _, p in result.records()]
+    assert props[0] == props[2] == "none" and props[1].startswith("C1-O2 (3.00 A)")

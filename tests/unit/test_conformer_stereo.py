@@ -114,6 +114,62 @@ def test_shipped_score_model_samples_the_stereoisomer_asked_for(smiles):
     assert stereo_mismatches(xyz, stereo_targets(mol)) == [[]] * 6
 
 
+def _torn(mol, xyz) -> int:
+    from se3mol.conformers.stereo import stretched_bonds
+
+    ends = np.array([[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()])
+    return int(stretched_bonds(xyz, np.array([a.GetAtomicNum() for a in mol.GetAtoms()]), ends).any(-1).sum())
+
+
+def test_the_stereo_pull_cannot_tear_a_molecule_apart():
+    # a double bond's dihedral has an unbounded gradient where a neighbour lies on the bond's axis; before the
+    # pull was clipped like the score, 2 of these 10 conformers came out with bonds 22 and 38 A long
+    from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
+
+    sampler = ScoreSampler.load("conformers-clofnet-qm9")
+    mol = Chem.AddHs(Chem.MolFromSmiles("O/N=C1/CC=C/C1=N\\O"))
+    xyz = sampler.sample(mol, 10, seed=0, settings=SamplerSettings(resample=0))  # the clip alone
+    assert _torn(mol, xyz) == 0 and stereo_mismatches(xyz, stereo_targets(mol)) == [[]] * 10
+    # a fused tricycle: conformers that formed its rings the wrong way round can only be pulled right by
+    # stretching a ring bond (3 of 30 without resampling); they are sampled again
+    mol = Chem.AddHs(Chem.MolFromSmiles("C[C@]12[C@@H]3C=C[C@H]1CC[C@@H]32"))
+    for seed in range(3):
+        xyz = sampler.sample(mol, 10, seed=seed)
+        assert _torn(mol, xyz) == 0 and stereo_mismatches(xyz, stereo_targets(mol)) == [[]] * 10
+
+
+def test_flawed_conformers_are_sampled_again_and_only_they(monkeypatch):
+    from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
+    from se3mol.conformers.stereo import stretched_bonds
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("C[C@H](O)CN"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    good = mol.GetConformer().GetPositions()
+    torn = good.copy()
+    torn[0] += 5.0  # the methyl carbon 5 A away: C1-C2 stretched
+    mirrored = good * np.array([-1.0, 1.0, 1.0])  # every element right but the centre
+    assert stretched_bonds(torn[None], [a.GetAtomicNum() for a in mol.GetAtoms()],
+                           [[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()]).tolist()[0][0]
+    calls = []
+
+    def fake_langevin(self, template, n, gen, settings, targets):
+        calls.append(n)
+        if len(calls) == 1:
+            return np.stack([good, torn, mirrored, good])
+        return np.stack([good] * n)
+
+    monkeypatch.setattr(ScoreSampler, "_langevin", fake_langevin)
+    from se3mol.conformers.score import ScoreModel, ScoreModelConfig
+
+    tiny = ScoreModel(ScoreModelConfig(hidden=8, layers=1, num_rbf=4, frame_features=4, sigma_features=4), (1, 6, 7, 8))
+    sampler = ScoreSampler(tiny)
+    xyz = sampler.sample(mol, 4, seed=0)
+    assert calls == [4, 2] and np.allclose(xyz, good)
+    calls.clear()
+    xyz = sampler.sample(mol, 4, seed=0, settings=SamplerSettings(resample=0))
+    assert calls == [4] and np.allclose(xyz[1], torn) and np.allclose(xyz[2], mirrored)
+
+
 def test_mmff_relaxation_never_inverts_the_stereo_a_conformer_has_right():
     from rdkit.Chem import rdForceFieldHelpers
 
