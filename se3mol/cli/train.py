@@ -32,11 +32,15 @@ def _parse_model_options(items: list[str]) -> dict[str, Any]:
 
 def _checkpoint_model_config(spec: str) -> dict[str, Any]:
     """The model settings recorded in checkpoint ``spec`` (path or shipped model name), for --init-from."""
+    from se3mol.conformers.score import ScoreModel, recorded_config
     from se3mol.pretrained import resolve_checkpoint
     from se3mol.training.checkpoint import read_checkpoint
 
     try:
-        return dict(read_checkpoint(resolve_checkpoint(spec))["model"].get("config", {}))
+        model = read_checkpoint(resolve_checkpoint(spec))["model"]
+        if model.get("kind") == ScoreModel.kind:
+            return recorded_config(model)
+        return dict(model.get("config", {}))
     except (FileNotFoundError, ValueError) as exc:
         fail(f"--init-from {spec}: {exc}", EXIT_FAILURE)
 

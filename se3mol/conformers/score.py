@@ -3,9 +3,9 @@
 ``ScoreModel(batch, sigma) -> score [N,3]``, an estimate of ``grad_x log p_sigma(x)`` (1/Angstrom) of
 the noised coordinate distribution at noise level ``sigma`` (Angstrom), one level per molecule
 ``sigma [B]``. The network outputs ``sigma * score``, which has unit scale at every level (NCSN's
-parameterisation). The molecular graph is :class:`~se3mol.graph.GraphConfig` ``"hops"``: every pair
-of atoms (or, with ``max_hops``, those at most that many bonds apart), typed by bond type, or by hop order 2,
-3 or further; hydrogens are explicit atoms.
+parameterisation). The molecular graph is :class:`~se3mol.graph.GraphConfig` ``"hops"``: bonds and the
+pairs 2 and 3 bonds apart (ConfGF's graph; ``max_hops=None`` takes every pair of atoms), typed by bond type,
+or by hop order 2, 3 or further; hydrogens are explicit atoms.
 Atoms also know their number of bonded neighbours.
 
 Training is denoising score matching (:func:`dsm_loss`), sampling is annealed Langevin dynamics
@@ -25,7 +25,7 @@ from se3mol.graph import NUM_BOND_TYPES, Batch, GraphConfig
 from se3mol.nn.clofnet import ClofNet, ClofNetConfig
 from se3mol.nn.layers import center_positions, mlp, scatter_sum
 
-SCORE_GRAPH = GraphConfig("hops")
+SCORE_GRAPH = GraphConfig("hops", max_hops=3)
 MAX_DEGREE = 6
 
 
@@ -36,9 +36,10 @@ class ScoreModelConfig:
     Attributes:
         hidden, layers, num_rbf, r_max, frame_features: as in :class:`~se3mol.nn.clofnet.ClofNetConfig`.
         sigma_features: Fourier features of ``log sigma`` fed to the noise-level embedding.
-        max_hops: ``None``: every pair of atoms is an edge (the shipped model); 3: only bonds and 2- and 3-hop
-            pairs (ConfGF's graph), 57% of the pairs of QM9's test molecules with hydrogens; a forward pass of
-            the shipped model's size is 1.5x faster (`benchmarks/score_graph_speed.py`).
+        max_hops: 3 (the shipped model): only bonds and 2- and 3-hop pairs are edges (ConfGF's graph), 57% of
+            the pairs of QM9's test molecules with hydrogens, and a forward pass 1.5x faster than on every pair
+            (`benchmarks/score_graph_speed.py`); ``None``: every pair of atoms (score-model checkpoints written
+            before this option existed do not record it, and load with ``None``, as they were trained).
     """
 
     hidden: int = 128
@@ -47,7 +48,7 @@ class ScoreModelConfig:
     r_max: float = 10.0
     frame_features: int = 32
     sigma_features: int = 16
-    max_hops: int | None = None
+    max_hops: int | None = 3
 
 
 class ScoreModel(nn.Module):
@@ -83,7 +84,13 @@ class ScoreModel(nn.Module):
     def from_description(cls, d: dict[str, Any]) -> ScoreModel:
         if d.get("kind") != cls.kind:
             raise ValueError(f"checkpoint holds a {d.get('kind', 'property')!r} model, not a conformer score model")
-        return cls(ScoreModelConfig(**d["config"]), tuple(d["elements"]))
+        return cls(ScoreModelConfig(**recorded_config(d)), tuple(d["elements"]))
+
+
+def recorded_config(description: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`ScoreModelConfig` settings of a checkpoint's model description. Checkpoints written before
+    ``max_hops`` existed do not record it: they were trained on every pair (``None``), not on the default."""
+    return {"max_hops": None, **description["config"]}
 
 
 def noise_levels(sigma_max: float = 10.0, sigma_min: float = 0.01, levels: int = 50) -> Tensor:

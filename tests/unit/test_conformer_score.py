@@ -194,4 +194,11 @@ def test_max_hops_keeps_exactly_the_pairs_within_reach_and_survives_a_checkpoint
                                         max_hops=3), ELEMENTS)
     again = ScoreModel.from_description(model.describe())
     assert again.graph == GraphConfig("hops", max_hops=3) == model.graph
-    assert _tiny().graph == SCORE_GRAPH  # a model without max_hops (the shipped one) keeps every pair
+    assert _tiny().graph == SCORE_GRAPH == GraphConfig("hops", max_hops=3)  # the default, as the spec
+    every_pair = ScoreModel(ScoreModelConfig(hidden=16, layers=1, num_rbf=8, frame_features=8, sigma_features=8,
+                                             max_hops=None), ELEMENTS)
+    assert ScoreModel.from_description(every_pair.describe()).graph == GraphConfig("hops")
+    # a checkpoint written before max_hops existed does not record it: it was trained on every pair
+    old = every_pair.describe()
+    del old["config"]["max_hops"]
+    assert ScoreModel.from_description(old).graph == GraphConfig("hops")

@@ -99,9 +99,10 @@ def test_cli_trains_and_refuses_other_models_and_bad_files(tmp_path, conformer_s
 
 
 def test_a_score_model_fine_tunes_onto_the_three_hop_graph_but_not_onto_other_settings(tmp_path, conformer_sdf):
-    ConformerTrainer(_cfg(tmp_path / "all", conformer_sdf, epochs=1)).train()
-    best = str(tmp_path / "all" / "best.pt")
     small = {"hidden": 16, "layers": 2, "num_rbf": 8, "frame_features": 8, "sigma_features": 8}
+    ConformerTrainer(_cfg(tmp_path / "all", conformer_sdf, epochs=1,
+                          model_config={**small, "max_hops": None})).train()
+    best = str(tmp_path / "all" / "best.pt")
     tuned = ConformerTrainer(_cfg(tmp_path / "near", conformer_sdf, epochs=1, init_from=best,
                                   model_config={**small, "max_hops": 3}))
     saved = torch.load(best, weights_only=True)["state_dict"]
@@ -111,3 +112,20 @@ def test_a_score_model_fine_tunes_onto_the_three_hop_graph_but_not_onto_other_se
     with pytest.raises(ValueError, match="its model differs.*r_max"):
         ConformerTrainer(_cfg(tmp_path / "other", conformer_sdf, init_from=best,
                               model_config={**small, "max_hops": 3, "r_max": 6.0}))
+
+
+def test_init_from_a_checkpoint_written_before_max_hops_keeps_every_pair(tmp_path, conformer_sdf):
+    from se3mol.cli.train import _checkpoint_model_config
+
+    small = {"hidden": 16, "layers": 2, "num_rbf": 8, "frame_features": 8, "sigma_features": 8}
+    ConformerTrainer(_cfg(tmp_path / "all", conformer_sdf, epochs=1,
+                          model_config={**small, "max_hops": None})).train()
+    ckpt = torch.load(tmp_path / "all" / "best.pt", weights_only=True)
+    del ckpt["model"]["config"]["max_hops"]  # as the score models before the option recorded themselves
+    torch.save(ckpt, tmp_path / "old.pt")
+    assert _checkpoint_model_config(str(tmp_path / "old.pt"))["max_hops"] is None
+    assert _checkpoint_model_config(str(tmp_path / "all" / "best.pt"))["max_hops"] is None
+    from se3mol.training.checkpoint import load_score_model
+
+    model, _ = load_score_model(tmp_path / "old.pt")
+    assert model.graph.max_hops is None
