@@ -25,7 +25,6 @@ from se3mol.graph import NUM_BOND_TYPES, Batch, GraphConfig
 from se3mol.nn.clofnet import ClofNet, ClofNetConfig
 from se3mol.nn.layers import center_positions, mlp, scatter_sum
 
-SCORE_GRAPH = GraphConfig("hops", max_hops=3)
 MAX_DEGREE = 6
 
 

@@ -13,14 +13,13 @@ from rdkit.Chem import AllChem
 
 from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
 from se3mol.conformers.score import (
-    SCORE_GRAPH,
     ScoreModel,
     ScoreModelConfig,
     dsm_loss,
     kabsch_align,
     noise_levels,
 )
-from se3mol.graph import collate
+from se3mol.graph import GraphConfig, collate
 from se3mol.molecule import Molecule
 
 ELEMENTS = (1, 6, 7, 8, 9)
@@ -59,7 +58,7 @@ def test_score_is_rotation_equivariant_and_translation_invariant():
     mol = _mol()
     template = ScoreSampler(model).molecule(mol)
     template.pos = mol.GetConformer().GetPositions()
-    b = collate([template, template], SCORE_GRAPH).to(dtype=torch.float64)
+    b = collate([template, template], model.graph).to(dtype=torch.float64)
     sigma = torch.tensor([0.3, 2.0], dtype=torch.float64)
     q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
     q = q * torch.sign(torch.linalg.det(q))
@@ -75,7 +74,7 @@ def test_dsm_training_lowers_the_loss():
     mol = _mol()
     m = ScoreSampler(model).molecule(mol)
     m.pos = mol.GetConformer().GetPositions()
-    batch = collate([m] * 8, SCORE_GRAPH)
+    batch = collate([m] * 8, model.graph)
     sigmas = noise_levels(1.0, 0.05, 10)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 
@@ -99,7 +98,7 @@ class _ExactScore(torch.nn.Module):
     def __init__(self, ref: np.ndarray) -> None:
         super().__init__()
         self.ref = torch.as_tensor(ref, dtype=torch.float32)
-        self.graph = SCORE_GRAPH
+        self.graph = GraphConfig("hops", max_hops=3)
         self.elements = ELEMENTS
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
@@ -171,8 +170,6 @@ def test_molecule_template_keeps_bonds_and_hydrogens():
 
 
 def test_max_hops_keeps_exactly_the_pairs_within_reach_and_survives_a_checkpoint():
-    from se3mol.graph import GraphConfig
-
     mol = _mol("CCCCCO")  # a chain: many pairs are more than three bonds apart
     template = ScoreSampler(_tiny()).molecule(mol)
     hops = Chem.GetDistanceMatrix(mol)
@@ -194,7 +191,7 @@ def test_max_hops_keeps_exactly_the_pairs_within_reach_and_survives_a_checkpoint
                                         max_hops=3), ELEMENTS)
     again = ScoreModel.from_description(model.describe())
     assert again.graph == GraphConfig("hops", max_hops=3) == model.graph
-    assert _tiny().graph == SCORE_GRAPH == GraphConfig("hops", max_hops=3)  # the default, as the spec
+    assert _tiny().graph == GraphConfig("hops", max_hops=3)  # the default, as the spec
     every_pair = ScoreModel(ScoreModelConfig(hidden=16, layers=1, num_rbf=8, frame_features=8, sigma_features=8,
                                              max_hops=None), ELEMENTS)
     assert ScoreModel.from_description(every_pair.describe()).graph == GraphConfig("hops")
