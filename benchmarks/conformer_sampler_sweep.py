@@ -23,6 +23,28 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conformers import RESULTS, pick_molecules, run_method  # noqa: E402
 
 
+class Mirrored:
+    """A score sampler whose conformers of molecules with no specified stereo are mirrored (x -> -x): every
+    second one (``half``) or all (``all``). An experiment, not a setting: the score model is not
+    reflection-equivariant, so does it prefer the hand of QM9's reference geometries (which, for stereo-free
+    SMILES, is whatever the geometry builder of QM9 chose)? If it does, mirroring lowers COV-R."""
+
+    def __init__(self, sampler, which: str) -> None:
+        self.sampler, self.which = sampler, which
+
+    def __getattr__(self, name: str):
+        return getattr(self.sampler, name)
+
+    def sample(self, mol, n: int, seed: int = 0, settings=None):
+        from se3mol.conformers.stereo import stereo_targets
+
+        xyz = self.sampler.sample(mol, n, seed, settings)
+        if not len(stereo_targets(mol)):
+            xyz = xyz.copy()
+            xyz[slice(1, None, 2) if self.which == "half" else slice(None), :, 0] *= -1
+        return xyz
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
@@ -37,6 +59,9 @@ def main() -> None:
     p.add_argument("--stereo", choices=("smiles", "reference"), default="smiles",
                    help="SMILES as in QM9 (no stereo) or with the stereo of the DFT reference")
     p.add_argument("--stereo-weights", default=None, help="comma-separated stereo_weight values to try")
+    p.add_argument("--mirror", default="none",
+                   help="comma-separated from none, half, all: mirror no, every second or every conformer of "
+                        "molecules with no specified stereo (an experiment on the preferred hand; see Mirrored)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="results file stem (default results/conformer_sampler_sweep)")
     args = p.parse_args()
@@ -50,11 +75,17 @@ def main() -> None:
     molecules, _ = pick_molecules(args.molecules, split="val", stereo=args.stereo)
     rows = []
     weights = [float(w) for w in args.stereo_weights.split(",")] if args.stereo_weights else [None]
-    for grid_item, weight in [(g, w) for g in args.grid.split(",") for w in weights]:
+    mirrors = args.mirror.split(",")
+    if set(mirrors) - {"none", "half", "all"}:
+        p.error(f"--mirror takes none, half and all, got {args.mirror!r}")
+    for grid_item, weight, mirror in [(g, w, m) for g in args.grid.split(",") for w in weights for m in mirrors]:
         fine, _, coarse = grid_item.lower().partition("/")
         levels, steps = (int(v) for v in fine.split("x"))
         item = grid_item if weight is None else f"{grid_item} stereo {weight:g}"
+        item += "" if mirror == "none" else f" mirror {mirror}"
         method = load_clofnet_method(args.model)
+        if mirror != "none":
+            method.sampler = Mirrored(method.sampler, mirror)
         changes = {"levels": levels, "steps": steps, "eps": args.eps}
         if coarse:
             coarse_steps, _, coarse_sigma = coarse.partition("@")
