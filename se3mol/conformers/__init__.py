@@ -2,6 +2,8 @@
 
 - :mod:`se3mol.conformers.generate`: SMILES inputs, per-molecule seeds, ClofNet or ETKDG, MMFF relaxation.
 - :mod:`se3mol.conformers.metrics`: COV / MAT (recall and precision) with heavy-atom best RMSD.
+- :mod:`se3mol.conformers.geometry` and ``stereo``: checks of finished conformers (torn bonds, overlapping
+  atoms, stereo the SMILES specifies) and the sampler's stereo term.
 - ``se3mol.conformers.score`` / ``sampler`` / ``training``: the ClofNet score model, its annealed Langevin
   sampler and denoising score-matching training (imported on use; they need torch models).
 """

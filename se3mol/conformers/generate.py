@@ -199,8 +199,10 @@ class ConformerMethod(Protocol):
     """Places the atoms of a molecule: ``coordinates(mol, n, seed) -> [n,N,3]`` in Angstrom.
 
     ``mol`` has explicit hydrogens and its atom order defines the rows. ``check`` raises ValueError for a
-    molecule the method cannot handle (before any time is spent); ``coordinates`` may return fewer than
-    ``n`` conformers (with a note saying why) but raises ValueError when it has none.
+    molecule the method cannot handle (before any time is spent); ``extrapolation`` names the ways a molecule
+    it can handle lies outside what it was fitted to (a learned model's training molecules), each a warning;
+    ``coordinates`` may return fewer than ``n`` conformers (with a note saying why) but raises ValueError
+    when it has none.
     """
 
     name: str
@@ -208,6 +210,8 @@ class ConformerMethod(Protocol):
     def settings(self) -> dict[str, Any]: ...
 
     def check(self, mol: Chem.Mol) -> None: ...
+
+    def extrapolation(self, mol: Chem.Mol) -> list[str]: ...
 
     def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]: ...
 
@@ -229,6 +233,9 @@ class EtkdgMethod:
 
     def check(self, mol: Chem.Mol) -> None:
         return None
+
+    def extrapolation(self, mol: Chem.Mol) -> list[str]:
+        return []  # distance geometry is not fitted to a set of molecules
 
     def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
         from se3mol.io import _clean_rdkit_messages, _rdkit_messages
@@ -289,6 +296,24 @@ class ClofnetMethod:
             allowed = ", ".join(Chem.GetPeriodicTable().GetElementSymbol(z) for z in sorted(known))
             raise ValueError(f"element(s) {names} not in the score model's training set ({allowed}); "
                              "use --method etkdg for this molecule")
+
+    def extrapolation(self, mol: Chem.Mol) -> list[str]:
+        """Warnings for a molecule larger, or with another total charge, than the score model's training
+        molecules (the ``domain`` its checkpoint records; QM9: at most 29 atoms with hydrogens, neutral). The
+        model has never placed atoms more than 3 bonds apart in a bigger molecule, and its conformers of
+        one degrade with size (e.g. atoms of distant groups overlap), so they are worth checking
+        (``--relax``, or ``--method etkdg`` for comparison)."""
+        domain = (getattr(self.sampler, "checkpoint", None) or {}).get("domain") or {}
+        notes = []
+        max_atoms = domain.get("max_atoms")
+        if max_atoms is not None and mol.GetNumAtoms() > max_atoms:
+            notes.append(f"{mol.GetNumAtoms()} atoms with hydrogens; the score model's training molecules had at "
+                         f"most {max_atoms} (extrapolation)")
+        charge = Chem.GetFormalCharge(mol)
+        if domain.get("charge") is not None and charge != domain["charge"]:
+            notes.append(f"total charge {charge:+d}; the score model was trained on molecules of charge "
+                         f"{domain['charge']} only (extrapolation)")
+        return notes
 
     def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
         pos = np.asarray(self.sampler.sample(mol, n, seed, self.sampler_settings), dtype=np.float64)  # [n,N,3]
@@ -463,7 +488,9 @@ class ConformerResult:
 
     Attributes:
         input: what was asked for.
-        status: ``"ok"``, ``"warning"`` (fewer conformers than asked for; see ``notes``) or ``"error"``.
+        status: ``"ok"``, ``"warning"`` (fewer conformers than asked for, a conformer with wrong stereo, a
+            stretched bond or overlapping atoms, or a molecule outside the model's training domain; see
+            ``notes``) or ``"error"``.
         error: why no conformer was generated (``status == "error"``).
         mol: the molecule with explicit hydrogens and one RDKit conformer per generated conformer.
         canonical_smiles: canonical (isomeric) SMILES of the input, ``""`` if it did not parse.
@@ -475,7 +502,11 @@ class ConformerResult:
         stereo: per conformer, the stereo elements the SMILES specifies that it has the wrong way round
             (``se3mol.conformers.stereo``); empty lists when all are right or none is specified.
         stretched: per conformer, its bonds longer than any conformer can have them
-            (:func:`~se3mol.conformers.stereo.stretched_bonds`), e.g. ``"C1-C2 (2.41 A)"``; empty when none is.
+            (:func:`~se3mol.conformers.geometry.stretched_bonds`), e.g. ``"C1-C2 (2.41 A)"``; empty when none is.
+        clashes: per conformer, its atom pairs 3 or more bonds apart that overlap
+            (:func:`~se3mol.conformers.geometry.clashes`), e.g. ``"C1...C7 (0.62 A)"``; empty when none does.
+        extrapolation: how the molecule lies outside what the method was fitted to
+            (:meth:`ClofnetMethod.extrapolation`); empty when it does not.
     """
 
     input: SmilesInput
@@ -492,6 +523,8 @@ class ConformerResult:
     notes: list[str] = field(default_factory=list)
     stereo: list[list[str]] = field(default_factory=list)
     stretched: list[list[str]] = field(default_factory=list)
+    clashes: list[list[str]] = field(default_factory=list)
+    extrapolation: list[str] = field(default_factory=list)
 
     @property
     def n_conformers(self) -> int:
@@ -517,6 +550,8 @@ class ConformerResult:
             if self.stereo:
                 props["stereo_mismatch"] = ", ".join(self.stereo[k - 1]) or "none"
             props["stretched_bonds"] = (", ".join(self.stretched[k - 1]) if self.stretched else "") or "none"
+            props["clashes"] = (", ".join(self.clashes[k - 1]) if self.clashes else "") or "none"
+            props["extrapolation"] = "; ".join(self.extrapolation) or "none"
             if self.relax is not None:
                 r = self.relax[k - 1]
                 props.update({"mmff_converged": int(r.converged),
@@ -539,18 +574,39 @@ def _check_stereo(mol: Chem.Mol) -> list[list[str]]:
 
 def _check_bonds(mol: Chem.Mol) -> list[list[str]]:
     """Per conformer of ``mol``, its stretched bonds as ``"C1-C2 (2.41 A)"``; ``[]`` if no conformer has one."""
-    from se3mol.conformers.stereo import stretched_bonds
+    from se3mol.conformers.geometry import stretched_bonds
 
-    if not mol.GetNumConformers() or not mol.GetNumBonds():
+    ends = np.array([[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()]).reshape(-1, 2)
+    return _name_pairs(mol, ends, stretched_bonds, "-", closest_first=False)
+
+
+def _check_clashes(mol: Chem.Mol) -> list[list[str]]:
+    """Per conformer of ``mol``, its overlapping atom pairs as ``"C1...C7 (0.62 A)"``, closest first;
+    ``[]`` if no conformer has one."""
+    from se3mol.conformers.geometry import clashes, nonbonded_pairs
+
+    return _name_pairs(mol, nonbonded_pairs(mol), clashes, "...", closest_first=True)
+
+
+def _name_pairs(mol: Chem.Mol, pairs: np.ndarray, test, sep: str, closest_first: bool,
+                most: int = 3) -> list[list[str]]:
+    """Per conformer of ``mol``, the atom ``pairs [P,2]`` that ``test(pos, z, pairs) -> [K,P]`` flags, named with
+    their distance, the ``most`` closest (or furthest) first, then how many more; ``[]`` if no conformer has one."""
+    if not mol.GetNumConformers() or not len(pairs):
         return []
-    ends = np.array([[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()])
     pos = np.stack([c.GetPositions() for c in mol.GetConformers()])
-    bad = stretched_bonds(pos, np.array([a.GetAtomicNum() for a in mol.GetAtoms()]), ends)
+    bad = test(pos, np.array([a.GetAtomicNum() for a in mol.GetAtoms()]), pairs)  # [K,P]
     if not bad.any():
         return []
     sym = [f"{a.GetSymbol()}{a.GetIdx() + 1}" for a in mol.GetAtoms()]
-    return [[f"{sym[i]}-{sym[j]} ({np.linalg.norm(x[i] - x[j]):.2f} A)" for (i, j), b in zip(ends, row, strict=True)
-             if b] for x, row in zip(pos, bad, strict=True)]
+    named = []
+    for x, row in zip(pos, bad, strict=True):
+        flagged = pairs[row]
+        d = np.linalg.norm(x[flagged[:, 0]] - x[flagged[:, 1]], axis=-1)
+        order = np.argsort(d if closest_first else -d)
+        names = [f"{sym[flagged[k, 0]]}{sep}{sym[flagged[k, 1]]} ({d[k]:.2f} A)" for k in order[:most]]
+        named.append(names + ([f"{len(order) - most} more"] if len(order) > most else []))
+    return named
 
 
 def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n: int, seed: int = 0,
@@ -580,6 +636,8 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
         result.canonical_smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
         result.seed = derive_seed(seed, result.canonical_smiles)
         method.check(mol)
+        result.extrapolation = method.extrapolation(mol)
+        result.notes.extend(result.extrapolation)
         pos, notes = method.coordinates(mol, n, result.seed)  # [K,N,3]
         result.notes.extend(notes)
         mol = Chem.Mol(mol)
@@ -609,8 +667,14 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
         if torn:
             result.notes.append(f"{torn} of {mol.GetNumConformers()} conformers have a bond stretched beyond any "
                                 "conformer's (SD property stretched_bonds)")
+        result.clashes = _check_clashes(mol)
+        clashing = sum(bool(c) for c in result.clashes)
+        if clashing:
+            result.notes.append(f"{clashing} of {mol.GetNumConformers()} conformers have atoms closer than half their "
+                                "van der Waals distance (SD property clashes)")
         result.mol = mol
-        result.status = "ok" if mol.GetNumConformers() == n and not wrong and not torn else "warning"
+        flawed = wrong or torn or clashing or result.extrapolation
+        result.status = "ok" if mol.GetNumConformers() == n and not flawed else "warning"
     except ValueError as exc:
         result.error = str(exc)
         result.mol = None

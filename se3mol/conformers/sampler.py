@@ -15,7 +15,8 @@ wrong-hand penalty (:mod:`se3mol.conformers.stereo`) to the score, scaled like t
 and clipped per atom like it (at ``stereo_clip``). The network sees no stereo tags, so without it a chiral
 centre comes out either way round. A conformer that still ends with a stereo element wrong, or with a bond
 stretched beyond any conformer's (a fused ring system formed the wrong way round can only be pulled right by
-stretching a ring bond), is sampled again, up to ``resample`` times.
+stretching a ring bond), or with two atoms on top of each other (:mod:`se3mol.conformers.geometry`), is
+sampled again, up to ``resample`` times.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from se3mol.conformers.geometry import clashes, nonbonded_pairs, stretched_bonds
 from se3mol.conformers.score import ScoreModel, noise_levels
-from se3mol.conformers.stereo import StereoTargets, stereo_penalty, stereo_targets, stereo_wrong, stretched_bonds
+from se3mol.conformers.stereo import StereoTargets, stereo_penalty, stereo_targets, stereo_wrong
 from se3mol.graph import collate
 from se3mol.molecule import Molecule
 from se3mol.nn.layers import center_positions
@@ -57,7 +59,8 @@ class SamplerSettings:
         denoise: finish with one noise-free Tweedie step at ``sigma_min``.
         stereo_weight: strength of the pull towards the stereo the SMILES specifies (0 turns it off);
             per step it moves atoms by about ``stereo_weight * eps / sigma_min^2`` times the penalty gradient.
-        resample: rounds in which conformers with a stretched bond or a wrong stereo element are sampled again.
+        resample: rounds in which conformers with a stretched bond, overlapping atoms or a wrong stereo element
+            are sampled again.
         stereo_clip: largest per-atom norm of ``sigma`` times the stereo term, as ``clip`` is for the score: a step
             moves an atom by at most ``stereo_clip / clip`` times as far for stereo as the score can.
     """
@@ -73,7 +76,7 @@ class SamplerSettings:
     denoise: bool = True
     stereo_weight: float = 1.0
     stereo_clip: float = 10.0
-    resample: int = 2
+    resample: int = 3
 
     def __post_init__(self) -> None:
         if self.levels < 1 or self.steps < 1 or self.coarse_steps < 1:
@@ -164,19 +167,20 @@ class ScoreSampler:
     def sample(self, mol, n: int, seed: int = 0, settings: SamplerSettings | None = None) -> np.ndarray:
         """``n`` conformers of ``mol`` (RDKit, explicit H) as coordinates ``[n,N,3]`` (Angstrom).
 
-        Conformers that come out with a stretched bond (:func:`stretched_bonds`) or, despite the stereo term,
-        with a specified stereo element the wrong way round are sampled again, up to ``settings.resample``
-        times, with the same generator (so the result depends only on ``mol``, ``n`` and ``seed``)."""
+        Conformers that come out with a stretched bond (:func:`stretched_bonds`), with overlapping atoms
+        (:func:`clashes`) or, despite the stereo term, with a specified stereo element the wrong way round are
+        sampled again, up to ``settings.resample`` times, with the same generator (so the result depends only
+        on ``mol``, ``n`` and ``seed``)."""
         if n < 1:
             raise ValueError(f"number of conformers must be at least 1, got {n}")
         settings = settings or SamplerSettings()
         template = self.molecule(mol)
         gen = torch.Generator().manual_seed(int(seed))
         targets = stereo_targets(mol) if settings.stereo_weight > 0 else None
-        bonds = template.bonds
+        bonds, pairs = template.bonds, nonbonded_pairs(mol)
 
         def flawed(xyz: np.ndarray) -> np.ndarray:  # [k] bool
-            bad = stretched_bonds(xyz, template.z, bonds).any(-1)
+            bad = stretched_bonds(xyz, template.z, bonds).any(-1) | clashes(xyz, template.z, pairs).any(-1)
             return bad | stereo_wrong(xyz, targets).any(-1) if targets else bad
 
         xyz = self._langevin(template, n, gen, settings, targets)

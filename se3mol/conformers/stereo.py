@@ -149,19 +149,3 @@ def stereo_wrong(pos: np.ndarray | Tensor, targets: StereoTargets) -> np.ndarray
 def stereo_mismatches(pos: np.ndarray | Tensor, targets: StereoTargets) -> list[list[str]]:
     """For each conformer of ``pos [K,N,3]``, the labels of the stereo elements it has the wrong way round."""
     return [[targets.labels[j] for j in np.flatnonzero(row)] for row in stereo_wrong(pos, targets)]
-
-
-# A bond is stretched beyond the sum of the atoms' covalent radii plus this (Angstrom; OpenBabel's bond
-# perception tolerance): no conformer of a molecule with that bond has atoms so far apart.
-BOND_TOLERANCE = 0.45
-
-
-def stretched_bonds(pos: np.ndarray, z: np.ndarray, bonds: np.ndarray) -> np.ndarray:
-    """Which bonds ``[B,2]`` of each conformer of ``pos [K,N,3]`` (atomic numbers ``z [N]``) are longer than the
-    atoms' covalent radii (RDKit) plus ``BOND_TOLERANCE`` ``[K,B]`` (bool): a torn geometry."""
-    pos = np.asarray(pos, dtype=np.float64)
-    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
-    table = Chem.GetPeriodicTable()
-    radius = np.array([table.GetRcovalent(int(e)) for e in z])
-    limit = radius[bonds[:, 0]] + radius[bonds[:, 1]] + BOND_TOLERANCE
-    return np.linalg.norm(pos[:, bonds[:, 0]] - pos[:, bonds[:, 1]], axis=-1) > limit

@@ -223,3 +223,47 @@ def test_a_torn_conformer_is_flagged_per_record_and_in_the_summary():
     assert result.status == "warning" and any("stretched_bonds" in note for note in result.notes)
     props = [p["stretched_bonds"] for _, _, _, p in result.records()]
     assert props[0] == props[2] == "none" and props[1].startswith("C1-O2 (3.00 A)")
+
+
+def test_overlapping_atoms_are_flagged_per_record_and_in_the_summary():
+    from se3mol.conformers.generate import ClofnetMethod, SmilesInput, generate_one
+    from se3mol.conformers.sampler import SamplerSettings
+
+    class CollapsesTheSecond:  # a sampler whose second conformer has the hydroxyl O on top of the methyl C
+        elements = (1, 6, 8)
+
+        def sample(self, mol, n, seed, settings):
+            m = Chem.Mol(mol)
+            AllChem.EmbedMolecule(m, randomSeed=seed % 1000)
+            xyz = np.stack([m.GetConformer().GetPositions()] * n)
+            xyz[1, 4] = xyz[1, 0] + np.array([0.2, 0.0, 0.0])  # CCCCO: O5 onto C1, 4 bonds apart
+            return xyz
+
+    method = ClofnetMethod(CollapsesTheSecond(), SamplerSettings())
+    result = generate_one(SmilesInput(0, "argument", "CCCCO", "butanol"), method, 3, seed=0)
+    assert result.status == "warning" and any("SD property clashes" in note for note in result.notes)
+    props = [p["clashes"] for _, _, _, p in result.records()]
+    assert props[0] == props[2] == "none" and props[1].startswith("C1...O5 (0.20 A)")
+
+
+def test_molecules_outside_the_score_models_training_domain_are_flagged():
+    from se3mol.conformers.generate import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
+    from se3mol.conformers.sampler import SamplerSettings
+
+    class SmallDomain(FakeSampler):
+        checkpoint = {"domain": {"elements": [1, 6, 7, 8, 9], "max_atoms": 12, "charge": 0}}
+
+    method = ClofnetMethod(SmallDomain(), SamplerSettings())
+    inside = generate_one(SmilesInput(0, "argument", "CCO"), method, 2)  # 9 atoms
+    larger = generate_one(SmilesInput(1, "argument", "CCCCO"), method, 2)  # 15 atoms
+    charged = generate_one(SmilesInput(2, "argument", "C[NH3+]"), method, 2)
+    assert inside.status == "ok" and inside.extrapolation == []
+    assert {p["extrapolation"] for _, _, _, p in inside.records()} == {"none"}
+    assert larger.status == "warning" and larger.n_conformers == 2
+    assert larger.extrapolation == ["15 atoms with hydrogens; the score model's training molecules had at most 12 "
+                                    "(extrapolation)"]
+    assert larger.extrapolation[0] in larger.notes
+    assert {p["extrapolation"] for _, _, _, p in larger.records()} == {larger.extrapolation[0]}
+    assert charged.status == "warning" and "total charge +1" in charged.extrapolation[0]
+    # ETKDG is fitted to no training set: nothing to extrapolate from
+    assert generate_one(SmilesInput(1, "argument", "CCCCO"), EtkdgMethod(), 2).extrapolation == []
