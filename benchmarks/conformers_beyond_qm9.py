@@ -41,6 +41,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-k", "--conformers", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=None, help="score model (default: the shipped one)")
     p.add_argument("--out", type=Path, default=RESULTS / "conformers_beyond_qm9")
     args = p.parse_args()
     import numpy as np
@@ -53,7 +54,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rdBase.DisableLog("rdApp.warning")
     table = Chem.GetPeriodicTable()
-    methods = [load_clofnet_method(None), EtkdgMethod()]
+    methods = [load_clofnet_method(args.model), EtkdgMethod()]
     rows = []
     for name, smiles in MOLECULES:
         for method in methods:
@@ -81,7 +82,8 @@ def main() -> None:
               "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Conformers of molecules larger than QM9's ({args.conformers} per molecule, seed {args.seed})", "",
+    lines = [f"# Conformers of molecules larger than QM9's ({args.conformers} per molecule, seed {args.seed}, "
+             f"score model {args.model or 'conformers-clofnet-qm9'})", "",
              f"`{report['command']}` (measured {report['date']})", "",
              "| molecule | heavy atoms (all) | method | clashing | torn | closest approach / vdW sum "
              "| MMFF94 median, as generated (kcal/mol) | after relaxation | extrapolation flagged | s (1 thread) |",
