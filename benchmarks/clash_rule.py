@@ -56,7 +56,7 @@ def main() -> None:
               "percentiles": {str(q): float(np.percentile(ratios, q)) for q in (0.1, 1, 5, 50)},
               "below_clash_factor": int((ratios < CLASH_FACTOR).sum()),
               "closest": sorted(closest, key=lambda c: c["ratio"])[:5]}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Closest approach of atoms 3 or more bonds apart in {len(molecules)} QM9 test molecules (DFT)", "",
              f"`{report['command']}`", "",
              f"As a fraction of the two atoms' van der Waals radii's sum (RDKit); `clashes` flags below "
@@ -67,7 +67,7 @@ def main() -> None:
              "| molecule | SMILES | closest pair | distance (A) | fraction |", "|---|---|---|---|---|"]
     lines += [f"| {c['id']} | `{c['smiles']}` | {c['pair']} | {c['distance']:.2f} | {c['ratio']:.3f} |"
               for c in report["closest"]]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

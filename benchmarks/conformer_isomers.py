@@ -95,9 +95,9 @@ def write(report: dict, out: Path) -> None:
     rows = [r for r in report["rows"] if "error" not in r]
     k, t = report["k"], report["threshold"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     if len(report["rows"]) < report["n_molecules"]:
-        print(f"wrote {out.with_suffix('.json')} (a part: join the parts for the report)", file=sys.stderr)
+        print(f"wrote {out.with_name(out.name + '.json')} (a part: join the parts for the report)", file=sys.stderr)
         return
 
     def covered(r, upto):
@@ -124,7 +124,7 @@ def write(report: dict, out: Path) -> None:
              "| conformers used (the first k') | COV-R |", "|---|---|"]
     lines += [f"| {upto} | {100 * statistics.fmean(covered(r, upto) for r in rows):.1f}% |"
               for upto in sorted({1, 2, 5, k // 2, k} - {0}) if upto <= k]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

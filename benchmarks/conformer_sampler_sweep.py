@@ -114,7 +114,7 @@ def main() -> None:
     report = {"command": "python benchmarks/conformer_sampler_sweep.py " + " ".join(sys.argv[1:]),
               "split": "QM9 validation split, first molecules", "stereo": args.stereo, "n_molecules": len(molecules),
               "k": args.conformers, "rows": rows}
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Sampler sweep on {len(molecules)} QM9 validation molecules", "", f"`{report['command']}`", "",
              f"Input SMILES stereo: {args.stereo}.", "",
              "| setting | evaluations | COV-R | MAT-R mean (A) | MAT-R median (A) | COV-P | stereo wrong "
@@ -124,7 +124,7 @@ def main() -> None:
               f"{r['mat_r_median']:.3f} | "
               f"{100 * r['cov_p_mean']:.1f}% | {r['stereo_wrong_conformers']} of {r['conformers']} "
               f"| {r['seconds_per_molecule_mean']:.2f} |" for r in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -264,9 +264,9 @@ def join_reports(paths: list[Path], out: Path) -> None:
               "skipped_methods": [s for r in reports for s in r["skipped_methods"]],
               "results": [x for r in reports for x in r["results"]]}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(joined, indent=1) + "\n")
-    write_markdown(joined, out.with_suffix(".md"))
-    print(f"wrote {out.with_suffix('.json')} and .md", file=sys.stderr)
+    out.with_name(out.name + ".json").write_text(json.dumps(joined, indent=1) + "\n")
+    write_markdown(joined, out.with_name(out.name + ".md"))
+    print(f"wrote {out.with_name(out.name + '.json')} and .md", file=sys.stderr)
 
 
 def main() -> None:
@@ -284,7 +284,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1; `se3mol conformers` uses all cores, 2 on this machine)")
     p.add_argument("--quick", action="store_true", help="10 molecules, no results written")
-    p.add_argument("--out", type=Path, default=RESULTS / "conformers")
+    p.add_argument("--out", type=Path, default=RESULTS / "conformers",
+                   help="results file stem: writes STEM.json and STEM.md (a dot in it is kept)")
     p.add_argument("--join", type=Path, nargs="+", default=None, metavar="JSON",
                    help="join the results of runs on the same molecules (e.g. methods run as parallel processes) "
                         "into --out; nothing is measured")
@@ -343,9 +344,9 @@ def main() -> None:
     if args.quick:
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    write_markdown(report, args.out.with_suffix(".md"))
-    print(f"wrote {args.out.with_suffix('.json')} and .md", file=sys.stderr)
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, args.out.with_name(args.out.name + ".md"))
+    print(f"wrote {args.out.with_name(args.out.name + '.json')} and .md", file=sys.stderr)
 
 
 if __name__ == "__main__":

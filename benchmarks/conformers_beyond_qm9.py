@@ -81,7 +81,7 @@ def main() -> None:
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "k": args.conformers, "seed": args.seed,
               "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Conformers of molecules larger than QM9's ({args.conformers} per molecule, seed {args.seed}, "
              f"score model {args.model or 'conformers-clofnet-qm9'})", "",
              f"`{report['command']}` (measured {report['date']})", "",
@@ -100,7 +100,7 @@ def main() -> None:
     lines += ["", "Clashing: two atoms 3 or more bonds apart closer than half their van der Waals radii's sum. "
               "Torn: a bond longer than the atoms' covalent radii plus 0.45 A. Both are read on the conformers "
               "as generated; the energies are MMFF94 (RDKit) before and after `--relax`."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -130,7 +130,7 @@ def main() -> None:
               "reference": str(args.reference), "method": args.method, "k": k, "n_molecules": len(free),
               "isomer_counts": {int(n): int(c) for n, c in enumerate(counts) if c},
               "estimates": rows, "embedding_screens": screens}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Spreading conformers over stereoisomers: estimated COV-R ({len(free)} QM9 test molecules, "
              f"{k} conformers, {args.method})", "", f"`{report['command']}`", "",
              "Estimated from the conformers of the stereo-free and reference-stereo runs (see the script's "
@@ -151,7 +151,7 @@ def main() -> None:
     lines += ["", "Isomers are compared as canonical isomeric SMILES. \"Enumerated\" can fall short of the molecules "
               "with isomers where the enumeration assigns an element (e.g. a ring nitrogen) that the reference's "
               "perceived stereo leaves unassigned; those molecules count as not kept either."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
