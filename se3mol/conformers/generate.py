@@ -609,6 +609,26 @@ def _name_pairs(mol: Chem.Mol, pairs: np.ndarray, test, sep: str, closest_first:
     return named
 
 
+@dataclass(frozen=True)
+class _ConformerCheck:
+    """A check of every finished conformer: ``run(mol)`` gives, per conformer, what it found (empty when
+    nothing), stored in ``ConformerResult.<field>``; ``finding`` completes the summary note "N of K conformers"."""
+
+    field: str
+    run: Any
+    finding: str
+
+
+_CONFORMER_CHECKS = (
+    _ConformerCheck("stereo", _check_stereo,
+                    "do not have the stereo the SMILES specifies (SD property stereo_mismatch)"),
+    _ConformerCheck("stretched", _check_bonds,
+                    "have a bond stretched beyond any conformer's (SD property stretched_bonds)"),
+    _ConformerCheck("clashes", _check_clashes,
+                    "have atoms closer than half their van der Waals distance (SD property clashes)"),
+)
+
+
 def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n: int, seed: int = 0,
                         relax: bool = False) -> Iterator[ConformerResult]:
     """Generate ``n`` conformers per molecule with ``method``, one :class:`ConformerResult` per input, in order.
@@ -657,23 +677,15 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
             if restrained:
                 result.notes.append(f"MMFF inverted specified stereo in {restrained} conformer(s), which were "
                                     "minimised again with it restrained (SD property mmff_stereo_restrained)")
-        result.stereo = _check_stereo(mol)
-        wrong = sum(bool(w) for w in result.stereo)
-        if wrong:
-            result.notes.append(f"{wrong} of {mol.GetNumConformers()} conformers do not have the stereo the SMILES "
-                                "specifies (SD property stereo_mismatch)")
-        result.stretched = _check_bonds(mol)
-        torn = sum(bool(b) for b in result.stretched)
-        if torn:
-            result.notes.append(f"{torn} of {mol.GetNumConformers()} conformers have a bond stretched beyond any "
-                                "conformer's (SD property stretched_bonds)")
-        result.clashes = _check_clashes(mol)
-        clashing = sum(bool(c) for c in result.clashes)
-        if clashing:
-            result.notes.append(f"{clashing} of {mol.GetNumConformers()} conformers have atoms closer than half their "
-                                "van der Waals distance (SD property clashes)")
+        flawed = bool(result.extrapolation)
+        for check in _CONFORMER_CHECKS:
+            per_conformer = check.run(mol)
+            setattr(result, check.field, per_conformer)
+            count = sum(bool(found) for found in per_conformer)
+            if count:
+                result.notes.append(f"{count} of {mol.GetNumConformers()} conformers {check.finding}")
+                flawed = True
         result.mol = mol
-        flawed = wrong or torn or clashing or result.extrapolation
         result.status = "ok" if mol.GetNumConformers() == n and not flawed else "warning"
     except ValueError as exc:
         result.error = str(exc)
