@@ -203,22 +203,32 @@ def test_evaluate_conformers_json_and_missing_molecules(tmp_path):
     assert r.exit_code == 0 and "COV-R" in r.stdout and "100.0%" in r.stdout
 
 
+class DistortsTheSecond:
+    """A sampler of H, C and O whose conformers are all one seeded ETKDG embedding, the second of them changed
+    in place by ``distort(xyz [N,3])``."""
+
+    elements = (1, 6, 8)
+
+    def __init__(self, distort):
+        self.distort = distort
+
+    def sample(self, mol, n, seed, settings):
+        m = Chem.Mol(mol)
+        AllChem.EmbedMolecule(m, randomSeed=seed % 1000)
+        xyz = np.stack([m.GetConformer().GetPositions()] * n)
+        self.distort(xyz[1])
+        return xyz
+
+
 def test_a_torn_conformer_is_flagged_per_record_and_in_the_summary():
     from se3mol.conformers.generate import ClofnetMethod, SmilesInput, generate_one
     from se3mol.conformers.sampler import SamplerSettings
 
-    class TearsTheSecond:  # a sampler whose second conformer has its C-O bond 3 A long
-        elements = (1, 6, 8)
+    def tear(xyz):  # methanol's C-O bond 3 A long
+        c, o = 0, 1
+        xyz[o] = xyz[c] + 3.0 * (xyz[o] - xyz[c]) / np.linalg.norm(xyz[o] - xyz[c])
 
-        def sample(self, mol, n, seed, settings):
-            m = Chem.Mol(mol)
-            AllChem.EmbedMolecule(m, randomSeed=seed % 1000)
-            xyz = np.stack([m.GetConformer().GetPositions()] * n)
-            c, o = (next(a.GetIdx() for a in m.GetAtoms() if a.GetSymbol() == s) for s in "CO")
-            xyz[1, o] = xyz[1, c] + 3.0 * (xyz[1, o] - xyz[1, c]) / np.linalg.norm(xyz[1, o] - xyz[1, c])
-            return xyz
-
-    method = ClofnetMethod(TearsTheSecond(), SamplerSettings())
+    method = ClofnetMethod(DistortsTheSecond(tear), SamplerSettings())
     result = generate_one(SmilesInput(0, "argument", "CO", "methanol"), method, 3, seed=0)
     assert result.status == "warning" and any("stretched_bonds" in note for note in result.notes)
     props = [p["stretched_bonds"] for _, _, _, p in result.records()]
@@ -229,17 +239,10 @@ def test_overlapping_atoms_are_flagged_per_record_and_in_the_summary():
     from se3mol.conformers.generate import ClofnetMethod, SmilesInput, generate_one
     from se3mol.conformers.sampler import SamplerSettings
 
-    class CollapsesTheSecond:  # a sampler whose second conformer has the hydroxyl O on top of the methyl C
-        elements = (1, 6, 8)
+    def collapse(xyz):  # butanol's hydroxyl O onto the methyl C, 4 bonds apart
+        xyz[4] = xyz[0] + np.array([0.2, 0.0, 0.0])
 
-        def sample(self, mol, n, seed, settings):
-            m = Chem.Mol(mol)
-            AllChem.EmbedMolecule(m, randomSeed=seed % 1000)
-            xyz = np.stack([m.GetConformer().GetPositions()] * n)
-            xyz[1, 4] = xyz[1, 0] + np.array([0.2, 0.0, 0.0])  # CCCCO: O5 onto C1, 4 bonds apart
-            return xyz
-
-    method = ClofnetMethod(CollapsesTheSecond(), SamplerSettings())
+    method = ClofnetMethod(DistortsTheSecond(collapse), SamplerSettings())
     result = generate_one(SmilesInput(0, "argument", "CCCCO", "butanol"), method, 3, seed=0)
     assert result.status == "warning" and any("SD property clashes" in note for note in result.notes)
     props = [p["clashes"] for _, _, _, p in result.records()]
