@@ -62,6 +62,10 @@ def main() -> None:
     p.add_argument("--mirror", default="none",
                    help="comma-separated from none, half, all: mirror no, every second or every conformer of "
                         "molecules with no specified stereo (an experiment on the preferred hand; see Mirrored)")
+    p.add_argument("--repulsion", default=None,
+                   help="comma-separated particle-guidance weights to try (SamplerSettings.repulsion)")
+    p.add_argument("--repulsion-sigma", type=float, default=None,
+                   help="apply the repulsion only at noise levels up to this sigma (Angstrom)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="results file stem (default results/conformer_sampler_sweep)")
     args = p.parse_args()
@@ -78,11 +82,15 @@ def main() -> None:
     mirrors = args.mirror.split(",")
     if set(mirrors) - {"none", "half", "all"}:
         p.error(f"--mirror takes none, half and all, got {args.mirror!r}")
-    for grid_item, weight, mirror in [(g, w, m) for g in args.grid.split(",") for w in weights for m in mirrors]:
+    repulsions = [float(v) for v in args.repulsion.split(",")] if args.repulsion else [None]
+    for grid_item, weight, mirror, repulsion in [(g, w, m, r) for g in args.grid.split(",") for w in weights
+                                                 for m in mirrors for r in repulsions]:
         fine, _, coarse = grid_item.lower().partition("/")
         levels, steps = (int(v) for v in fine.split("x"))
         item = grid_item if weight is None else f"{grid_item} stereo {weight:g}"
         item += "" if mirror == "none" else f" mirror {mirror}"
+        item += "" if repulsion is None else f" repulsion {repulsion:g}"
+        item += "" if repulsion is None or args.repulsion_sigma is None else f" below {args.repulsion_sigma:g} A"
         method = load_clofnet_method(args.model)
         if mirror != "none":
             method.sampler = Mirrored(method.sampler, mirror)
@@ -92,6 +100,9 @@ def main() -> None:
             changes.update(coarse_steps=int(coarse_steps), coarse_sigma=float(coarse_sigma))
         if weight is not None:
             changes["stereo_weight"] = weight
+        if repulsion is not None:
+            changes["repulsion"] = repulsion
+            changes["repulsion_sigma"] = args.repulsion_sigma
         if args.sigma_max is not None:
             changes["sigma_max"] = args.sigma_max
         if args.clip is not None:

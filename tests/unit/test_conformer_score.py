@@ -5,13 +5,15 @@ modulo rigid motions): with it, annealed Langevin must land on the reference. A 
 wrong sign, step size or schedule does not.
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
+from se3mol.conformers.sampler import SamplerSettings, ScoreSampler, repulsion_score
 from se3mol.conformers.score import (
     ScoreModel,
     ScoreModelConfig,
@@ -199,3 +201,63 @@ def test_max_hops_keeps_exactly_the_pairs_within_reach_and_survives_a_checkpoint
     old = every_pair.describe()
     del old["config"]["max_hops"]
     assert ScoreModel.from_description(old).graph == GraphConfig("hops")
+
+
+def _superimposed_d2(a, b):
+    """Mean squared deviation of ``a`` and ``b [M,3]`` after the best proper rotation, differentiable (SVD)."""
+    a, b = a - a.mean(0), b - b.mean(0)
+    u, _, vt = torch.linalg.svd(b.T @ a)
+    d = torch.sign(torch.linalg.det(vt.T @ u.T))
+    rot = vt.T @ torch.diag(torch.stack([torch.ones_like(d), torch.ones_like(d), d])) @ u.T
+    return (a - b @ rot.T).pow(2).sum(-1).mean()
+
+
+def test_repulsion_is_the_gradient_of_the_particle_potential():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 7, 3, generator=g, dtype=torch.float64)
+    weight = 0.7
+    with torch.no_grad():
+        d2 = torch.stack([torch.stack([_superimposed_d2(a, b) for b in x]) for a in x])
+    off = ~torch.eye(5, dtype=torch.bool)
+    h = d2[off].median() / math.log(5)
+    xr = x.clone().requires_grad_(True)
+    potential = -(weight * 7 / 2) * sum(torch.exp(-_superimposed_d2(xr[i], xr[j]) / h)
+                                        for i in range(5) for j in range(5) if i != j)
+    (expected,) = torch.autograd.grad(potential, xr)
+    got = repulsion_score(x, weight)
+    assert torch.allclose(got, expected, atol=1e-10) and got.abs().max() > 0.1
+    assert torch.allclose(got.sum(1), torch.zeros(5, 3, dtype=torch.float64), atol=1e-12)  # no drift
+
+
+def test_repulsion_ignores_rigid_motions_and_pushes_conformers_apart():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 6, 3, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.linalg.det(q))
+    moved = x.clone()
+    moved[2] = x[2] @ q.T + torch.tensor([3.0, -1.0, 2.0], dtype=torch.float64)
+    a, b = repulsion_score(x, 1.0), repulsion_score(moved, 1.0)
+    assert torch.allclose(b[[0, 1, 3]], a[[0, 1, 3]], atol=1e-10)  # the others do not see conformer 2 move
+    assert torch.allclose(b[2], a[2] @ q.T, atol=1e-10)  # its own term rotates with it
+    # A rotated copy is the same conformer and is not pushed; a mirror image is a different one and is.
+    assert repulsion_score(torch.stack([x[0], x[0] @ q.T]), 1.0).abs().max() < 1e-8
+    assert repulsion_score(torch.stack([x[0], -x[0]]), 1.0).norm() > 0.1
+    # A small step along it spreads the conformers: every superimposed distance grows.
+    spread = x + 1e-3 * a
+    for i in range(4):
+        for j in range(i):
+            assert _superimposed_d2(spread[i], spread[j]) > _superimposed_d2(x[i], x[j])
+    assert not repulsion_score(x[:1], 1.0).any() and not repulsion_score(x, 0.0).any()
+
+
+def test_repulsion_in_the_sampler_is_seeded_and_optional():
+    mol = _mol("CCCO")
+    ref = mol.GetConformer().GetPositions()
+    sampler = ScoreSampler(_ExactScore(ref))
+    plain = sampler.sample(mol, 3, seed=2, settings=SamplerSettings(levels=5))
+    again = sampler.sample(mol, 3, seed=2, settings=SamplerSettings(levels=5, repulsion=0.0))
+    pushed = sampler.sample(mol, 3, seed=2, settings=SamplerSettings(levels=5, repulsion=1.0))
+    assert np.array_equal(plain, again) and not np.allclose(plain, pushed)
+    assert np.array_equal(pushed, sampler.sample(mol, 3, seed=2, settings=SamplerSettings(levels=5, repulsion=1.0)))
+    with pytest.raises(ValueError, match="repulsion"):
+        SamplerSettings(repulsion=-1.0)
