@@ -172,12 +172,21 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     mols = _records(r.stdout)
     assert [m.GetProp("smiles") for m in mols] == ["CCO", "CCO", "N#N", "N#N"]
     settings = json.loads(mols[0].GetProp("settings"))
-    assert settings == {"model": str(fake_clofnet), "sigma_max": 10.0, "sigma_min": 0.01, "levels": 50, "steps": 7}
+    assert settings == {"model": str(fake_clofnet), "sigma_max": 10.0, "sigma_min": 0.01, "levels": 50, "steps": 7,
+                        "oversample": 1.5}
     assert mols[0].GetProp("method") == "clofnet+mmff" and mols[0].HasProp("mmff_converged")
     assert "Cl not in the score model's training set" in r.stderr
-    # the sampler got the molecule with hydrogens, the number asked for, the derived seed and the settings
-    assert [(c[0], c[1], c[3]) for c in FakeSampler.calls] == [("CCO", 2, 7), ("N#N", 2, 7)]
+    # the sampler got the molecule with hydrogens, 1.5 times the number asked for (the lowest-energy 2 are
+    # kept), the derived seed and the settings
+    assert [(c[0], c[1], c[3]) for c in FakeSampler.calls] == [("CCO", 3, 7), ("N#N", 3, 7)]
     assert FakeSampler.calls[0][2] == int(mols[0].GetProp("seed"))
+
+    FakeSampler.calls = []
+    r = runner.invoke(app, ["conformers", "CCO", "-n", "3", "--model", str(fake_clofnet), "--oversample", "1"])
+    assert r.exit_code == 0 and FakeSampler.calls[0][1] == 3 and len(_records(r.stdout)) == 3
+    assert json.loads(_records(r.stdout)[0].GetProp("settings"))["oversample"] == 1
+    r = runner.invoke(app, ["conformers", "CCO", "--oversample", "0.5"])
+    assert r.exit_code == 2 and "--oversample" in r.stderr
 
 
 # ---- evaluate-conformers ------------------------------------------------------------------------------
@@ -228,7 +237,7 @@ def test_a_torn_conformer_is_flagged_per_record_and_in_the_summary():
         c, o = 0, 1
         xyz[o] = xyz[c] + 3.0 * (xyz[o] - xyz[c]) / np.linalg.norm(xyz[o] - xyz[c])
 
-    method = ClofnetMethod(DistortsTheSecond(tear), SamplerSettings())
+    method = ClofnetMethod(DistortsTheSecond(tear), SamplerSettings(), oversample=1.0)
     result = generate_one(SmilesInput(0, "argument", "CO", "methanol"), method, 3, seed=0)
     assert result.status == "warning" and any("stretched_bonds" in note for note in result.notes)
     props = [p["stretched_bonds"] for _, _, _, p in result.records()]
@@ -242,7 +251,7 @@ def test_overlapping_atoms_are_flagged_per_record_and_in_the_summary():
     def collapse(xyz):  # butanol's hydroxyl O onto the methyl C, 4 bonds apart
         xyz[4] = xyz[0] + np.array([0.2, 0.0, 0.0])
 
-    method = ClofnetMethod(DistortsTheSecond(collapse), SamplerSettings())
+    method = ClofnetMethod(DistortsTheSecond(collapse), SamplerSettings(), oversample=1.0)
     result = generate_one(SmilesInput(0, "argument", "CCCCO", "butanol"), method, 3, seed=0)
     assert result.status == "warning" and any("SD property clashes" in note for note in result.notes)
     props = [p["clashes"] for _, _, _, p in result.records()]
@@ -270,3 +279,41 @@ def test_molecules_outside_the_score_models_training_domain_are_flagged():
     assert charged.status == "warning" and "total charge +1" in charged.extrapolation[0]
     # ETKDG is fitted to no training set: nothing to extrapolate from
     assert generate_one(SmilesInput(1, "argument", "CCCCO"), EtkdgMethod(), 2).extrapolation == []
+
+
+def test_oversampling_keeps_the_least_strained_conformers_in_their_order():
+    from se3mol.conformers.generate import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
+    from se3mol.conformers.sampler import SamplerSettings
+
+    def collapse(xyz):  # butanol's hydroxyl O onto the methyl C: a huge MMFF94 energy
+        xyz[4] = xyz[0] + np.array([0.2, 0.0, 0.0])
+
+    sampler = DistortsTheSecond(collapse)
+    asked = []
+    sample = sampler.sample
+    sampler.sample = lambda mol, n, seed, settings: asked.append(n) or sample(mol, n, seed, settings)
+    method = ClofnetMethod(sampler, SamplerSettings(), oversample=1.5)
+    result = generate_one(SmilesInput(0, "argument", "CCCCO"), method, 3)
+    assert asked == [5] and result.status == "ok" and result.n_conformers == 3
+    assert {p["clashes"] for _, _, _, p in result.records()} == {"none"}  # the collapsed one was not kept
+    # ETKDG keeps every sample unless asked to oversample too
+    assert EtkdgMethod().oversample == 1.0
+    assert generate_one(SmilesInput(0, "argument", "CCCCO"), EtkdgMethod(oversample=2.0), 3).n_conformers == 3
+
+
+def test_select_lowest_energy_ranks_strain_and_wrong_stereo_last():
+    from se3mol.conformers.generate import molecule_from_smiles, select_lowest_energy
+
+    mol = molecule_from_smiles("C[C@H](O)CC")
+    m = Chem.Mol(mol)
+    ids = list(AllChem.EmbedMultipleConfs(m, 4, randomSeed=3))
+    pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
+    pos[0, 0] = pos[0, 1] + 0.5 * (pos[0, 0] - pos[0, 1])  # a C-C bond squeezed to half its length
+    pos[2] *= np.array([-1.0, 1.0, 1.0])  # the mirror image: the stereo centre the wrong way round, same energy
+    kept, notes = select_lowest_energy(mol, pos, 2)
+    assert notes == [] and np.array_equal(kept, pos[[1, 3]])
+    assert np.array_equal(select_lowest_energy(mol, pos, 4)[0], pos)  # nothing to choose from
+    boron = molecule_from_smiles("B(F)(F)F")  # no MMFF94 parameters: the first ones, unranked, with a note
+    xyz = np.zeros((3, 4, 3))
+    kept, notes = select_lowest_energy(boron, xyz, 2)
+    assert kept.shape == (2, 4, 3) and "MMFF94 has no parameters" in notes[0]
