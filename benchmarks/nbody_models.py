@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--models", default="egnn,clofnet,tfn,se3_transformer")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=RESULTS / "nbody_models")
+    p.add_argument("--out", type=Path, default=RESULTS / "nbody_models", help="results file stem (.json, .md appended)")
     args = p.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     rows = []
@@ -63,7 +63,7 @@ def main() -> None:
     report = {"command": "python benchmarks/nbody_models.py " + " ".join(sys.argv[1:]), "threads": args.threads,
               "published": PUBLISHED, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = ["# N-body: test MSE of positions 1,000 steps ahead (3,000 train / 2,000 val / 2,000 test)", "",
              f"`{report['command']}`", "",
              "| model | our test MSE | published | epochs (best) | training s |", "|---|---|---|---|---|"]
@@ -74,7 +74,7 @@ def main() -> None:
             lines.append(f"| {r['model']} | {r['test_mse']:.4f} | {r['published_mse']} | {r['epochs']} "
                          f"({r['best_epoch']}) | {r['train_s']:.0f} |")
     lines.append(f"| linear (x + c v) | 0.0836 (benchmarks/nbody_data.py) | {PUBLISHED['linear']} | | |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("-n", "--molecules", type=int, default=16)
     p.add_argument("--repeats", type=int, default=10, help="forward passes per molecule and graph")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=RESULTS / "score_graph_speed")
+    p.add_argument("--out", type=Path, default=RESULTS / "score_graph_speed", help="results stem (.json, .md appended)")
     args = p.parse_args()
     import torch
     from rdkit import Chem
@@ -70,9 +70,9 @@ def main() -> None:
               "n_molecules": len(molecules), "conformers_per_batch": 10, "model_config": asdict(full.config),
               "pair_fraction_3_hops": e_near / e_full, "ms_per_forward_all_pairs": 1e3 * t_full / n,
               "ms_per_forward_3_hops": 1e3 * t_near / n, "speedup": t_full / t_near}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     size = ", ".join(f"{k} {v}" for k, v in asdict(near.config).items() if k != "max_hops")
-    args.out.with_suffix(".md").write_text("\n".join([
+    args.out.with_name(args.out.name + ".md").write_text("\n".join([
         "# Score model forward pass: every atom pair against bonds + 2- and 3-hop pairs", "",
         f"`{report['command']}`  ",
         f"{len(molecules)} QM9 test molecules with hydrogens, 10 conformers per batch, {args.threads} torch "
