@@ -46,6 +46,8 @@ def main() -> None:
     p.add_argument("-k", "--conformers", type=int, default=10)
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--model", default=None, help="score model (default: the shipped one)")
+    p.add_argument("--oversample", type=float, default=None,
+                   help="clofnet's --oversample (default 1.5; results before it existed sampled K: --oversample 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--part", default="0/1", help="I/N: score every N-th molecule from the I-th (parallel runs)")
@@ -71,6 +73,8 @@ def main() -> None:
     part, parts = (int(v) for v in args.part.split("/"))
     molecules, _ = pick_molecules(args.molecules, split=args.split, stereo="smiles")
     method = load_clofnet_method(args.model)
+    if args.oversample is not None:
+        method.oversample = args.oversample
     rows = []
     for idx, (qm9_id, smiles, ref) in enumerate(molecules):
         if idx % parts != part:

@@ -42,6 +42,8 @@ def main() -> None:
     p.add_argument("-k", "--conformers", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None, help="score model (default: the shipped one)")
+    p.add_argument("--oversample", type=float, default=None,
+                   help="clofnet's --oversample (default 1.5; results before it existed sampled K: --oversample 1)")
     p.add_argument("--out", type=Path, default=RESULTS / "conformers_beyond_qm9")
     args = p.parse_args()
     import numpy as np
@@ -55,6 +57,8 @@ def main() -> None:
     rdBase.DisableLog("rdApp.warning")
     table = Chem.GetPeriodicTable()
     methods = [load_clofnet_method(args.model), EtkdgMethod()]
+    if args.oversample is not None:
+        methods[0].oversample = args.oversample
     rows = []
     for name, smiles in MOLECULES:
         for method in methods:
