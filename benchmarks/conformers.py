@@ -237,6 +237,10 @@ def write_markdown(report: dict, path: Path) -> None:
               "\"torn\": conformers with a bond longer than its atoms' covalent radii plus 0.45 A. \"clashing\": "
               "conformers with two atoms 3 or more bonds apart closer than half their van der Waals radii's sum "
               "(a column added after some of these results were measured: '-' where it was not counted).",
+              "", "Oversampling (`--oversample F`: ceil(F K) samples, the K of lowest MMFF94 energy as sampled kept): "
+              + ", ".join(f"{r['method']} {r['settings'].get('oversample', 1):g}" for r in report["results"]
+                          if "oversample" not in r["method"])
+              + " (1: every sample kept; results without the setting predate it and sampled K).",
               "", "COV-R and MAT over the molecules that got conformers; \"failures as 0\" counts the failed "
               "ones as not covered. With one reference per molecule, COV-R of a molecule is 0 or 1 and COV-P is "
               "the fraction of its generated conformers within the threshold.", ""]

@@ -301,17 +301,21 @@ def test_oversampling_keeps_the_least_strained_conformers_in_their_order():
     assert generate_one(SmilesInput(0, "argument", "CCCCO"), EtkdgMethod(oversample=2.0), 3).n_conformers == 3
 
 
-def test_select_lowest_energy_ranks_strain_and_wrong_stereo_last():
+def test_select_lowest_energy_ranks_strain_then_flawed_conformers_last():
     from se3mol.conformers.generate import molecule_from_smiles, select_lowest_energy
 
     mol = molecule_from_smiles("C[C@H](O)CC")
     m = Chem.Mol(mol)
     ids = list(AllChem.EmbedMultipleConfs(m, 4, randomSeed=3))
     pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
-    pos[0, 0] = pos[0, 1] + 0.5 * (pos[0, 0] - pos[0, 1])  # a C-C bond squeezed to half its length
+    methyl = [0] + [a.GetIdx() for a in mol.GetAtomWithIdx(0).GetNeighbors() if a.GetAtomicNum() == 1]
+    pos[0, methyl] -= 0.3 * (pos[0, 0] - pos[0, 1]) / np.linalg.norm(pos[0, 0] - pos[0, 1])  # C-C squeezed 0.3 A
     pos[2] *= np.array([-1.0, 1.0, 1.0])  # the mirror image: the stereo centre the wrong way round, same energy
     kept, notes = select_lowest_energy(mol, pos, 2)
     assert notes == [] and np.array_equal(kept, pos[[1, 3]])
+    # A torn bond ranks after every whole conformer, however strained: here the squeezed one is kept before it.
+    pos[3, 0] = pos[3, 1] + 2.5 * (pos[3, 0] - pos[3, 1]) / np.linalg.norm(pos[3, 0] - pos[3, 1])
+    assert np.array_equal(select_lowest_energy(mol, pos, 2)[0], pos[[0, 1]])
     assert np.array_equal(select_lowest_energy(mol, pos, 4)[0], pos)  # nothing to choose from
     boron = molecule_from_smiles("B(F)(F)F")  # no MMFF94 parameters: the first ones, unranked, with a note
     xyz = np.zeros((3, 4, 3))
