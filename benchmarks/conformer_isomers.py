@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--model", default=None, help="score model (default: the shipped one)")
     p.add_argument("--oversample", type=float, default=None,
-                   help="clofnet's --oversample (default 1.5; results before it existed sampled K: --oversample 1)")
+                   help="clofnet's --oversample (default 1.2; results before it existed sampled K: --oversample 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--part", default="0/1", help="I/N: score every N-th molecule from the I-th (parallel runs)")

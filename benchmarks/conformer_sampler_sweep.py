@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--repulsion-sigma", type=float, default=None,
                    help="apply the repulsion only at noise levels up to this sigma (Angstrom)")
     p.add_argument("--oversample", type=float, default=None,
-                   help="sample this many times K and keep the K of lowest MMFF94 energy (default: clofnet's, 1.5; "
+                   help="sample this many times K and keep the K of lowest MMFF94 energy (default: clofnet's, 1.2; "
                         "sweeps before it existed sampled K)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="results file stem (default results/conformer_sampler_sweep)")

@@ -289,7 +289,7 @@ def main() -> None:
                    help="SMILES as in QM9 (no stereo; default) or with the stereo of the DFT reference")
     p.add_argument("--oversample", type=float, default=None,
                    help="sample this many times K conformers and keep the K of lowest MMFF94 energy (default: "
-                        "the method's, 1.5 for clofnet, 1 for etkdg); rows are labelled with it")
+                        "the method's, 1.2 for clofnet, 1 for etkdg); rows are labelled with it")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1; `se3mol conformers` uses all cores, 2 on this machine)")
     p.add_argument("--quick", action="store_true", help="10 molecules, no results written")

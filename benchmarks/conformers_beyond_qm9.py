@@ -43,7 +43,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None, help="score model (default: the shipped one)")
     p.add_argument("--oversample", type=float, default=None,
-                   help="clofnet's --oversample (default 1.5; results before it existed sampled K: --oversample 1)")
+                   help="clofnet's --oversample (default 1.2; results before it existed sampled K: --oversample 1)")
     p.add_argument("--out", type=Path, default=RESULTS / "conformers_beyond_qm9")
     args = p.parse_args()
     import numpy as np
