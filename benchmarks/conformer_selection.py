@@ -1,13 +1,13 @@
 """Which K of M sampled conformers to keep: does ranking by MMFF94 energy raise coverage?
 
-    python benchmarks/conformer_selection.py -n 300 -m 30 [--split val|test] [--offset 0] [--out STEM]
+    python benchmarks/conformer_selection.py -n 300 -m 30 [--split val|test] [--seed 0] [--offset 0] [--out STEM]
 
-With QM9's stereo-free SMILES: sample M conformers per molecule with a score model (``--oversample 1``, seed 0,
-as ``se3mol conformers`` does), score every one against the DFT geometry (heavy-atom best RMSD) and compute its
-MMFF94 energy as sampled and after minimisation (``--relax``). Then estimate, for K = 10 kept conformers, the
-*expected* COV-R at 0.5 A and MAT-R of each way of choosing them, averaged over ``--draws`` random subsets of
-the M samples per molecule (so that the luck of one draw of 10, which moves a 200-molecule COV-R by a point or
-two, averages out):
+With QM9's stereo-free SMILES: sample M conformers per molecule with a score model (``--oversample 1``,
+``--seed``, default 0, as ``se3mol conformers`` does), score every one against the DFT geometry (heavy-atom
+best RMSD) and compute its MMFF94 energy as sampled and after minimisation (``--relax``). Then estimate, for
+K = 10 kept conformers, the *expected* COV-R at 0.5 A and MAT-R of each way of choosing them, averaged over
+``--draws`` random subsets of the M samples per molecule (so that the luck of one draw of 10, which moves a
+200-molecule COV-R by a point or two, averages out):
 
 - ``K samples``: K random samples, no choice (what ``--oversample 1`` gives);
 - ``K of M' by energy as sampled``: M' random samples, the K of lowest MMFF94 energy as sampled kept, what
@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from conformers import RESULTS, pick_molecules  # noqa: E402
 
 
-def sample_and_score(molecules, m: int, model: str | None) -> list[dict]:
+def sample_and_score(molecules, m: int, model: str | None, seed: int = 0) -> list[dict]:
     from rdkit import Chem
 
     from se3mol.conformers.generate import SmilesInput, generate_one, load_clofnet_method, relax_mmff
@@ -45,7 +45,7 @@ def sample_and_score(molecules, m: int, model: str | None) -> list[dict]:
     method.oversample = 1.0
     rows = []
     for idx, (qm9_id, smiles, ref) in enumerate(molecules):
-        result = generate_one(SmilesInput(idx, "qm9", smiles, qm9_id), method, m, seed=0)
+        result = generate_one(SmilesInput(idx, "qm9", smiles, qm9_id), method, m, seed=seed)
         if result.status == "error":
             rows.append({"id": qm9_id, "smiles": smiles, "error": result.error})
             continue
@@ -108,6 +108,7 @@ def main() -> None:
     p.add_argument("--offset", type=int, default=0, help="skip this many validation molecules first (to split a "
                                                            "run over processes; join with --join)")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (as se3mol conformers --seed)")
     p.add_argument("--join", type=Path, nargs="+", default=None, metavar="JSON",
                    help="summarise the per-molecule rows of earlier runs together; nothing is sampled")
     p.add_argument("--out", type=Path, default=RESULTS / "conformer_selection", help="results file stem")
@@ -117,6 +118,7 @@ def main() -> None:
         parts = [json.loads(path.read_text()) for path in args.join]
         rows = [r for part in parts for r in part["molecules"]]
         args.samples, args.keep, args.split = parts[0]["m"], parts[0]["k"], parts[0]["split"]
+        args.seed = parts[0].get("seed", 0)
         command = "; ".join(part["command"] for part in parts) + f" (joined with: {command})"
     else:
         import torch
@@ -125,9 +127,9 @@ def main() -> None:
         torch.set_num_threads(1)
         rdBase.DisableLog("rdApp.warning")
         molecules, _ = pick_molecules(args.offset + args.molecules, split=args.split, stereo="smiles")
-        rows = sample_and_score(molecules[args.offset:], args.samples, args.model)
+        rows = sample_and_score(molecules[args.offset:], args.samples, args.model, args.seed)
     table = summarise(rows, args.keep, args.threshold, args.draws)
-    report = {"command": command, "split": args.split, "stereo": "smiles", "draws": args.draws,
+    report = {"command": command, "split": args.split, "stereo": "smiles", "seed": args.seed, "draws": args.draws,
               "n_molecules": len(rows), "n_failed": sum("rmsd" not in r for r in rows), "m": args.samples,
               "k": args.keep, "threshold": args.threshold, "rules": table, "molecules": rows}
     out = args.out
@@ -135,9 +137,9 @@ def main() -> None:
     split = {"val": "validation", "test": "test"}[args.split]
     lines = [f"# Choosing {args.keep} conformers from more samples, {len(rows)} QM9 {split} molecules", "",
              f"`{command}`", "",
-             f"QM9's SMILES (no stereo), default sampler, seed 0, {args.samples} samples per molecule; heavy-atom best "
-             f"RMSD to the DFT geometry, COV-R at {args.threshold} A. Expected values over {args.draws} random subsets "
-             f"of the samples per molecule. Failed molecules: {report['n_failed']}.", "",
+             f"QM9's SMILES (no stereo), default sampler, seed {args.seed}, {args.samples} samples per molecule; "
+             f"heavy-atom best RMSD to the DFT geometry, COV-R at {args.threshold} A. Expected values over "
+             f"{args.draws} random subsets of the samples per molecule. Failed molecules: {report['n_failed']}.", "",
              f"| kept conformers | samples | expected COV-R | vs {args.keep} samples (paired, +- s.e.) "
              "| MAT-R mean (A) | MAT-R median (A) |", "|---|---|---|---|---|---|"]
     lines += [f"| {t['rule']} | {t['samples']} | {100 * t['cov_r']:.1f}% | {100 * t['cov_r_minus_samples']:+.1f} +- "

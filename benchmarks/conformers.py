@@ -238,8 +238,8 @@ def write_markdown(report: dict, path: Path) -> None:
               "conformers with two atoms 3 or more bonds apart closer than half their van der Waals radii's sum "
               "(a column added after some of these results were measured: '-' where it was not counted).",
               "", "Oversampling (`--oversample F`: ceil(F K) samples, the K of lowest MMFF94 energy as sampled kept): "
-              + ", ".join(f"{r['method']} {r['settings'].get('oversample', 1):g}" for r in report["results"]
-                          if "oversample" not in r["method"])
+              + ", ".join([f"{r['method']} {r['settings'].get('oversample', 1):g}" for r in report["results"]
+                           if "oversample" not in r["method"]] or ["as the method names say"])
               + " (1: every sample kept; results without the setting predate it and sampled K).",
               "", "COV-R and MAT over the molecules that got conformers; \"failures as 0\" counts the failed "
               "ones as not covered. With one reference per molecule, COV-R of a molecule is 0 or 1 and COV-P is "
@@ -265,8 +265,10 @@ def join_reports(paths: list[Path], out: Path) -> None:
         for key in ("n_molecules", "k", "threshold", "seed", "split", "stereo"):
             if r.get(key) != first.get(key):
                 raise SystemExit(f"{p}: {key} is {r.get(key)!r}, {paths[0]} has {first.get(key)!r}; cannot join")
-    joined = {**first, "command": "; ".join(r["command"] for r in reports) + " (run side by side, joined with "
-              "--join)", "machine": "; ".join(dict.fromkeys(r["machine"] for r in reports)),
+    suffix = " (run side by side, joined with --join)"
+    commands = list(dict.fromkeys(c for r in reports for c in r.get("commands", [r["command"].removesuffix(suffix)])))
+    joined = {**first, "commands": commands, "command": "; ".join(commands) + suffix,
+              "machine": "; ".join(dict.fromkeys(r["machine"] for r in reports)),
               "skipped_methods": [s for r in reports for s in r["skipped_methods"]],
               "results": [x for r in reports for x in r["results"]]}
     out.parent.mkdir(parents=True, exist_ok=True)

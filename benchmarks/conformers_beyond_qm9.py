@@ -83,11 +83,17 @@ def main() -> None:
             print(rows[-1], file=sys.stderr)
     report = {"command": "python benchmarks/conformers_beyond_qm9.py " + " ".join(sys.argv[1:]),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "k": args.conformers, "seed": args.seed,
-              "rows": rows}
+              "oversample": methods[0].oversample, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Conformers of molecules larger than QM9's ({args.conformers} per molecule, seed {args.seed}, "
-             f"score model {args.model or 'conformers-clofnet-qm9'})", "",
+    write_markdown(report, args.model, args.out.with_name(args.out.name + ".md"))
+
+
+def write_markdown(report: dict, model: str | None, path: Path) -> None:
+    rows = report["rows"]
+    lines = [f"# Conformers of molecules larger than QM9's ({report['k']} per molecule, seed {report['seed']}, "
+             f"score model {model or 'conformers-clofnet-qm9'}, clofnet oversample "
+             f"{report.get('oversample', 'not recorded')})", "",
              f"`{report['command']}` (measured {report['date']})", "",
              "| molecule | heavy atoms (all) | method | clashing | torn | closest approach / vdW sum "
              "| MMFF94 median, as generated (kcal/mol) | after relaxation | extrapolation flagged | s (1 thread) |",
@@ -104,7 +110,7 @@ def main() -> None:
     lines += ["", "Clashing: two atoms 3 or more bonds apart closer than half their van der Waals radii's sum. "
               "Torn: a bond longer than the atoms' covalent radii plus 0.45 A. Both are read on the conformers "
               "as generated; the energies are MMFF94 (RDKit) before and after `--relax`."]
-    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
