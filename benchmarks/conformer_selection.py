@@ -118,7 +118,7 @@ def main() -> None:
         parts = [json.loads(path.read_text()) for path in args.join]
         rows = [r for part in parts for r in part["molecules"]]
         args.samples, args.keep, args.split = parts[0]["m"], parts[0]["k"], parts[0]["split"]
-        args.seed = parts[0].get("seed", 0)
+        args.seed = ", ".join(dict.fromkeys(str(part.get("seed", 0)) for part in parts))
         command = "; ".join(part["command"] for part in parts) + f" (joined with: {command})"
     else:
         import torch
@@ -135,9 +135,12 @@ def main() -> None:
     out = args.out
     out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     split = {"val": "validation", "test": "test"}[args.split]
-    lines = [f"# Choosing {args.keep} conformers from more samples, {len(rows)} QM9 {split} molecules", "",
+    distinct = len({r["id"] for r in rows})
+    counted = f"{distinct} QM9 {split} molecules" + (f" ({len(rows)} rows: one per molecule and seed)"
+                                                     if distinct < len(rows) else "")
+    lines = [f"# Choosing {args.keep} conformers from more samples, {counted}", "",
              f"`{command}`", "",
-             f"QM9's SMILES (no stereo), default sampler, seed {args.seed}, {args.samples} samples per molecule; "
+             f"QM9's SMILES (no stereo), default sampler, seed(s) {args.seed}, {args.samples} samples per molecule; "
              f"heavy-atom best RMSD to the DFT geometry, COV-R at {args.threshold} A. Expected values over "
              f"{args.draws} random subsets of the samples per molecule. Failed molecules: {report['n_failed']}.", "",
              f"| kept conformers | samples | expected COV-R | vs {args.keep} samples (paired, +- s.e.) "
