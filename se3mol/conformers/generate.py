@@ -717,6 +717,8 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
         result.notes.extend(result.extrapolation)
         asked = math.ceil(getattr(method, "oversample", 1.0) * n - 1e-9)
         pos, notes = method.coordinates(mol, asked, result.seed)  # [K,N,3]
+        if asked > n:  # the method's notes count what it was asked for: say why that is more than -n
+            notes = [f"{note} ({asked} sampled to keep {n}: --oversample {method.oversample:g})" for note in notes]
         result.notes.extend(notes)
         if asked > n:
             pos, notes = select_lowest_energy(mol, pos, n)

@@ -321,3 +321,29 @@ def test_select_lowest_energy_ranks_strain_then_flawed_conformers_last():
     xyz = np.zeros((3, 4, 3))
     kept, notes = select_lowest_energy(boron, xyz, 2)
     assert kept.shape == (2, 4, 3) and "MMFF94 has no parameters" in notes[0]
+
+
+def test_notes_of_an_oversampled_method_say_how_many_were_sampled_for_how_many_kept():
+    from se3mol.conformers.generate import SmilesInput, generate_one
+
+    class EmbedsTwo:  # like ETKDG when only some conformers embed
+        name, oversample = "fake", 1.5
+
+        def settings(self):
+            return {"oversample": self.oversample}
+
+        def check(self, mol):
+            return None
+
+        def extrapolation(self, mol):
+            return []
+
+        def coordinates(self, mol, n, seed):
+            m = Chem.Mol(mol)
+            ids = list(AllChem.EmbedMultipleConfs(m, 2, randomSeed=seed))
+            return np.stack([m.GetConformer(i).GetPositions() for i in ids]), [f"only 2 of {n} conformers could be "
+                                                                                 "embedded"]
+
+    result = generate_one(SmilesInput(0, "argument", "CCO"), EmbedsTwo(), 4)
+    assert result.n_conformers == 2 and result.status == "warning"
+    assert "only 2 of 6 conformers could be embedded (6 sampled to keep 4: --oversample 1.5)" in result.notes
