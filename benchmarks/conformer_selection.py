@@ -10,9 +10,13 @@ K = 10 kept conformers, the *expected* COV-R at 0.5 A and MAT-R of each way of c
 200-molecule COV-R by a point or two, averages out):
 
 - ``K samples``: K random samples, no choice (what ``--oversample 1`` gives);
-- ``K of M' by energy as sampled``: M' random samples, the K of lowest MMFF94 energy as sampled kept, what
-  ``se3mol.conformers.generate.select_lowest_energy`` does (``--oversample M'/K``);
-- ``K of M' by minimised energy``: the K whose minimised energy is lowest.
+- ``K of M' by energy as sampled``: M' random samples, the K of lowest MMFF94 energy as sampled kept (the rule
+  of ``--oversample M'/K`` before the one below);
+- ``K of M' by minimised energy``: the K whose minimised energy is lowest;
+- ``K of M': least strained, then most diverse``: what ``se3mol.conformers.generate.select_conformers`` does
+  (``--oversample M'/K``): the most strained half of the M' - K surplus dropped, then farthest-point selection
+  on the samples' pairwise heavy-atom best RMSD, from the least strained on. Needs the pairwise RMSDs, which
+  runs before this rule existed did not record.
 
 The differences to ``K samples`` are paired (same molecules, same samples), with their standard error over
 molecules. Tune on the validation split (the default); ``--split test`` measures. Per-molecule RMSDs and
@@ -49,12 +53,15 @@ def sample_and_score(molecules, m: int, model: str | None, seed: int = 0) -> lis
         if result.status == "error":
             rows.append({"id": qm9_id, "smiles": smiles, "error": result.error})
             continue
-        d, _ = heavy_atom_rmsd_matrix(split_conformers(result.mol), [ref])
+        confs = split_conformers(result.mol)
+        d, _ = heavy_atom_rmsd_matrix(confs, [ref])
+        pair, _ = heavy_atom_rmsd_matrix(confs, confs)
         relaxed = Chem.Mol(result.mol)
         outcomes = relax_mmff(relaxed)
         rows.append({"id": qm9_id, "smiles": smiles, "rmsd": np.asarray(d)[:, 0].tolist(),
                      "energy_sampled": [o.energy_before for o in outcomes],
-                     "energy_minimised": [o.energy_after for o in outcomes]})
+                     "energy_minimised": [o.energy_after for o in outcomes],
+                     "pair_rmsd": np.round(np.asarray(pair), 4).tolist()})
         if (idx + 1) % 25 == 0:
             print(f"  {idx + 1}/{len(molecules)}", file=sys.stderr, flush=True)
     return rows
@@ -62,14 +69,38 @@ def sample_and_score(molecules, m: int, model: str | None, seed: int = 0) -> lis
 
 def expected_best(row: dict, k: int, pool: int, key: str | None, draws: int, rng: np.random.Generator) -> np.ndarray:
     """Best RMSD of the K kept conformers ``[draws]``: each draw takes ``pool`` random samples of the molecule and
-    keeps the K of lowest ``row[key]`` (``key=None``: ``pool == K``, no choice)."""
+    keeps the K of lowest ``row[key]`` (``key=None``: ``pool == K``, no choice; ``"diverse"``: what
+    ``se3mol.conformers.generate.select_conformers`` does, the least strained half of the surplus dropped and
+    :func:`farthest_points` selection from the rest)."""
     rmsd = np.asarray(row["rmsd"])
     pools = np.argsort(rng.random((draws, len(rmsd))), axis=1)[:, :pool]  # [draws, pool] random subsets
     if key is not None:
-        energy = np.asarray(row[key], dtype=np.float64)[pools]
+        energy = np.asarray(row["energy_sampled" if key == "diverse" else key], dtype=np.float64)[pools]
         energy[~np.isfinite(energy)] = np.inf
-        pools = np.take_along_axis(pools, np.argsort(energy, axis=1, kind="stable")[:, :k], axis=1)
+        # "diverse" keeps the least strained K + ceil((pool - K) / 2) for farthest-point selection
+        keep = k + (pool - k + 1) // 2 if key == "diverse" else k
+        pools = np.take_along_axis(pools, np.argsort(energy, axis=1, kind="stable")[:, :keep], axis=1)
+    if key == "diverse":
+        pools = farthest_points(pools, np.asarray(row["pair_rmsd"]), np.asarray(row["energy_sampled"]), k)
     return rmsd[pools].min(axis=1)
+
+
+def farthest_points(pools: np.ndarray, pair: np.ndarray, energy: np.ndarray, k: int) -> np.ndarray:
+    """For each row of ``pools [draws, pool]`` (sample indices), the K samples chosen greedily for diversity:
+    first the one of lowest MMFF94 energy as sampled, then each time the one farthest (heavy-atom best RMSD)
+    from those already chosen. ``[draws, K]``."""
+    energy = np.where(np.isfinite(energy), energy, np.inf)
+    draws = np.arange(len(pools))
+    first = np.argmin(energy[pools], axis=1)
+    chosen = [pools[draws, first]]
+    nearest = pair[pools, chosen[0][:, None]]  # [draws, pool]: distance to the closest chosen sample
+    nearest[draws, first] = -1.0  # never chosen twice, even among identical samples
+    for _ in range(k - 1):
+        pick = np.argmax(nearest, axis=1)
+        chosen.append(pools[draws, pick])
+        nearest = np.minimum(nearest, pair[pools, chosen[-1][:, None]])
+        nearest[draws, pick] = -1.0
+    return np.stack(chosen, axis=1)
 
 
 def summarise(rows: list[dict], k: int, threshold: float, draws: int, seed: int = 0) -> list[dict]:
@@ -82,7 +113,11 @@ def summarise(rows: list[dict], k: int, threshold: float, draws: int, seed: int 
     for pool in (15, 20):
         if k < pool <= m:
             choices.append((f"{k} of {pool} by minimised energy", pool, "energy_minimised"))
-    table, base = [], None
+    if all("pair_rmsd" in r for r in scored):
+        for pool in (12, 15, 20, 30):
+            if k < pool <= m:
+                choices.append((f"{k} of {pool}: least strained, then most diverse", pool, "diverse"))
+    table, base, by_energy = [], None, {}
     for name, pool, key in choices:
         rng = np.random.default_rng(seed)
         best = np.stack([expected_best(r, k, pool, key, draws, rng) for r in scored])  # [molecules, draws]
@@ -94,6 +129,12 @@ def summarise(rows: list[dict], k: int, threshold: float, draws: int, seed: int 
         table.append({"rule": name, "samples": pool, "cov_r": float(cov.mean()), "mat_r_mean": float(mat.mean()),
                       "mat_r_median": float(np.median(mat)), "cov_r_minus_samples": float(diff.mean()),
                       "cov_r_minus_samples_se": float(diff.std(ddof=1) / np.sqrt(len(diff)))})
+        if key == "energy_sampled":
+            by_energy[pool] = cov
+        elif key == "diverse" and pool in by_energy:  # the same random subsets (same rng seed): paired
+            d = cov - by_energy[pool]
+            table[-1].update(cov_r_minus_energy=float(d.mean()), cov_r_minus_energy_se=float(d.std(ddof=1)
+                                                                                               / np.sqrt(len(d))))
     return table
 
 
@@ -144,10 +185,13 @@ def main() -> None:
              f"heavy-atom best RMSD to the DFT geometry, COV-R at {args.threshold} A. Expected values over "
              f"{args.draws} random subsets of the samples per molecule. Failed molecules: {report['n_failed']}.", "",
              f"| kept conformers | samples | expected COV-R | vs {args.keep} samples (paired, +- s.e.) "
-             "| MAT-R mean (A) | MAT-R median (A) |", "|---|---|---|---|---|---|"]
+             "| vs by energy as sampled, same samples | MAT-R mean (A) | MAT-R median (A) |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {t['rule']} | {t['samples']} | {100 * t['cov_r']:.1f}% | {100 * t['cov_r_minus_samples']:+.1f} +- "
-              f"{100 * t['cov_r_minus_samples_se']:.1f} | {t['mat_r_mean']:.3f} | {t['mat_r_median']:.3f} |"
-              for t in table]
+              f"{100 * t['cov_r_minus_samples_se']:.1f} | "
+              + (f"{100 * t['cov_r_minus_energy']:+.1f} +- {100 * t['cov_r_minus_energy_se']:.1f}"
+                 if "cov_r_minus_energy" in t else "")
+              + f" | {t['mat_r_mean']:.3f} | {t['mat_r_median']:.3f} |" for t in table]
     out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), file=sys.stderr)
 

@@ -46,7 +46,7 @@ __all__ = [
     "molecule_from_smiles",
     "read_smiles_inputs",
     "relax_mmff",
-    "select_lowest_energy",
+    "select_conformers",
 ]
 
 #: The shipped score model ``--method clofnet`` uses unless ``--model`` says otherwise.
@@ -56,13 +56,11 @@ MMFF_MAX_ITERS = 2000
 #: ``--relax`` restraints once free minimisation inverted a stereo element: flat-bottomed dihedral restraints
 #: (kcal/mol/degree^2) that keep the signs RDKit reads the elements by, at least this many degrees from 0 and 180.
 RESTRAINT_FORCE, RESTRAINT_MARGIN = 1.0, 15.0
-#: ``--method clofnet`` samples this many times the conformers asked for and keeps those with the lowest MMFF94
-#: energy as sampled (:func:`select_lowest_energy`). On 300 QM9 validation molecules with stereo-free SMILES
-#: (benchmarks/results/conformer_selection.md), 10 kept of 12 are expected to cover 85.2% of the DFT geometries
-#: and 10 plain samples 84.1% (+1.0 +- 0.3 points, paired; 10 of 15 gain no more); MAT-R falls from 0.236 to
-#: 0.228 A. 1.5 took 1.7 times as long as plain sampling, beyond the 2 s per molecule of the benchmark's goal.
-#: End to end on the 200 test molecules the gain is within the noise of five seeds (COV-R -1.3 +- 1.2 points
-#: paired, MAT-R unchanged: benchmarks/results/conformer_seeds_oversample.md).
+#: ``--method clofnet`` samples this many times the conformers asked for and keeps the least strained and most
+#: diverse (:func:`select_conformers`). On 300 QM9 validation molecules with stereo-free SMILES, 10 kept of 12 are
+#: expected to cover 84.2% of the DFT geometries and 10 plain samples 82.3% (+1.9 +- 0.2 points, paired), MAT-R
+#: 0.229 against 0.241 A (benchmarks/results/conformer_selection_diverse.md); 15 would gain more (+3.7) but took
+#: 1.7 times as long as plain sampling, beyond the 2 s per molecule of the benchmark's goal.
 CLOFNET_OVERSAMPLE = 1.2
 # Extensions of molecule files that conformers does not take (it reads SMILES, not 3D structures).
 _STRUCTURE_EXTENSIONS = (".sdf", ".sd", ".mol", ".mol2", ".xyz", ".extxyz", ".pdb", ".gz")
@@ -213,7 +211,7 @@ class ConformerMethod(Protocol):
     it can handle lies outside what it was fitted to (a learned model's training molecules), each a warning;
     ``coordinates`` may return fewer than ``n`` conformers (with a note saying why) but raises ValueError
     when it has none. ``oversample`` (at least 1): :func:`generate_one` asks for ``ceil(oversample * n)``
-    conformers and keeps the ``n`` of lowest MMFF94 energy (:func:`select_lowest_energy`).
+    conformers and keeps ``n``, the least strained and most diverse (:func:`select_conformers`).
     """
 
     name: str
@@ -291,7 +289,7 @@ class ClofnetMethod:
         sampler: a loaded ``ScoreSampler`` (anything with ``elements`` and ``sample(mol, n, seed, settings)``).
         sampler_settings: its ``SamplerSettings`` (levels, steps per level, step size, clipping).
         model: the model name or path, written into every record.
-        oversample: sample this many times the conformers asked for and keep the lowest-energy ones
+        oversample: sample this many times the conformers asked for and keep the least strained, most diverse
             (:data:`CLOFNET_OVERSAMPLE`; 1 keeps every sample).
     """
 
@@ -379,43 +377,80 @@ def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: s
     return ClofnetMethod(sampler=sampler, sampler_settings=settings, model=spec)
 
 
-def select_lowest_energy(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
-    """The ``n`` conformers of ``pos [K,N,3]`` (atoms of ``mol``, explicit hydrogens) with the lowest MMFF94 energy
-    as they are, no minimisation, in their original order, and a note when they could not be ranked.
+def select_conformers(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
+    """Which ``n`` of the conformers ``pos [K,N,3]`` (atoms of ``mol``, explicit hydrogens) to keep: the least
+    strained, then the most diverse. Returns them in their original order, and notes.
 
-    Conformers that the output would flag rank last: a stereo element the SMILES specifies the wrong way round, a
-    stretched bond or overlapping atoms (:mod:`se3mol.conformers.geometry`). As sampled, a conformer's
-    MMFF94 energy is dominated by strain: distorted rings, eclipsed or crowded groups, bonds and angles off.
-    Ranking after minimisation would instead keep the lowest minima, which loses coverage (on 300 QM9 validation
-    molecules, 10 kept of 20 by minimised energy are expected to cover 82.2% of the DFT geometries, by energy as
-    sampled 85.1%, 10 plain samples 84.1%: ``benchmarks/results/conformer_selection.md``).
-    Raises nothing: without MMFF94 parameters the first ``n`` are kept, with a note.
+    1. Rank by MMFF94 energy as sampled (no minimisation), which for a sampled conformer is dominated by strain:
+       distorted rings, eclipsed or crowded groups, bonds and angles off. Conformers the output would flag rank
+       last: a stereo element the SMILES specifies the wrong way round, a stretched bond or overlapping atoms
+       (:mod:`se3mol.conformers.geometry`).
+    2. Drop the most strained half of the surplus, rounded down (of 12 for 10, the most strained 1; of 15, 2),
+       and every flawed conformer while enough whole ones remain.
+    3. From the rest, farthest-point selection on heavy-atom best RMSD (the coverage metric's distance): first
+       the least strained, then each time the one farthest from those kept. Near-duplicates waste places.
+
+    On 300 QM9 validation molecules with stereo-free SMILES, sampling 12 for 10 this way is expected to cover
+    84.2% of the DFT geometries against 82.3% for 10 plain samples (+1.9 +- 0.2 points, paired) and 83.6% for the
+    10 of lowest energy; of 15, 86.0% (+3.7); ranking by minimised energy instead loses coverage
+    (``benchmarks/results/conformer_selection_diverse.md``). Raises nothing: without MMFF94 parameters the
+    conformers are not ranked by strain (step 2 keeps them all), with a note.
     """
     from se3mol.conformers.geometry import clashes, nonbonded_pairs, stretched_bonds
+    from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
     from se3mol.conformers.stereo import stereo_targets, stereo_wrong
     from se3mol.io import _rdkit_messages
 
-    if len(pos) <= n:
+    k = len(pos)
+    if k <= n:
         return pos, []
+    notes: list[str] = []
     work = Chem.Mol(mol)  # MMFF typing rewrites aromaticity flags; keep them off the molecule written out
     with _rdkit_messages():
         props = AllChem.MMFFGetMoleculeProperties(work)
     if props is None:
-        return pos[:n], [f"kept the first {n} of {len(pos)} samples unranked: MMFF94 has no parameters for this "
-                         "molecule"]
-    work.RemoveAllConformers()
-    work.AddConformer(Chem.Conformer(mol.GetNumAtoms()), assignId=True)
-    ff = AllChem.MMFFGetMoleculeForceField(work, props)
-    energy = np.array([ff.CalcEnergy(x.ravel().tolist()) for x in pos])
-    energy[~np.isfinite(energy)] = np.inf
+        energy = np.zeros(k)
+        notes.append(f"kept {n} of {k} samples without ranking them by strain: MMFF94 has no parameters for this "
+                     "molecule")
+    else:
+        work.RemoveAllConformers()
+        work.AddConformer(Chem.Conformer(mol.GetNumAtoms()), assignId=True)
+        ff = AllChem.MMFFGetMoleculeForceField(work, props)
+        energy = np.array([ff.CalcEnergy(x.ravel().tolist()) for x in pos])
+        energy[~np.isfinite(energy)] = np.inf
     z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
     bonds = np.array([[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()]).reshape(-1, 2)
     flawed = stretched_bonds(pos, z, bonds).any(-1) | clashes(pos, z, nonbonded_pairs(mol)).any(-1)
     targets = stereo_targets(mol)
     if len(targets):
         flawed |= stereo_wrong(pos, targets).any(-1)
-    keep = np.sort(np.lexsort((energy, flawed))[:n])
-    return pos[keep], []
+    order = np.lexsort((energy, flawed))  # whole conformers first, each group least strained first
+    whole = int((~flawed).sum())
+    if props is not None:
+        order = order[:n + (k - n + 1) // 2]
+    if whole < n:  # every whole conformer is kept; the least strained flawed ones fill the places left
+        return pos[np.sort(order[:n])], notes
+    order = order[:max(n, min(len(order), whole))]
+    if len(order) > n and (z > 1).sum() >= 2:
+        confs = Chem.Mol(mol)
+        confs.RemoveAllConformers()
+        for xyz in pos[order]:
+            conf = Chem.Conformer(mol.GetNumAtoms())
+            for a, (x, y, w) in enumerate(xyz.tolist()):
+                conf.SetAtomPosition(a, Point3D(x, y, w))
+            confs.AddConformer(conf, assignId=True)
+        single = split_conformers(confs)
+        dist, _ = heavy_atom_rmsd_matrix(single, single)
+        chosen = [0]
+        nearest = np.asarray(dist[0], dtype=np.float64).copy()
+        nearest[0] = -1.0
+        while len(chosen) < n:
+            pick = int(np.argmax(nearest))
+            chosen.append(pick)
+            nearest = np.minimum(nearest, dist[pick])
+            nearest[chosen] = -1.0
+        order = order[chosen]
+    return pos[np.sort(order[:n])], notes
 
 
 def _score_model_path(spec: str) -> tuple[Path, bool]:
@@ -721,7 +756,7 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
             notes = [f"{note} ({asked} sampled to keep {n}: --oversample {method.oversample:g})" for note in notes]
         result.notes.extend(notes)
         if asked > n:
-            pos, notes = select_lowest_energy(mol, pos, n)
+            pos, notes = select_conformers(mol, pos, n)
             result.notes.extend(notes)
         mol = Chem.Mol(mol)
         mol.RemoveAllConformers()

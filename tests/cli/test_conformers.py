@@ -281,7 +281,7 @@ def test_molecules_outside_the_score_models_training_domain_are_flagged():
     assert generate_one(SmilesInput(1, "argument", "CCCCO"), EtkdgMethod(), 2).extrapolation == []
 
 
-def test_oversampling_keeps_the_least_strained_conformers_in_their_order():
+def test_oversampling_keeps_whole_conformers_in_their_order():
     from se3mol.conformers.generate import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
     from se3mol.conformers.sampler import SamplerSettings
 
@@ -301,26 +301,57 @@ def test_oversampling_keeps_the_least_strained_conformers_in_their_order():
     assert generate_one(SmilesInput(0, "argument", "CCCCO"), EtkdgMethod(oversample=2.0), 3).n_conformers == 3
 
 
-def test_select_lowest_energy_ranks_strain_then_flawed_conformers_last():
-    from se3mol.conformers.generate import molecule_from_smiles, select_lowest_energy
+def _embedded(smiles: str, k: int, seed: int = 3):
+    from se3mol.conformers.generate import molecule_from_smiles
 
-    mol = molecule_from_smiles("C[C@H](O)CC")
+    mol = molecule_from_smiles(smiles)
     m = Chem.Mol(mol)
-    ids = list(AllChem.EmbedMultipleConfs(m, 4, randomSeed=3))
-    pos = np.stack([m.GetConformer(i).GetPositions() for i in ids])
+    ids = list(AllChem.EmbedMultipleConfs(m, k, randomSeed=seed))
+    return mol, np.stack([m.GetConformer(i).GetPositions() for i in ids])
+
+
+def test_select_conformers_drops_the_most_strained_and_flawed_ones():
+    from se3mol.conformers.generate import molecule_from_smiles, select_conformers
+
+    def kept_indices(kept):
+        return sorted(int(np.argmin([np.abs(x - p).max() for p in pos])) for x in kept)
+
+    mol, pos = _embedded("C[C@H](O)CC", 5)
     methyl = [0] + [a.GetIdx() for a in mol.GetAtomWithIdx(0).GetNeighbors() if a.GetAtomicNum() == 1]
     pos[0, methyl] -= 0.3 * (pos[0, 0] - pos[0, 1]) / np.linalg.norm(pos[0, 0] - pos[0, 1])  # C-C squeezed 0.3 A
-    pos[2] *= np.array([-1.0, 1.0, 1.0])  # the mirror image: the stereo centre the wrong way round, same energy
-    kept, notes = select_lowest_energy(mol, pos, 2)
-    assert notes == [] and np.array_equal(kept, pos[[1, 3]])
-    # A torn bond ranks after every whole conformer, however strained: here the squeezed one is kept before it.
-    pos[3, 0] = pos[3, 1] + 2.5 * (pos[3, 0] - pos[3, 1]) / np.linalg.norm(pos[3, 0] - pos[3, 1])
-    assert np.array_equal(select_lowest_energy(mol, pos, 2)[0], pos[[0, 1]])
-    assert np.array_equal(select_lowest_energy(mol, pos, 4)[0], pos)  # nothing to choose from
-    boron = molecule_from_smiles("B(F)(F)F")  # no MMFF94 parameters: the first ones, unranked, with a note
-    xyz = np.zeros((3, 4, 3))
-    kept, notes = select_lowest_energy(boron, xyz, 2)
+    kept, notes = select_conformers(mol, pos, 3)  # of a surplus of 2, the most strained 1 goes
+    assert notes == [] and len(kept) == 3 and 0 not in kept_indices(kept)
+    # A flawed conformer (here the mirror image: the stereo centre the wrong way round, the same energy) ranks after
+    # every whole one, however strained: with a surplus of 1 (none dropped for strain) the squeezed one stays.
+    pos[2] *= np.array([-1.0, 1.0, 1.0])
+    assert kept_indices(select_conformers(mol, pos, 4)[0]) == [0, 1, 3, 4]
+    assert 2 not in kept_indices(select_conformers(mol, pos, 3)[0])
+    assert np.array_equal(select_conformers(mol, pos, 5)[0], pos)  # nothing to choose from
+    boron = molecule_from_smiles("B(F)(F)F")  # no MMFF94 parameters: not ranked by strain, with a note
+    kept, notes = select_conformers(boron, np.zeros((3, 4, 3)), 2)
     assert kept.shape == (2, 4, 3) and "MMFF94 has no parameters" in notes[0]
+
+
+def test_select_conformers_keeps_one_of_near_duplicates():
+    from se3mol.conformers.generate import molecule_from_smiles, select_conformers
+    from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
+
+    mol = molecule_from_smiles("CCCCO")
+    m = Chem.Mol(mol)
+    AllChem.EmbedMultipleConfs(m, 30, randomSeed=1)
+    pos = np.stack([c.GetPositions() for c in m.GetConformers()])
+    props = AllChem.MMFFGetMoleculeProperties(m)
+    energy = [AllChem.MMFFGetMoleculeForceField(m, props, confId=i).CalcEnergy() for i in range(len(pos))]
+    d, _ = heavy_atom_rmsd_matrix(split_conformers(m), split_conformers(m))
+    low = int(np.argmin(energy))
+    other = next(int(i) for i in np.argsort(energy) if d[low, i] > 0.5)  # a different conformer, the next lowest
+    rng = np.random.default_rng(0)
+    near = [pos[other] + rng.normal(scale=0.002, size=pos[other].shape) for _ in range(2)]  # its near-duplicates
+    stack = np.stack([pos[other], *near, pos[low]])
+    kept, notes = select_conformers(mol, stack, 2)  # the most strained of the 4 goes, then the most diverse 2
+    assert notes == []
+    assert any(np.array_equal(k, pos[low]) for k in kept)  # the least strained, and one of the three alike
+    assert sum(np.abs(k - pos[other]).max() < 0.01 for k in kept) == 1
 
 
 def test_notes_of_an_oversampled_method_say_how_many_were_sampled_for_how_many_kept():
