@@ -237,7 +237,8 @@ def write_markdown(report: dict, path: Path) -> None:
               "\"torn\": conformers with a bond longer than its atoms' covalent radii plus 0.45 A. \"clashing\": "
               "conformers with two atoms 3 or more bonds apart closer than half their van der Waals radii's sum "
               "(a column added after some of these results were measured: '-' where it was not counted).",
-              "", "Oversampling (`--oversample F`: ceil(F K) samples, the K of lowest MMFF94 energy as sampled kept): "
+              "", "Oversampling (`--oversample F`: ceil(F K) samples, K kept: the least strained, then the most "
+              "diverse; rows marked \"energy rule\", measured before, kept the K of lowest MMFF94 energy as sampled): "
               + ", ".join([f"{r['method']} {r['settings'].get('oversample', 1):g}" for r in report["results"]
                            if "oversample" not in r["method"]] or ["as the method names say"])
               + " (1: every sample kept; results without the setting predate it and sampled K).",
