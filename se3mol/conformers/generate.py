@@ -430,16 +430,9 @@ def select_conformers(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarra
         order = order[:n + (k - n + 1) // 2]
     if whole < n:  # every whole conformer is kept; the least strained flawed ones fill the places left
         return pos[np.sort(order[:n])], notes
-    order = order[:max(n, min(len(order), whole))]
+    order = order[:whole]  # flawed ones sort last: drop those left in the ranking
     if len(order) > n and (z > 1).sum() >= 2:
-        confs = Chem.Mol(mol)
-        confs.RemoveAllConformers()
-        for xyz in pos[order]:
-            conf = Chem.Conformer(mol.GetNumAtoms())
-            for a, (x, y, w) in enumerate(xyz.tolist()):
-                conf.SetAtomPosition(a, Point3D(x, y, w))
-            confs.AddConformer(conf, assignId=True)
-        single = split_conformers(confs)
+        single = split_conformers(_with_conformers(mol, pos[order]))
         dist, _ = heavy_atom_rmsd_matrix(single, single)
         chosen = [0]
         nearest = np.asarray(dist[0], dtype=np.float64).copy()
@@ -451,6 +444,19 @@ def select_conformers(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarra
             nearest[chosen] = -1.0
         order = order[chosen]
     return pos[np.sort(order[:n])], notes
+
+
+def _with_conformers(mol: Chem.Mol, pos: np.ndarray) -> Chem.Mol:
+    """A copy of ``mol`` whose conformers are ``pos [K,N,3]`` (Angstrom), in order, flagged 3D."""
+    out = Chem.Mol(mol)
+    out.RemoveAllConformers()
+    for xyz in pos:
+        conf = Chem.Conformer(mol.GetNumAtoms())
+        for i, (x, y, z) in enumerate(xyz.tolist()):
+            conf.SetAtomPosition(i, Point3D(x, y, z))
+        conf.Set3D(True)
+        out.AddConformer(conf, assignId=True)
+    return out
 
 
 def _score_model_path(spec: str) -> tuple[Path, bool]:
@@ -754,18 +760,10 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
         pos, notes = method.coordinates(mol, asked, result.seed)  # [K,N,3]
         if asked > n:  # the method's notes count what it was asked for: say why that is more than -n
             notes = [f"{note} ({asked} sampled to keep {n}: --oversample {method.oversample:g})" for note in notes]
+            pos, selection_notes = select_conformers(mol, pos, n)
+            notes += selection_notes
         result.notes.extend(notes)
-        if asked > n:
-            pos, notes = select_conformers(mol, pos, n)
-            result.notes.extend(notes)
-        mol = Chem.Mol(mol)
-        mol.RemoveAllConformers()
-        for xyz in pos:
-            conf = Chem.Conformer(mol.GetNumAtoms())
-            for i, (x, y, z) in enumerate(xyz.tolist()):
-                conf.SetAtomPosition(i, Point3D(x, y, z))
-            conf.Set3D(True)
-            mol.AddConformer(conf, assignId=True)
+        mol = _with_conformers(mol, pos)
         if relax:
             result.relax = relax_mmff(mol)
             unconverged = sum(not r.converged for r in result.relax)
