@@ -39,13 +39,13 @@ import numpy as np  # noqa: E402
 from conformers import RESULTS, pick_molecules  # noqa: E402
 
 
-def sample_and_score(molecules, m: int, model: str | None, seed: int = 0) -> list[dict]:
+def sample_and_score(molecules, m: int, model: str | None, seed: int = 0, precision: str = "float32") -> list[dict]:
     from rdkit import Chem
 
     from se3mol.conformers.generate import SmilesInput, generate_one, load_clofnet_method, relax_mmff
     from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 
-    method = load_clofnet_method(model)
+    method = load_clofnet_method(model, precision=precision)
     method.oversample = 1.0
     rows = []
     for idx, (qm9_id, smiles, ref) in enumerate(molecules):
@@ -128,7 +128,9 @@ def summarise(rows: list[dict], k: int, threshold: float, draws: int, seed: int 
         diff = cov - base
         table.append({"rule": name, "samples": pool, "cov_r": float(cov.mean()), "mat_r_mean": float(mat.mean()),
                       "mat_r_median": float(np.median(mat)), "cov_r_minus_samples": float(diff.mean()),
-                      "cov_r_minus_samples_se": float(diff.std(ddof=1) / np.sqrt(len(diff)))})
+                      "cov_r_minus_samples_se": float(diff.std(ddof=1) / np.sqrt(len(diff))),
+                      "per_molecule": {r["id"]: [c, x]
+                                       for r, c, x in zip(scored, cov.tolist(), mat.tolist(), strict=True)}})
         if key == "energy_sampled":
             by_energy[pool] = cov
         elif key == "diverse" and pool in by_energy:  # the same random subsets (same rng seed): paired
@@ -136,6 +138,21 @@ def summarise(rows: list[dict], k: int, threshold: float, draws: int, seed: int 
             table[-1].update(cov_r_minus_energy=float(d.mean()), cov_r_minus_energy_se=float(d.std(ddof=1)
                                                                                                / np.sqrt(len(d))))
     return table
+
+
+def versus_baseline(table: list[dict], baseline: list[dict]) -> None:
+    """Add to each rule of ``table`` its expected COV-R and MAT-R minus the same rule's in ``baseline`` (another
+    run's table, e.g. float32 against bfloat16), paired over the molecules both runs scored."""
+    theirs = {t["rule"]: t["per_molecule"] for t in baseline}
+    for t in table:
+        if t["rule"] not in theirs:
+            continue
+        ids = [i for i in t["per_molecule"] if i in theirs[t["rule"]]]
+        d = np.array([np.subtract(t["per_molecule"][i], theirs[t["rule"]][i]) for i in ids])  # [molecules, 2]
+        se = d.std(axis=0, ddof=1) / np.sqrt(len(d))
+        t.update(cov_r_minus_baseline=float(d[:, 0].mean()), cov_r_minus_baseline_se=float(se[0]),
+                 mat_r_minus_baseline=float(d[:, 1].mean()), mat_r_minus_baseline_se=float(se[1]),
+                 baseline_molecules=len(ids))
 
 
 def main() -> None:
@@ -150,8 +167,13 @@ def main() -> None:
                                                            "run over processes; join with --join)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0, help="sampling seed (as se3mol conformers --seed)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="the score network's precision (as se3mol conformers --precision)")
     p.add_argument("--join", type=Path, nargs="+", default=None, metavar="JSON",
                    help="summarise the per-molecule rows of earlier runs together; nothing is sampled")
+    p.add_argument("--baseline", type=Path, default=None, metavar="JSON",
+                   help="an earlier run on the same molecules (e.g. in another precision): each rule is also "
+                        "compared with the same rule there, paired by molecule")
     p.add_argument("--out", type=Path, default=RESULTS / "conformer_selection", help="results file stem")
     args = p.parse_args()
     command = "python benchmarks/conformer_selection.py " + " ".join(sys.argv[1:])
@@ -159,6 +181,7 @@ def main() -> None:
         parts = [json.loads(path.read_text()) for path in args.join]
         rows = [r for part in parts for r in part["molecules"]]
         args.samples, args.keep, args.split = parts[0]["m"], parts[0]["k"], parts[0]["split"]
+        args.precision = parts[0].get("precision", "float32")
         args.seed = ", ".join(dict.fromkeys(str(part.get("seed", 0)) for part in parts))
         command = "; ".join(part["command"] for part in parts) + f" (joined with: {command})"
     else:
@@ -168,9 +191,15 @@ def main() -> None:
         torch.set_num_threads(1)
         rdBase.DisableLog("rdApp.warning")
         molecules, _ = pick_molecules(args.offset + args.molecules, split=args.split, stereo="smiles")
-        rows = sample_and_score(molecules[args.offset:], args.samples, args.model, args.seed)
+        rows = sample_and_score(molecules[args.offset:], args.samples, args.model, args.seed, args.precision)
     table = summarise(rows, args.keep, args.threshold, args.draws)
-    report = {"command": command, "split": args.split, "stereo": "smiles", "seed": args.seed, "draws": args.draws,
+    if args.baseline:
+        base = json.loads(args.baseline.read_text())
+        versus_baseline(table, summarise(base["molecules"], base["k"], base["threshold"], base["draws"]))
+        base_name = f"`{args.baseline.name}` ({base.get('precision', 'float32')})"
+    report = {"command": command, "split": args.split, "stereo": "smiles", "seed": args.seed,
+              "precision": args.precision, "draws": args.draws,
+              "baseline": str(args.baseline) if args.baseline else None,
               "n_molecules": len(rows), "n_failed": sum("rmsd" not in r for r in rows), "m": args.samples,
               "k": args.keep, "threshold": args.threshold, "rules": table, "molecules": rows}
     out = args.out
@@ -181,17 +210,24 @@ def main() -> None:
                                                      if distinct < len(rows) else "")
     lines = [f"# Choosing {args.keep} conformers from more samples, {counted}", "",
              f"`{command}`", "",
-             f"QM9's SMILES (no stereo), default sampler, seed(s) {args.seed}, {args.samples} samples per molecule; "
-             f"heavy-atom best RMSD to the DFT geometry, COV-R at {args.threshold} A. Expected values over "
-             f"{args.draws} random subsets of the samples per molecule. Failed molecules: {report['n_failed']}.", "",
+             f"QM9's SMILES (no stereo), default sampler in {args.precision}, seed(s) {args.seed}, "
+             f"{args.samples} samples per molecule; heavy-atom best RMSD to the DFT geometry, COV-R at "
+             f"{args.threshold} A. Expected values over {args.draws} random subsets of the samples per molecule. "
+             f"Failed molecules: {report['n_failed']}.", "",
              f"| kept conformers | samples | expected COV-R | vs {args.keep} samples (paired, +- s.e.) "
-             "| vs by energy as sampled, same samples | MAT-R mean (A) | MAT-R median (A) |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {t['rule']} | {t['samples']} | {100 * t['cov_r']:.1f}% | {100 * t['cov_r_minus_samples']:+.1f} +- "
-              f"{100 * t['cov_r_minus_samples_se']:.1f} | "
-              + (f"{100 * t['cov_r_minus_energy']:+.1f} +- {100 * t['cov_r_minus_energy_se']:.1f}"
-                 if "cov_r_minus_energy" in t else "")
-              + f" | {t['mat_r_mean']:.3f} | {t['mat_r_median']:.3f} |" for t in table]
+             "| vs by energy as sampled, same samples | MAT-R mean (A) | MAT-R median (A) |"
+             + (f" COV-R vs {base_name} (paired) | MAT-R vs it (A) |" if args.baseline else ""),
+             "|---|---|---|---|---|---|---|" + ("---|---|" if args.baseline else "")]
+
+    def pm(t: dict, key: str, scale: float, fmt: str) -> str:
+        return f"{scale * t[key]:{fmt}} +- {scale * t[key + '_se']:.{fmt[-2]}f}" if key in t else ""
+
+    for t in table:
+        cells = [t["rule"], str(t["samples"]), f"{100 * t['cov_r']:.1f}%", pm(t, "cov_r_minus_samples", 100, "+.1f"),
+                 pm(t, "cov_r_minus_energy", 100, "+.1f"), f"{t['mat_r_mean']:.3f}", f"{t['mat_r_median']:.3f}"]
+        if args.baseline:
+            cells += [pm(t, "cov_r_minus_baseline", 100, "+.1f"), pm(t, "mat_r_minus_baseline", 1, "+.3f")]
+        lines.append("| " + " | ".join(cells) + " |")
     out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), file=sys.stderr)
 

@@ -138,8 +138,8 @@ def make_method(name: str, args):
 
     base, _, suffix = name.partition("+")
     relax = bool(suffix)
-    method = EtkdgMethod() if base == "etkdg" else load_clofnet_method(args.model, preset=args.preset,
-                                                                          steps=args.steps)
+    method = EtkdgMethod() if base == "etkdg" else load_clofnet_method(
+        args.model, preset=args.preset, steps=args.steps, precision=getattr(args, "precision", None) or "float32")
     if getattr(args, "oversample", None) is not None:
         method.oversample = args.oversample
     return method, relax
@@ -293,6 +293,9 @@ def main() -> None:
     p.add_argument("--oversample", type=float, default=None,
                    help="sample this many times K conformers and keep the K of lowest MMFF94 energy (default: "
                         "the method's, 1.2 for clofnet, 1 for etkdg); rows are labelled with it")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None,
+                   help="clofnet's score network arithmetic (default float32, as results before the option; "
+                        "`se3mol conformers` takes auto); rows are labelled with it")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1; `se3mol conformers` uses all cores, 2 on this machine)")
     p.add_argument("--quick", action="store_true", help="10 molecules, no results written")
@@ -333,6 +336,8 @@ def main() -> None:
             continue
         t0 = time.perf_counter()
         label = name if args.oversample is None else f"{name}, oversample {args.oversample:g}"
+        if args.precision is not None and not name.startswith("etkdg"):
+            label += f", {method.sampler_settings.precision}"
         r = run_method(label, method, relax, molecules, args.conformers, args.seed, args.threshold)
         print(f"{name}: COV-R {_f(r['cov_r_mean'], '.3f')}, MAT-R {_f(r['mat_r_mean'], '.3f')} "
               f"(median {_f(r['mat_r_median'], '.3f')}), {r['n_failed']} failed, "

@@ -343,13 +343,16 @@ class ClofnetMethod:
 
 
 def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: str | None = None,
-                        steps: int | None = None) -> ClofnetMethod:
+                        steps: int | None = None, precision: str = "float32") -> ClofnetMethod:
     """Load the score model ``model`` (shipped name or ``.pt`` path) and its sampler settings.
+
+    ``precision``: ``float32``, ``bfloat16`` or ``auto`` (bfloat16 where ``device`` multiplies it natively; see
+    :func:`se3mol.conformers.sampler.resolve_precision`).
 
     Raises:
         ModelUnavailableError: if the model is not installed (naming it, with what to do instead) or the
             ClofNet sampler is not part of this installation.
-        ValueError: for an unknown preset or a non-positive ``steps``.
+        ValueError: for an unknown preset or precision, or a non-positive ``steps``.
     """
     from dataclasses import replace
 
@@ -361,7 +364,7 @@ def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: s
                 else f"score model file {path} does not exist")
         raise ModelUnavailableError(f"{what}; {hint}")
     try:
-        from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
+        from se3mol.conformers.sampler import SamplerSettings, ScoreSampler, resolve_precision
     except ImportError as exc:
         raise ModelUnavailableError(f"the ClofNet sampler is not available in this installation ({exc}); {hint}") \
             from None
@@ -370,6 +373,7 @@ def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: s
         if steps < 1:
             raise ValueError("--steps must be at least 1")
         settings = replace(settings, steps=steps)
+    settings = replace(settings, precision=resolve_precision(precision, device))
     try:
         sampler = ScoreSampler.load(str(path), device=device)
     except FileNotFoundError as exc:

@@ -43,6 +43,30 @@ from se3mol.nn.layers import center_positions
 
 # ConfGF's step size for 100 steps per level; fewer steps take proportionally larger ones.
 PAPER_EPS, PAPER_STEPS = 2.4e-6, 100
+PRECISIONS = ("float32", "bfloat16")
+
+
+def native_bfloat16(device: str | torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX instructions (elsewhere bfloat16 products are emulated and slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:  # private helpers of torch.cpu; a torch without them is treated as lacking the instructions
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """``"auto"``: ``"bfloat16"`` where :func:`native_bfloat16`, else ``"float32"``; other values as given."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
+    return precision
 
 
 @dataclass
@@ -70,6 +94,9 @@ class SamplerSettings:
         repulsion: weight of the particle-guidance term (:func:`repulsion_score`) that pushes the conformers of
             one molecule apart while they are sampled (0 samples them independently). Clipped like the score.
         repulsion_sigma: apply the repulsion only at levels with ``sigma`` at most this (Angstrom; ``None``: all).
+        precision: ``"float32"``, or ``"bfloat16"``: the score network's matrix products in bfloat16 (autocast),
+            positions, noise and updates still in float32. About twice as fast where the hardware multiplies
+            bfloat16 natively (:func:`native_bfloat16`), with a median relative change of the score of 0.4%.
     """
 
     sigma_max: float = 10.0
@@ -86,8 +113,11 @@ class SamplerSettings:
     resample: int = 3
     repulsion: float = 0.0
     repulsion_sigma: float | None = None
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
         if self.levels < 1 or self.steps < 1 or self.coarse_steps < 1:
             raise ValueError(f"levels and steps must be at least 1 (got {self.levels}, {self.steps}, "
                              f"{self.coarse_steps})")
@@ -252,9 +282,12 @@ class ScoreSampler:
             norm = (s * sigma).norm(dim=-1, keepdim=True)
             return s * torch.clamp(clip / norm.clamp(min=1e-12), max=1.0)
 
+        low = settings.precision == "bfloat16"
+
         def score(x: Tensor, sigma: float) -> Tensor:
-            return clipped(self.model(batch.replace(pos=x), torch.full((n,), sigma, dtype=dtype, device=self.device)),
-                           sigma, settings.clip)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
+                out = self.model(batch.replace(pos=x), torch.full((n,), sigma, dtype=dtype, device=self.device))
+            return clipped(out.to(dtype), sigma, settings.clip)
 
         def stereo(x: Tensor, sigma: float) -> Tensor | float:
             """The stereo pull as a score term ``[N,3]``, clipped like the score but at ``stereo_clip``: uncapped,

@@ -125,6 +125,7 @@ class FakeSettings:
     sigma_min: float = 0.01
     levels: int = 5
     steps: int = 2
+    precision: str = "float32"
 
     @classmethod
     def preset(cls, name):
@@ -154,10 +155,16 @@ class FakeSampler:
         return np.stack([m.GetConformer(i).GetPositions() for i in ids])
 
 
+def _fake_resolve_precision(precision, device):
+    """As on hardware that multiplies bfloat16 natively."""
+    return {"auto": "bfloat16"}.get(precision, precision)
+
+
 @pytest.fixture
 def fake_clofnet(monkeypatch, tmp_path):
     module = types.ModuleType("se3mol.conformers.sampler")
     module.SamplerSettings, module.ScoreSampler = FakeSettings, FakeSampler
+    module.resolve_precision = _fake_resolve_precision
     monkeypatch.setitem(sys.modules, "se3mol.conformers.sampler", module)
     FakeSampler.calls = []
     model = tmp_path / "score.pt"
@@ -173,7 +180,7 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     assert [m.GetProp("smiles") for m in mols] == ["CCO", "CCO", "N#N", "N#N"]
     settings = json.loads(mols[0].GetProp("settings"))
     assert settings == {"model": str(fake_clofnet), "sigma_max": 10.0, "sigma_min": 0.01, "levels": 50, "steps": 7,
-                        "oversample": 1.2}
+                        "precision": "bfloat16", "oversample": 1.2}  # --precision auto, resolved for the device
     assert mols[0].GetProp("method") == "clofnet+mmff" and mols[0].HasProp("mmff_converged")
     assert "Cl not in the score model's training set" in r.stderr
     # the sampler got the molecule with hydrogens, 1.2 times the number asked for, rounded up (the lowest-energy 2 are
@@ -187,6 +194,15 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     assert json.loads(_records(r.stdout)[0].GetProp("settings"))["oversample"] == 1
     r = runner.invoke(app, ["conformers", "CCO", "--oversample", "0.5"])
     assert r.exit_code == 2 and "--oversample" in r.stderr
+
+
+def test_precision_is_chosen_recorded_and_checked(fake_clofnet):
+    r = runner.invoke(app, ["conformers", "CCO", "-n", "1", "--model", str(fake_clofnet), "--precision", "float32"])
+    assert r.exit_code == 0 and json.loads(_records(r.stdout)[0].GetProp("settings"))["precision"] == "float32"
+    r = runner.invoke(app, ["conformers", "CCO", "--precision", "half"])
+    assert r.exit_code == 2 and "--precision" in r.stderr
+    r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "--precision", "float32"])
+    assert r.exit_code == 2 and "only apply to --method clofnet" in r.stderr
 
 
 # ---- evaluate-conformers ------------------------------------------------------------------------------

@@ -13,7 +13,14 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from se3mol.conformers.sampler import SamplerSettings, ScoreSampler, repulsion_score
+from se3mol.conformers.sampler import (
+    PRECISIONS,
+    SamplerSettings,
+    ScoreSampler,
+    native_bfloat16,
+    repulsion_score,
+    resolve_precision,
+)
 from se3mol.conformers.score import (
     ScoreModel,
     ScoreModelConfig,
@@ -141,6 +148,52 @@ def test_sampler_is_seeded_and_refuses_unknown_elements():
         sampler.sample(Chem.AddHs(Chem.MolFromSmiles("CCl")), 1, settings=settings)
     with pytest.raises(ValueError, match="implicit hydrogens"):
         sampler.sample(Chem.MolFromSmiles("CCO"), 1, settings=settings)
+
+
+class _RecordsAutocast(torch.nn.Module):
+    """A tiny score model that records whether each call ran under bfloat16 autocast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _tiny()
+        self.graph, self.elements, self.seen = self.net.graph, self.net.elements, []
+
+    def forward(self, batch, sigma):
+        self.seen.append(torch.is_autocast_enabled(batch.pos.device.type)
+                         and torch.get_autocast_dtype(batch.pos.device.type) == torch.bfloat16)
+        return self.net(batch, sigma)
+
+
+def test_bfloat16_runs_the_network_under_autocast_and_keeps_coordinates_in_float32():
+    mol = _mol("CO")
+    model = _RecordsAutocast()
+    sampler = ScoreSampler(model)
+    fast = SamplerSettings(levels=3, steps=1, precision="bfloat16")
+    xyz = sampler.sample(mol, 2, seed=1, settings=fast)
+    assert model.seen and all(model.seen) and np.isfinite(xyz).all() and xyz.dtype == np.float64
+    model.seen.clear()
+    sampler.sample(mol, 2, seed=1, settings=SamplerSettings(levels=3, steps=1))
+    assert model.seen and not any(model.seen)
+    # the network's output in bfloat16 stays close to float32's: a rounding, not another model
+    b = collate([sampler.molecule(mol)], model.graph)
+    b = b.replace(pos=torch.as_tensor(mol.GetConformer().GetPositions(), dtype=torch.float32))
+    sigma = torch.tensor([0.5])
+    with torch.no_grad():
+        exact = model.net(b, sigma)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.net(b, sigma).float()
+    assert torch.allclose(low, exact, rtol=0.05, atol=0.05 * exact.abs().max().item())
+    assert not torch.equal(low, exact)
+
+
+def test_precision_is_resolved_for_the_device():
+    assert resolve_precision("auto", "cpu") == ("bfloat16" if native_bfloat16("cpu") else "float32")
+    assert [resolve_precision(p, "cpu") for p in PRECISIONS] == list(PRECISIONS)
+    assert native_bfloat16("meta") is False
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        resolve_precision("half", "cpu")
+    with pytest.raises(ValueError, match="unknown precision"):
+        SamplerSettings(precision="float16")
 
 
 def test_settings_presets_and_validation():
