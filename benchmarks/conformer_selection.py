@@ -107,14 +107,14 @@ def summarise(rows: list[dict], k: int, threshold: float, draws: int, seed: int 
     scored = [r for r in rows if "rmsd" in r]
     m = min(len(r["rmsd"]) for r in scored)
     choices = [(f"{k} samples", k, None)]
-    for pool in (12, 15, 20, 30):
+    for pool in (12, 15, 20, 30, 40):
         if k < pool <= m:
             choices.append((f"{k} of {pool} by energy as sampled", pool, "energy_sampled"))
     for pool in (15, 20):
         if k < pool <= m:
             choices.append((f"{k} of {pool} by minimised energy", pool, "energy_minimised"))
     if all("pair_rmsd" in r for r in scored):
-        for pool in (12, 15, 20, 30):
+        for pool in (12, 15, 20, 30, 40):
             if k < pool <= m:
                 choices.append((f"{k} of {pool}: least strained, then most diverse", pool, "diverse"))
     table, base, by_energy = [], None, {}
@@ -188,7 +188,10 @@ def main() -> None:
         import torch
         from rdkit import rdBase
 
+        from se3mol.runtime import keep_freed_memory
+
         torch.set_num_threads(1)
+        keep_freed_memory()  # as `se3mol conformers` does
         rdBase.DisableLog("rdApp.warning")
         molecules, _ = pick_molecules(args.offset + args.molecules, split=args.split, stereo="smiles")
         rows = sample_and_score(molecules[args.offset:], args.samples, args.model, args.seed, args.precision)

@@ -314,6 +314,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     except ImportError:
         pass
+    from se3mol.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as `se3mol conformers` does; without it, timings depend on what the process did first
     from se3mol.conformers.generate import ModelUnavailableError
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

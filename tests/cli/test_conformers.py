@@ -196,9 +196,14 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     assert r.exit_code == 2 and "--oversample" in r.stderr
 
 
-def test_precision_is_chosen_recorded_and_checked(fake_clofnet):
+def test_precision_is_chosen_recorded_and_checked(fake_clofnet, monkeypatch):
+    import se3mol.runtime
+
+    kept = []
+    monkeypatch.setattr(se3mol.runtime, "keep_freed_memory", lambda: kept.append(True) or True)
     r = runner.invoke(app, ["conformers", "CCO", "-n", "1", "--model", str(fake_clofnet), "--precision", "float32"])
     assert r.exit_code == 0 and json.loads(_records(r.stdout)[0].GetProp("settings"))["precision"] == "float32"
+    assert kept == [True]  # the sampler's allocator settings (se3mol.runtime) are applied before sampling
     r = runner.invoke(app, ["conformers", "CCO", "--precision", "half"])
     assert r.exit_code == 2 and "--precision" in r.stderr
     r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "--precision", "float32"])
