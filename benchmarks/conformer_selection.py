@@ -167,8 +167,9 @@ def main() -> None:
                                                            "run over processes; join with --join)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0, help="sampling seed (as se3mol conformers --seed)")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                   help="the score network's precision (as se3mol conformers --precision)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="the score network's precision (as se3mol conformers --precision; runs before the option "
+                        "sampled in float32)")
     p.add_argument("--join", type=Path, nargs="+", default=None, metavar="JSON",
                    help="summarise the per-molecule rows of earlier runs together; nothing is sampled")
     p.add_argument("--baseline", type=Path, default=None, metavar="JSON",
@@ -188,8 +189,10 @@ def main() -> None:
         import torch
         from rdkit import rdBase
 
+        from se3mol.conformers.sampler import resolve_precision
         from se3mol.runtime import keep_freed_memory
 
+        args.precision = resolve_precision(args.precision, "cpu")
         torch.set_num_threads(1)
         keep_freed_memory()  # as `se3mol conformers` does
         rdBase.DisableLog("rdApp.warning")

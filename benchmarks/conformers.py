@@ -139,7 +139,7 @@ def make_method(name: str, args):
     base, _, suffix = name.partition("+")
     relax = bool(suffix)
     method = EtkdgMethod() if base == "etkdg" else load_clofnet_method(
-        args.model, preset=args.preset, steps=args.steps, precision=getattr(args, "precision", None) or "float32")
+        args.model, preset=args.preset, steps=args.steps, precision=getattr(args, "precision", None) or "auto")
     if getattr(args, "oversample", None) is not None:
         method.oversample = args.oversample
     return method, relax
@@ -291,11 +291,11 @@ def main() -> None:
     p.add_argument("--stereo", choices=("smiles", "reference"), default="smiles",
                    help="SMILES as in QM9 (no stereo; default) or with the stereo of the DFT reference")
     p.add_argument("--oversample", type=float, default=None,
-                   help="sample this many times K conformers and keep the K of lowest MMFF94 energy (default: "
-                        "the method's, 1.2 for clofnet, 1 for etkdg); rows are labelled with it")
+                   help="sample this many times K conformers and keep K, the least strained, then the most diverse "
+                        "(default: the method's, as `se3mol conformers --oversample`); rows are labelled with it")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None,
-                   help="clofnet's score network arithmetic (default float32, as results before the option; "
-                        "`se3mol conformers` takes auto); rows are labelled with it")
+                   help="clofnet's score network arithmetic (default: auto, as `se3mol conformers`); rows are "
+                        "labelled with the precision it resolves to")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1; `se3mol conformers` uses all cores, 2 on this machine)")
     p.add_argument("--quick", action="store_true", help="10 molecules, no results written")

@@ -45,7 +45,7 @@ def conformers(
         help="Sampler settings (clofnet): default, fast, or paper (50 levels x 100 steps).")] = None,
     oversample: Annotated[float | None, typer.Option(
         help="Sample this many times -n conformers and keep -n: the least strained (MMFF94 energy as sampled), "
-             "then the most diverse; 1 keeps every sample. Default: 1.2 for clofnet, 1 for etkdg.")] = None,
+             "then the most diverse; 1 keeps every sample. Default: 3 for clofnet, 1 for etkdg.")] = None,
     relax: Annotated[bool, typer.Option("--relax", help="Finish with MMFF94 minimisation (RDKit); energies and "
                                                         "convergence go into each record.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet).")] = "cpu",

@@ -57,11 +57,11 @@ MMFF_MAX_ITERS = 2000
 #: (kcal/mol/degree^2) that keep the signs RDKit reads the elements by, at least this many degrees from 0 and 180.
 RESTRAINT_FORCE, RESTRAINT_MARGIN = 1.0, 15.0
 #: ``--method clofnet`` samples this many times the conformers asked for and keeps the least strained and most
-#: diverse (:func:`select_conformers`). On 300 QM9 validation molecules with stereo-free SMILES, 10 kept of 12 are
-#: expected to cover 84.2% of the DFT geometries and 10 plain samples 82.3% (+1.9 +- 0.2 points, paired), MAT-R
-#: 0.229 against 0.241 A (benchmarks/results/conformer_selection_diverse.md); 15 would gain more (+3.7) but took
-#: 1.7 times as long as plain sampling, beyond the 2 s per molecule of the benchmark's goal.
-CLOFNET_OVERSAMPLE = 1.2
+#: diverse (:func:`select_conformers`). On 300 QM9 validation molecules with stereo-free SMILES (pools of 40 samples
+#: each, benchmarks/results/conformer_selection_m40.md), 10 kept are expected to cover 83.6% of the DFT geometries
+#: as plain samples, 85.2% of 12, 88.0% of 20, 89.9% of 30 and 91.7% of 40; 30 took 1.29 s per molecule on two
+#: threads (bfloat16), 40 took 1.58 s, against the 2 s of the benchmark's goal, which 3 meets with a margin.
+CLOFNET_OVERSAMPLE = 3.0
 # Extensions of molecule files that conformers does not take (it reads SMILES, not 3D structures).
 _STRUCTURE_EXTENSIONS = (".sdf", ".sd", ".mol", ".mol2", ".xyz", ".extxyz", ".pdb", ".gz")
 _HEADER_TOKENS = ("smiles", "smi", "canonical_smiles")
@@ -343,7 +343,7 @@ class ClofnetMethod:
 
 
 def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: str | None = None,
-                        steps: int | None = None, precision: str = "float32") -> ClofnetMethod:
+                        steps: int | None = None, precision: str = "auto") -> ClofnetMethod:
     """Load the score model ``model`` (shipped name or ``.pt`` path) and its sampler settings.
 
     ``precision``: ``float32``, ``bfloat16`` or ``auto`` (bfloat16 where ``device`` multiplies it natively; see

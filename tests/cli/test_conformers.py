@@ -180,12 +180,12 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     assert [m.GetProp("smiles") for m in mols] == ["CCO", "CCO", "N#N", "N#N"]
     settings = json.loads(mols[0].GetProp("settings"))
     assert settings == {"model": str(fake_clofnet), "sigma_max": 10.0, "sigma_min": 0.01, "levels": 50, "steps": 7,
-                        "precision": "bfloat16", "oversample": 1.2}  # --precision auto, resolved for the device
+                        "precision": "bfloat16", "oversample": 3.0}  # --precision auto, resolved for the device
     assert mols[0].GetProp("method") == "clofnet+mmff" and mols[0].HasProp("mmff_converged")
     assert "Cl not in the score model's training set" in r.stderr
-    # the sampler got the molecule with hydrogens, 1.2 times the number asked for, rounded up (the lowest-energy 2 are
+    # the sampler got the molecule with hydrogens, 3 times the number asked for (the least strained, most diverse 2 are
     # kept), the derived seed and the settings
-    assert [(c[0], c[1], c[3]) for c in FakeSampler.calls] == [("CCO", 3, 7), ("N#N", 3, 7)]
+    assert [(c[0], c[1], c[3]) for c in FakeSampler.calls] == [("CCO", 6, 7), ("N#N", 6, 7)]
     assert FakeSampler.calls[0][2] == int(mols[0].GetProp("seed"))
 
     FakeSampler.calls = []
