@@ -155,27 +155,59 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
         "history": history,
         "se3mol_version": ckpt["se3mol_version"],
     }
+    card.update(benchmark_sections(benchmarks))
+    atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
+    return card
+
+
+def benchmark_sections(benchmarks: dict[str, Path] | None = None) -> dict[str, Any]:
+    """The card sections (``benchmark``, ``benchmark_reference_stereo``) summarising the committed results of
+    ``benchmarks/conformers.py``: every row's figures and settings, without the per-molecule lists."""
+    sections = {}
     for key, path in (benchmarks if benchmarks is not None else CONFORMER_BENCHMARKS).items():
         if not path.is_file():
             continue
         bench = json.loads(path.read_text())
         summary = [{k: v for k, v in row.items() if k not in ("molecules", "failures")} for row in bench["results"]]
-        card[key] = {"source": str(path), **{k: bench[k] for k in ("command", "date", "machine", "n_molecules", "k",
-                     "threshold", "split", "stereo") if k in bench}, "results": summary}
-    atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
+        sections[key] = {"source": str(path), **{k: bench[k] for k in ("command", "date", "machine", "n_molecules",
+                         "k", "threshold", "split", "stereo") if k in bench}, "results": summary}
+    return sections
+
+
+def refresh_benchmarks(name: str, models_dir: str | Path = "models",
+                       benchmarks: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Replace the benchmark sections of shipped conformer model ``name``'s card with the committed results
+    (after the sampler or its defaults change); the weights and the rest of the card are left as they are."""
+    path = Path(models_dir) / f"{name}.json"
+    card = json.loads(path.read_text())
+    if card.get("task") != "conformers":
+        raise ValueError(f"{path} is not the card of a conformer score model")
+    card.update(benchmark_sections(benchmarks))
+    atomic_write_text(json.dumps(card, indent=2) + "\n", path)
     return card
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m se3mol.training.release RUN_DIR NAME --command "se3mol train ..."``"""
+    """``python -m se3mol.training.release RUN_DIR NAME --command "se3mol train ..."``, or
+    ``python -m se3mol.training.release --refresh-benchmarks NAME`` for a conformer model's card alone."""
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("run_dir")
+    ap.add_argument("run_dir", nargs="?")
     ap.add_argument("name")
-    ap.add_argument("--command", required=True, help="the exact command that trained the run")
+    ap.add_argument("--command", help="the exact command that trained the run")
     ap.add_argument("--models-dir", default="models")
+    ap.add_argument("--refresh-benchmarks", action="store_true",
+                    help="only replace the benchmark sections of conformer model NAME's card (no RUN_DIR)")
     a = ap.parse_args(argv)
+    if a.refresh_benchmarks:
+        if a.run_dir is not None:
+            ap.error("--refresh-benchmarks takes NAME only")
+        refresh_benchmarks(a.name, a.models_dir)
+        print(f"refreshed the benchmark sections of {a.models_dir}/{a.name}.json")
+        return
+    if a.run_dir is None or a.command is None:
+        ap.error("RUN_DIR NAME and --command are required to release a run")
     card = release(a.run_dir, a.name, a.command, a.models_dir)
     keys = ("name", "test_mae", "test_dsm_loss", "test_n", "epochs", "wall_time_s")
     print(json.dumps({k: card[k] for k in keys if k in card}, indent=2))

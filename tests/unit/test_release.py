@@ -1,0 +1,41 @@
+"""se3mol.training.release: refreshing a shipped conformer model's benchmark figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from se3mol.training.release import main, refresh_benchmarks
+
+
+def _bench(tmp_path, name, cov):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"command": "python benchmarks/conformers.py", "date": "2026-11-23", "n_molecules": 2,
+                                "k": 10, "threshold": 0.5, "stereo": "smiles", "unused": 1,
+                                "results": [{"method": "clofnet", "cov_r_mean": cov, "molecules": [1, 2],
+                                             "failures": []}]}))
+    return path
+
+
+def test_refresh_replaces_only_the_benchmark_sections(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    card = {"name": "m", "task": "conformers", "history": [{"epoch": 1}], "benchmark": {"results": []}}
+    (models / "m.json").write_text(json.dumps(card))
+    (models / "m.pt").write_bytes(b"weights")
+    new = refresh_benchmarks("m", models, {"benchmark": _bench(tmp_path, "a", 0.9),
+                                           "benchmark_reference_stereo": tmp_path / "missing.json"})
+    stored = json.loads((models / "m.json").read_text())
+    assert stored == new and stored["history"] == [{"epoch": 1}] and (models / "m.pt").read_bytes() == b"weights"
+    assert stored["benchmark"]["results"] == [{"method": "clofnet", "cov_r_mean": 0.9}]  # per-molecule lists left out
+    assert stored["benchmark"]["n_molecules"] == 2 and "unused" not in stored["benchmark"]
+    assert "benchmark_reference_stereo" not in stored  # nothing measured, nothing claimed
+
+    (models / "p.json").write_text(json.dumps({"name": "p", "model": "egnn"}))
+    with pytest.raises(ValueError, match="not the card of a conformer score model"):
+        refresh_benchmarks("p", models)
+    with pytest.raises(SystemExit):
+        main(["run_dir", "m", "--refresh-benchmarks"])
+    with pytest.raises(SystemExit):
+        main(["m"])  # releasing a run needs RUN_DIR and --command
