@@ -50,8 +50,8 @@ def conformers(
                                                         "convergence go into each record.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet).")] = "cpu",
     precision: Annotated[str | None, typer.Option(
-        help="Score network arithmetic (clofnet): float32, bfloat16 (about twice as fast where the hardware "
-             "has it), or auto (bfloat16 where --device multiplies it natively, else float32). Default: auto.",
+        help="Score network arithmetic (clofnet): float32, bfloat16 (faster where the hardware has it), or auto "
+             "(bfloat16 where --device multiplies it natively, else float32). Default: auto.",
         show_default=False)] = None,
 ) -> None:
     """Generate 3D conformers (with hydrogens, bonds from the SMILES) and write them as SDF.
