@@ -91,7 +91,7 @@ def conformers(
         fail("no SMILES in the input (blank lines and # comments are skipped)", EXIT_INPUT)
 
     if method == "clofnet":
-        keep_freed_memory()  # the sampler's many tensors of a few MiB: 2.3x faster (se3mol.runtime)
+        keep_freed_memory()  # the sampler's many tensors of a few MiB: 1.35-1.8x faster (se3mol.runtime)
         try:
             generator = load_clofnet_method(model, device=device, preset=preset, steps=steps,
                                             precision=precision or "auto")
