@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -39,7 +40,7 @@ class Target:
 
     @property
     def column(self) -> str:
-        return f"{self.name}_{self.slug}"
+        return f"{self.name}_{self.slug}" if self.slug else self.name
 
     @property
     def width(self) -> int:
@@ -87,6 +88,63 @@ QM9_EXTRA_TARGETS: dict[str, Target] = {
     "alpha_tensor": Target("alpha_tensor", "a0^3", "bohr3", "sum", "tensor2",
                            "static polarizability tensor (symmetric 3x3, frame of the input coordinates)"),
 }
+
+
+# Units of extensive properties (they add up over atoms): energies and heat capacities. Anything else a
+# user declares (log solubility, a gap, a fraction) is taken as intensive, pooled as a mean over atoms.
+_EXTENSIVE_UNITS = ("ev", "mev", "hartree", "ha", "kcal/mol", "kj/mol", "cal/(mol k)", "j/(mol k)", "cal/mol/k",
+                    "kcal", "kj", "ry", "rydberg")
+_EXTENSIVE_NAMES = ("energy", "enthalpy", "free_energy", "u0", "cv", "heat_capacity", "zpve", "atomization")
+# Orbital energies and their differences are per molecule, not per atom, whatever their unit.
+_INTENSIVE_NAMES = ("gap", "homo", "lumo", "ionization", "affinity", "ip", "ea", "band")
+
+
+def unit_slug(unit: str) -> str:
+    """A unit as it may appear in a column name: ``log(mol/L)`` -> ``log_mol_L``, ``kcal/mol`` -> ``kcal_mol``.
+
+    >>> unit_slug("cal/(mol K)"), unit_slug("")
+    ('cal_mol_K', '')
+    """
+    slug = re.sub(r"[^0-9A-Za-z.+-]+", "_", unit.replace("^", "")).strip("_")
+    return slug
+
+
+def parse_target_spec(spec: str) -> Target:
+    """A user target from ``NAME[:UNIT[:POOLING]]``, e.g. ``logS:log(mol/L)`` or ``energy:eV:sum``.
+
+    ``POOLING`` is ``sum`` (extensive: energies, heat capacities) or ``mean`` (intensive: everything
+    else). When it is left out, energy-like units (eV, kcal/mol, Hartree, ...) and names (``energy``,
+    ``U0``, ``Cv``) are summed over atoms, unless the name says an orbital energy or gap (``gap``,
+    ``homo``, ``lumo``...), and anything else is averaged; a QM9 name keeps QM9's pooling (not its unit:
+    a file's labels are in the unit the spec declares, none if it declares none).
+
+    >>> t = parse_target_spec("logS:log(mol/L)")
+    >>> t.column, t.pooling
+    ('logS_log_mol_L', 'mean')
+    >>> parse_target_spec("energy:eV").pooling, parse_target_spec("gap_pbe:eV").pooling
+    ('sum', 'mean')
+    """
+    text = spec.strip()
+    # A unit may hold colons only in odd cases; split off the pooling from the right when it is one.
+    parts = text.split(":")
+    pooling: str | None = None
+    if len(parts) >= 3 and parts[-1].strip().lower() in ("sum", "mean"):
+        pooling = parts.pop().strip().lower()
+    name = parts[0].strip()
+    unit = ":".join(parts[1:]).strip()
+    if not name:
+        raise ValueError(f"target {spec!r}: give a name, as NAME[:UNIT[:sum|mean]] (e.g. logS:log(mol/L))")
+    if not re.fullmatch(r"[A-Za-z_][\w.\-]*", name):
+        raise ValueError(f"target name {name!r} must start with a letter and hold only letters, digits, _ . -")
+    if pooling is None and name in QM9_TARGETS:
+        pooling = QM9_TARGETS[name].pooling
+    if pooling is None:
+        low = name.lower()
+        extensive = (unit.lower() in _EXTENSIVE_UNITS or low in _EXTENSIVE_NAMES) and not any(
+            k in low.split("_") or low.startswith(k) for k in _INTENSIVE_NAMES)
+        pooling = "sum" if extensive else "mean"
+    slug = unit_slug(unit)
+    return Target(name, unit, slug, pooling, "scalar", "user target" + (f" ({unit})" if unit else ""))
 
 
 def get_target(name: str) -> Target:

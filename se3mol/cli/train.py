@@ -52,8 +52,29 @@ def train(
         help="properties (QM9 targets) or conformers (score model of `se3mol conformers`).")] = "properties",
     dataset: Annotated[str, typer.Option(
         help="qm9; nbody (N-body dynamics); for --task conformers also an SDF file of conformers.")] = "qm9",
+    data: Annotated[Path | None, typer.Option(
+        help="Your own labelled molecules: SDF (data fields), XYZ/extxyz (info keys), CSV of SMILES (columns) "
+             "or any ASE format, .gz too. Labels are read from the fields named by --target.")] = None,
     target: Annotated[list[str] | None, typer.Option(
-        help="QM9 target(s): mu alpha homo lumo gap r2 zpve U0 U H G Cv. Repeat for several.")] = None,
+        help="QM9 target(s): mu alpha homo lumo gap r2 zpve U0 U H G Cv; with --data, NAME[:UNIT[:sum|mean]] "
+             "(e.g. logS:log(mol/L), energy:eV:sum; pooling defaults to sum for energy-like units). "
+             "Repeat for several.")] = None,
+    split: Annotated[str | None, typer.Option(
+        help="With --data: random, scaffold (Bemis-Murcko) or column:NAME (a field saying train/val/test); "
+             "default random.")] = None,
+    split_fractions: Annotated[str | None, typer.Option(
+        help="Train,val,test fractions for random and scaffold splits (default 0.8,0.1,0.1).")] = None,
+    split_seed: Annotated[int | None, typer.Option(help="Seed of the split (default 0).")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="With --data: a file that is the validation set.")] = None,
+    test: Annotated[Path | None, typer.Option("--test", help="With --data: a file that is the test set.")] = None,
+    smiles_column: Annotated[str | None, typer.Option(
+        help="CSV column with the SMILES (default: a column called smiles); embedded in 3D with RDKit "
+             "ETKDG+MMFF, seeded by --embed-seed, cached.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="CSV column with record ids.")] = None,
+    embed_seed: Annotated[int | None, typer.Option(help="Seed of the 3D embedding of SMILES (default 0).")] = None,
+    ensemble: Annotated[int, typer.Option(
+        min=1, help="Train N models with seeds seed..seed+N-1 on the same split (run directories "
+                    "OUT/member-K); predict with --model OUT reports their mean and _std.")] = 1,
     out: Annotated[Path, typer.Option(help="Run directory (config.json, metrics.csv, best.pt, last.pt).")] = Path(
         "runs/run"),
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 100).")] = None,
@@ -82,12 +103,13 @@ def train(
         min=1, help="Train on N processes of this machine (DistributedDataParallel, launched with torchrun; "
                     "one GPU each on CUDA). For several machines, run torchrun yourself (README).")] = 1,
 ) -> None:
-    """Train a model on QM9 (standard 110k/10k/10,831 split) and report its test MAE.
+    """Train a model on QM9 (standard 110k/10k/10,831 split) or on your own labelled molecules (--data),
+    and report its test MAE.
 
     With --task conformers, train the conformer score model (ClofNet, denoising score matching on
     coordinates, noise 10 -> 0.01 A in 50 levels) on QM9's training geometries or an SDF collection.
     """
-    from se3mol.training import TrainConfig, Trainer
+    from se3mol.training import TrainConfig
     from se3mol.training.distributed import is_main_process, launched_by_torchrun
 
     if nproc > 1:
@@ -101,22 +123,59 @@ def train(
             TrainConfig.from_json(resume / "config.json") if resume else TrainConfig())
     except ValueError as exc:
         fail(str(exc), EXIT_FAILURE)
+    if data is not None and dataset != "qm9":
+        fail("give --data FILE or --dataset, not both", EXIT_USAGE)
+    if (val or test or split or split_fractions) and data is None and not (config or resume):
+        fail("--split, --split-fractions, --val and --test go with --data FILE", EXIT_USAGE)
+    if data is not None and not target:
+        fail("--data needs at least one --target NAME[:UNIT] naming a field of the file", EXIT_USAGE)
+    dataset_value = str(data) if data is not None else dataset
     overrides = {k: v for k, v in {
         "task": ("nbody" if dataset == "nbody" else task) if (task != "properties" or dataset == "nbody"
                                                              or not (config or resume)) else None,
         "model": model or (None if (config or resume) else ("clofnet" if task == "conformers" else "egnn")),
-        "dataset": dataset if (dataset != "qm9" or not (config or resume)) else None,
+        "dataset": dataset_value if (dataset_value != "qm9" or not (config or resume)) else None,
         "targets": list(target) if target else None, "epochs": epochs,
         "max_time": _parse_duration(max_time) if max_time else None, "batch_size": batch_size, "lr": lr,
         "seed": seed, "limit": limit, "graph": graph, "cutoff": cutoff, "save_every": save_every,
         "device": device, "out": str(resume or out) if (resume or out != Path("runs/run") or not config) else None,
-        "init_from": init_from,
+        "init_from": init_from, "split": split,
+        "split_fractions": _parse_fractions(split_fractions) if split_fractions else None,
+        "split_seed": split_seed, "val_data": str(val) if val else None, "test_data": str(test) if test else None,
+        "smiles_column": smiles_column, "id_column": id_column, "embed_seed": embed_seed,
     }.items() if v is not None}
     if init_from and not resume:
         overrides["model_config"] = _checkpoint_model_config(init_from)
     if set_:
         overrides["model_config"] = {**overrides.get("model_config", base.model_config), **_parse_model_options(set_)}
-    cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
+    try:
+        cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
+    except (ValueError, TypeError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    if ensemble > 1 or (resume and (resume / "member-0").is_dir()):
+        if nproc > 1:
+            fail("--ensemble trains its members one after another; leave out --nproc", EXIT_USAGE)
+        _train_ensemble(cfg, ensemble, resume)
+        return
+
+    trainer, result = _run_one(cfg, resume, main)
+
+    if not main:
+        return
+    if cfg.task in ("conformers", "nbody"):
+        err.print(f"best epoch {result.best_epoch}: validation {result.val_mae}, test {result.test_mae}")
+        err.print(f"run directory: {result.out}")
+        print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "val": result.val_mae,
+                          "test": result.test_mae}))
+        return
+    _report(trainer, result)
+    # stdout gets one machine-readable line, so scripts can pick up the result.
+    print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "test_mae": result.test_mae}))
+
+
+def _run_one(cfg, resume: Path | None, main: bool = True):
+    """Train (or resume) one run; returns the trainer and its result. Bad data or settings end with exit 1."""
+    from se3mol.training import Trainer
 
     progress = _ProgressView(cfg.epochs, enabled=main)
     try:
@@ -127,6 +186,7 @@ def train(
         else:
             trainer_cls = Trainer
         trainer = trainer_cls(cfg, progress=progress)
+        _data_summary(trainer, main)
         if resume:
             trainer.resume(resume / "last.pt")
             if main:
@@ -135,26 +195,86 @@ def train(
             result = trainer.train()
     except (ValueError, ImportError) as exc:
         fail(str(exc), EXIT_FAILURE)
+    return trainer, result
 
-    if not main:
-        return
-    if cfg.task in ("conformers", "nbody"):
-        err.print(f"best epoch {result.best_epoch}: validation {result.val_mae}, test {result.test_mae}")
-        err.print(f"run directory: {result.out}")
-        print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "val": result.val_mae,
-                          "test": result.test_mae}))
-        return
-    table = Table(title=f"Test MAE of best checkpoint (epoch {result.best_epoch}) on {len(trainer.split['test'])}"
+
+def _data_summary(trainer, main: bool) -> None:
+    from se3mol.data.files import LabelledDataset
+
+    if main and isinstance(trainer.data, LabelledDataset):
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in trainer.split.items())
+        err.print(f"data: {trainer.data.summary()}; split {trainer.cfg.split}: {sizes}; per-record reasons in "
+                  f"{Path(trainer.cfg.out) / 'data_report.csv'}", highlight=False, markup=False)
+    if main and trainer.init_note:
+        err.print(f"init: {trainer.init_note}", highlight=False, markup=False)
+
+
+def _report(trainer, result) -> None:
+    """The test metrics of a finished property run, as a table on stderr."""
+    metrics = json.loads((Path(result.out) / "results.json").read_text()).get("test_metrics", {})
+    table = Table(title=f"Test metrics of best checkpoint (epoch {result.best_epoch}) on {len(trainer.split['test'])}"
                         " test molecules")
-    table.add_column("target")
-    table.add_column("test MAE", justify="right")
-    table.add_column("val MAE", justify="right")
+    for c, justify in (("target", "left"), ("test MAE", "right"), ("test RMSE", "right"), ("test R^2", "right"),
+                       ("n", "right"), ("val MAE", "right")):
+        table.add_column(c, justify=justify)
     for t in trainer.targets:
-        table.add_row(f"{t.name} ({t.unit})", f"{result.test_mae[t.name]:.4g}", f"{result.val_mae[t.name]:.4g}")
+        m = metrics.get(t.name, {})
+        table.add_row(f"{t.name} ({t.unit})" if t.unit else t.name, f"{result.test_mae[t.name]:.4g}",
+                      f"{m.get('rmse', float('nan')):.4g}", f"{m.get('r2', float('nan')):.3f}", str(m.get("n", "")),
+                      f"{result.val_mae[t.name]:.4g}")
     err.print(table)
     err.print(f"run directory: {result.out}")
-    # stdout gets one machine-readable line, so scripts can pick up the result.
-    print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "test_mae": result.test_mae}))
+
+
+def _train_ensemble(cfg, n: int, resume: Path | None) -> None:
+    """Members ``OUT/member-K`` with seeds ``seed + K`` on one split; resumes unfinished members."""
+    from dataclasses import replace
+
+    from se3mol.training.checkpoint import atomic_write_text
+
+    root = Path(cfg.out)
+    if resume:
+        n = max(n, len(list(root.glob("member-*"))))
+    results = []
+    for k in range(n):
+        member = root / f"member-{k}"
+        mcfg = replace(cfg, seed=cfg.seed + k, out=str(member))
+        done = (member / "results.json").is_file()
+        if done:
+            err.print(f"member {k + 1} of {n}: finished already ({member})")
+        else:
+            err.print(f"member {k + 1} of {n}: seed {mcfg.seed}, {member}")
+            again = resume is not None and (member / "last.pt").is_file()
+            if again:
+                from se3mol.training import TrainConfig
+
+                mcfg = TrainConfig.from_json(member / "config.json")
+            _run_one(mcfg, member if again else None)
+        results.append(json.loads((member / "results.json").read_text()))
+    names = list(results[0]["test_mae"])
+    summary = {"members": [f"member-{k}" for k in range(n)],
+               "test_mae": {t: [r["test_mae"][t] for r in results] for t in names},
+               "units": results[0].get("units", {})}
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", root / "ensemble.json")
+    table = Table(title=f"Ensemble of {n}: test MAE of each member")
+    table.add_column("target")
+    for k in range(n):
+        table.add_column(f"member {k}", justify="right")
+    for t in names:
+        table.add_row(t, *(f"{v:.4g}" for v in summary["test_mae"][t]))
+    err.print(table)
+    err.print(f"run directory: {root} (predict with --model {root} for the mean and _std)")
+    print(json.dumps({"out": str(root), "members": n, "test_mae": summary["test_mae"]}))
+
+
+def _parse_fractions(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.replace(" ", ",").split(",") if x]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        fail(f"--split-fractions {text!r}: give three numbers for train, val and test, e.g. 0.8,0.1,0.1", EXIT_USAGE)
+    return values
 
 
 def _launch_torchrun(nproc: int) -> None:

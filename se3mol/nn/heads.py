@@ -94,13 +94,18 @@ class PropertyHeads(nn.Module):
 
     @torch.no_grad()
     def fit_normalization(self, y: Tensor, n_atoms: Tensor) -> None:
-        """Set target statistics from training targets ``y [M,D]`` and atom counts ``n_atoms [M]``."""
+        """Set target statistics from training targets ``y [M,D]`` (NaN where missing) and atom counts
+        ``n_atoms [M]``; each target uses the molecules labelled for it."""
         y = y.to(self.mean.dtype)
-        n = n_atoms.to(y.dtype)
+        n_all = n_atoms.to(y.dtype)
         col = 0
         for k, t in enumerate(self.targets):
             v = y[:, col:col + t.width]
             col += t.width
+            have = torch.isfinite(v).all(1)  # molecules labelled for this target (NaN: missing)
+            if int(have.sum()) < 2:
+                continue  # too few labels for statistics: keep the identity
+            v, n = v[have], n_all[have]
             if t.kind == "tensor2":
                 iso = v[:, [0, 4, 8]].mean(1)  # trace / 3
                 self.atom_mean[k] = (iso * n).sum() / (n * n).sum()

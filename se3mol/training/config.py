@@ -24,7 +24,14 @@ class TrainConfig:
     ``max_time`` (seconds of training, validation included) ends the run when spent, at most after
     ``epochs``, and fits the cosine learning-rate schedule to the steps that fit in it.
     ``init_from`` (a checkpoint path or a shipped model name) starts from that model's weights instead
-    of random ones (fine-tuning); the model it describes must be the one this config builds.
+    of random ones (fine-tuning); the model it describes must be the one this config builds, except
+    for its targets: a model for other targets keeps only the representation's weights.
+
+    Your own data (``task`` properties, ``dataset`` a file path): ``targets`` are specs
+    ``NAME[:UNIT[:sum|mean]]`` read from SD fields, extxyz info keys or CSV columns of that name;
+    ``split`` is ``random``, ``scaffold`` or ``column:NAME`` with ``split_fractions`` (train, val, test)
+    and ``split_seed``; ``val_data`` / ``test_data`` are files for those parts; ``smiles_column`` and
+    ``id_column`` name CSV columns; ``embed_seed`` seeds the 3D embedding of SMILES.
     """
 
     task: str = "properties"
@@ -52,6 +59,14 @@ class TrainConfig:
     device: str = "auto"
     out: str = "runs/run"
     init_from: str | None = None
+    split: str = "random"
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_seed: int = 0
+    val_data: str | None = None
+    test_data: str | None = None
+    smiles_column: str | None = None
+    id_column: str | None = None
+    embed_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,7 +17,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -29,9 +29,10 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
+from se3mol.data.files import LabelledDataset
 from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
 from se3mol.graph import GraphConfig
-from se3mol.nn.layers import scatter_mean
+from se3mol.nn.layers import scatter_sum
 from se3mol.nn.model import QM9_ELEMENTS, MoleculeModel, build_model
 from se3mol.targets import get_target
 from se3mol.training.checkpoint import (
@@ -66,7 +67,8 @@ class RunResult:
 
 
 class Trainer:
-    """Trains one :class:`MoleculeModel` on QM9 as described by a :class:`TrainConfig`."""
+    """Trains one :class:`MoleculeModel` on QM9 or on your own labelled molecules, as described by a
+    :class:`TrainConfig`."""
 
     def __init__(self, config: TrainConfig, data: QM9 | None = None,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -75,6 +77,8 @@ class Trainer:
         self.cfg = config = replace(config, world_size=self.dist.world_size)
         self.out = Path(config.out)
         self.progress = progress if self.dist.is_main else None
+        self.split_info: dict[str, Any] = {"seed": SPLIT_SEED}
+        self.init_note: str | None = None
         # Scatter-adds in the backward pass are otherwise summed in thread-dependent order on CPU, and two
         # runs with one seed drift apart at 1e-9 within a few steps. Measured cost here: none.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
@@ -117,23 +121,47 @@ class Trainer:
         self.loss_sum, self.n_seen = 0.0, 0  # running train loss of the current epoch
 
     # ------------------------------------------------ task hooks (a subclass trains another task)
-    def setup_data(self, data: QM9 | None) -> None:
-        """Load the data and set ``self.split`` (a dict of index tensors: train, val, test)."""
-        if self.cfg.dataset != "qm9":
-            raise ValueError(f"unknown dataset {self.cfg.dataset!r}; properties are trained on 'qm9'")
-        self.targets = [get_target(t) for t in self.cfg.targets]
-        self.target_names = list(self.cfg.targets)
-        self.data = data if data is not None else load_qm9()
-        split = standard_split(len(self.data), SPLIT_SEED)
+    def setup_data(self, data: QM9 | LabelledDataset | None) -> None:
+        """Load the data and set ``self.split`` (a dict of index tensors: train, val, test).
+
+        ``dataset`` ``qm9`` is QM9 with its standard split; anything else is a file of your own molecules
+        (:class:`~se3mol.data.files.LabelledDataset`), split as the config says. Both offer the same
+        interface, so nothing after this knows which it is.
+        """
+        self.graph = GraphConfig(self.cfg.graph, self.cfg.cutoff)
+        if self.cfg.dataset == "qm9":
+            self.targets = [get_target(t) for t in self.cfg.targets]
+            self.data = data if data is not None else load_qm9()
+            split = standard_split(len(self.data), SPLIT_SEED)
+            self.elements: tuple[int, ...] = QM9_ELEMENTS
+        else:
+            self.data, split = data_from_config(self.cfg, self._init_elements(), data)
+            self.targets = list(self.data.targets)
+            self.split_info = {"method": self.cfg.split, "fractions": list(self.cfg.split_fractions),
+                               "seed": self.cfg.split_seed, "val_data": self.cfg.val_data,
+                               "test_data": self.cfg.test_data}
+            self.elements = self._init_elements() or self.data.elements
+        self.target_names = [t.name for t in self.targets]
         if self.cfg.limit:
             split = {k: v[: self.cfg.limit] for k, v in split.items()}
         self.split = split
-        self.graph = GraphConfig(self.cfg.graph, self.cfg.cutoff)
         if self.graph.needs_bonds:
             attach_bonds(self.data)
 
+    def _init_elements(self) -> tuple[int, ...] | None:
+        """The elements of the model fine-tuned from (``init_from``): the data is limited to them."""
+        if not self.cfg.init_from:
+            return None
+        from se3mol.pretrained import resolve_checkpoint
+
+        try:
+            ckpt = read_checkpoint(resolve_checkpoint(self.cfg.init_from))
+        except FileNotFoundError as exc:
+            raise ValueError(f"--init-from {self.cfg.init_from}: {exc}") from None
+        return tuple(ckpt["model"].get("elements", QM9_ELEMENTS))
+
     def build_model(self) -> torch.nn.Module:
-        model = build_model(self.cfg.model, self.targets, self.cfg.model_config, QM9_ELEMENTS, self.graph)
+        model = build_model(self.cfg.model, self.targets, self.cfg.model_config, self.elements, self.graph)
         train_idx = self.split["train"]
         model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
                                       self.data.counts[train_idx])
@@ -145,10 +173,7 @@ class Trainer:
         """Loss on training molecules ``idx`` and the number of molecules it covers."""
         batch = self._batch(idx)
         pred = self.model.heads.stack(self.model(batch))  # [B,D]
-        # L1 per column in units of its target's scale, averaged within each target (a tensor's
-        # nine columns count once), then over targets.
-        per_col = ((pred - batch.y).abs() / self._scale[self._col_target]).mean(0)  # [D]
-        return scatter_mean(per_col, self._col_target, len(self.targets)).mean(), batch.num_graphs
+        return masked_l1(pred, batch.y, self._scale, self._col_target, len(self.targets)), batch.num_graphs
 
     def validate(self, model: torch.nn.Module) -> tuple[dict[str, float], float]:
         """Validation metrics of ``model`` and the one score (lower is better) that picks the best epoch."""
@@ -180,11 +205,19 @@ class Trainer:
             raise ValueError(f"--init-from {spec}: {exc}") from None
         mine, theirs = self.model.describe(), ckpt.get("model", {})
         diffs = [f"{k}: {theirs.get(k)!r} in {spec}, {mine[k]!r} here" for k in mine
-                 if _weights_view(theirs.get(k)) != _weights_view(mine[k])]
+                 if k != "targets" and _weights_view(theirs.get(k)) != _weights_view(mine[k])]
         if diffs:
             raise ValueError(f"--init-from {spec}: its model differs from the one this run builds: "
                              + "; ".join(diffs) + " (match it with --model and --set KEY=VALUE)")
-        self.model.load_state_dict(ckpt["state_dict"])
+        if theirs.get("targets") == mine.get("targets"):
+            self.model.load_state_dict(ckpt["state_dict"])
+            self.init_note = f"all weights from {spec}"
+        else:
+            # Other targets: keep the learned representation, train fresh heads (normalised on this data).
+            rep = {k.removeprefix("representation."): v for k, v in ckpt["state_dict"].items()
+                   if k.startswith("representation.")}
+            self.model.representation.load_state_dict(rep)
+            self.init_note = f"representation from {spec}; new heads for {', '.join(self.target_names)}"
 
     # ----------------------------------------------------------------- state
     @property
@@ -222,7 +255,7 @@ class Trainer:
     def _checkpoint(self, model: torch.nn.Module, with_state: bool, metrics: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {
             "train_config": self.cfg.to_dict(),
-            "split": {"seed": SPLIT_SEED, "limit": self.cfg.limit,
+            "split": {**self.split_info, "limit": self.cfg.limit,
                       **{k: v.to(torch.int32) for k, v in self.split.items()}},
             "metrics": metrics,
         }
@@ -271,6 +304,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.out)
             atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n", self.out / "config.json")
+            if isinstance(self.data, LabelledDataset):
+                self.data.write_report(self.out / "data_report.csv")
         bs = self.global_batch
         out_of_time = False
         budget = self.cfg.max_time or float("inf")
@@ -360,13 +395,15 @@ class Trainer:
         model, ckpt = load_model(best_path, self.device)
         test_idx = self.split["test"]
         test, pred, ref = evaluate(model, self.data, test_idx, self.graph, self.device, return_values=True)
+        full = regression_metrics(pred, ref, model.targets)
         ckpt["metrics"].update({
-            "test_mae": test, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
+            "test_mae": test, "test_metrics": full, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
             "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch,
         })
         atomic_save(ckpt, best_path)
         result = {"best_epoch": self.best_epoch, "val_mae": ckpt["metrics"]["val_mae"], "test_mae": test,
-                  "test_n": int(len(test_idx)), "epochs_run": self.epoch, "wall_time_s": round(self.elapsed, 1),
+                  "test_metrics": full, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
+                  "wall_time_s": round(self.elapsed, 1),
                   "units": {t.name: t.unit for t in self.targets}}
         atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
         try:
@@ -393,8 +430,65 @@ def evaluate(model: MoleculeModel, data: QM9, idx: Tensor, graph: GraphConfig, d
         refs.append(b.y.double().cpu())
     p, r = torch.cat(preds), torch.cat(refs)
     col_target = model.heads.column_target()
-    mae = {n: float((p[:, col_target == j] - r[:, col_target == j]).abs().mean()) for j, n in enumerate(names)}
+    mae = {}
+    for j, n in enumerate(names):
+        err = (p[:, col_target == j] - r[:, col_target == j]).abs()
+        mae[n] = float(err[torch.isfinite(err)].mean())  # missing labels (NaN) do not count
     return (mae, p, r) if return_values else mae
+
+
+def masked_l1(pred: Tensor, y: Tensor, scale: Tensor, col_target: Tensor, n_targets: int) -> Tensor:
+    """L1 loss of predictions ``pred [B,D]`` against labels ``y [B,D]`` (NaN where missing).
+
+    Each column's error is in units of its target's ``scale [T]``, averaged over the molecules that have
+    that label, then within each target (a tensor's nine columns count once), then over the targets
+    labelled in this batch. A missing label contributes neither loss nor gradient.
+    """
+    have = torch.isfinite(y)  # [B,D]
+    # NaN must not reach the graph at all: |pred - NaN| * 0 would still give NaN gradients.
+    diff = (pred - torch.where(have, y, torch.zeros_like(y))).abs() * have / scale[col_target]  # [B,D]
+    count = have.sum(0)  # [D]
+    per_col = diff.sum(0) / count.clamp(min=1)  # [D]
+    labelled = (count > 0).to(pred.dtype)  # [D]
+    per_target = scatter_sum(per_col * labelled, col_target, n_targets)  # [T]
+    cols = scatter_sum(labelled, col_target, n_targets)  # [T]
+    present = cols > 0
+    return (per_target[present] / cols[present]).mean() if bool(present.any()) else pred.sum() * 0.0
+
+
+def regression_metrics(pred: Tensor, ref: Tensor, targets) -> dict[str, dict[str, float]]:
+    """MAE, RMSE, R^2 and the number of labelled molecules per target, from ``pred, ref [M,D]`` in the
+    targets' units (NaN in ``ref`` where a label is missing; a tensor target pools its nine columns)."""
+    out = {}
+    col = 0
+    for t in targets:
+        p, r = pred[:, col:col + t.width].double(), ref[:, col:col + t.width].double()
+        col += t.width
+        ok = torch.isfinite(r).all(1)
+        p, r = p[ok].reshape(-1), r[ok].reshape(-1)
+        if len(r) == 0:
+            out[t.name] = {"mae": float("nan"), "rmse": float("nan"), "r2": float("nan"), "n": 0}
+            continue
+        err = p - r
+        ss_tot = float(((r - r.mean()) ** 2).sum())
+        out[t.name] = {"mae": float(err.abs().mean()), "rmse": float((err ** 2).mean().sqrt()),
+                       "r2": 1.0 - float((err ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+                       "n": int(ok.sum())}
+    return out
+
+
+def data_from_config(cfg: TrainConfig, elements: Sequence[int] | None = None,
+                     data: LabelledDataset | None = None) -> tuple[LabelledDataset, dict[str, Tensor]]:
+    """The labelled data set and split a config describes (``dataset`` a file; ``val_data``, ``test_data``)."""
+    from se3mol.data.files import split_dataset
+
+    keep = [cfg.split.split(":", 1)[1]] if cfg.split.startswith("column:") else []
+    read = dict(targets=cfg.targets, smiles_column=cfg.smiles_column, id_column=cfg.id_column,
+                embed_seed=cfg.embed_seed, elements=elements)
+    train = data if data is not None else LabelledDataset.from_files([cfg.dataset], keep_fields=keep, **read)
+    val = LabelledDataset.from_files([cfg.val_data], **read) if cfg.val_data else None
+    test = LabelledDataset.from_files([cfg.test_data], **read) if cfg.test_data else None
+    return split_dataset(train, cfg.split, cfg.split_fractions, cfg.split_seed, val, test)
 
 
 def ema_with_warmup(decay: float):

@@ -1,0 +1,404 @@
+"""Your own data: labelled molecules from SDF fields, extxyz info keys, CSV columns or a DataFrame.
+
+A :class:`LabelledDataset` is molecules (packed as :class:`~se3mol.data.qm9.PackedMolecules`), a label
+table ``y [M,T]`` with NaN where a label is missing, the :class:`~se3mol.targets.Target` specs that
+give each column its name, unit and pooling, and a report of every record that was skipped or lost a
+label, with the reason. QM9 is the other implementation of the same interface (``batch``,
+``target_values``, ``counts``, ``z``): the trainer does not know which one it has.
+
+Reading never stops at a bad record. A record that cannot be read, is charged, has an element the
+model cannot take, repeats an earlier id, or has no usable label is skipped; a record that lacks one
+label keeps its others (multi-target data with gaps trains as it is). Everything skipped or missing is
+in :attr:`LabelledDataset.report`, which ``se3mol train`` writes to ``data_report.csv``.
+
+Featurised files are cached in the user cache directory, keyed by a checksum of the files and of the
+reading settings, so a CSV of SMILES is embedded in 3D (RDKit ETKDG+MMFF, seeded) once.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"smiles": ["CCO", "CC", "C"], "y": [1.0, None, 3.0], "z": [0.5, 0.1, None]})
+>>> ds = LabelledDataset.from_dataframe(df, ["y:kcal/mol", "z"])
+>>> len(ds), ds.targets[0].column, ds.label_counts()
+(3, 'y_kcal_mol', {'y': 2, 'z': 2})
+>>> [r["reason"] for r in ds.report]
+["missing label for target 'y'", "missing label for target 'z'"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from se3mol.data.qm9 import PackedMolecules, cache_dir
+from se3mol.graph import Batch, GraphConfig
+from se3mol.targets import Target, parse_target_spec
+
+CACHE_FORMAT = 1
+#: Fewest usable molecules a training run accepts (at least 8 to train on, one each to validate and test).
+MIN_MOLECULES = 10
+
+REPORT_COLUMNS = ("index", "id", "source", "status", "reason")
+
+
+def _as_targets(targets: Sequence[str | Target]) -> list[Target]:
+    out = [t if isinstance(t, Target) else parse_target_spec(t) for t in targets]
+    if not out:
+        raise ValueError("give at least one target (--target NAME[:UNIT]) to learn")
+    names = [t.name for t in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"target given twice: {names}")
+    return out
+
+
+def _label(value: Any) -> tuple[float, str | None]:
+    """A label as a float (NaN when missing) and why it is unusable, if it is."""
+    if value is None:
+        return math.nan, "missing"
+    if isinstance(value, bool):
+        return math.nan, f"non-numeric label {value!r}"
+    if isinstance(value, int | float):
+        v = float(value)
+    else:
+        text = str(value).strip()
+        if text.lower() in ("", "na", "n/a", "nan", "null", "none"):
+            return math.nan, "missing"
+        try:
+            v = float(text)
+        except ValueError:
+            return math.nan, f"non-numeric label {text[:40]!r}"
+    if math.isnan(v):
+        return math.nan, "missing"
+    if not math.isfinite(v):
+        return math.nan, f"non-finite label {v!r}"
+    return v, None
+
+
+@dataclass(kw_only=True)
+class LabelledDataset(PackedMolecules):
+    """Labelled molecules, ready to batch (see the module docstring).
+
+    Attributes:
+        y: labels in the targets' units ``[M,T]`` (float64), NaN where missing.
+        targets: one :class:`Target` per column of ``y``.
+        ids: record ids, ``M`` of them (unique).
+        sources: the file each molecule came from, ``M`` of them.
+        fields: other per-record values kept for splitting (e.g. a ``split`` column), by name.
+        report: one dict per skipped record or missing label (``REPORT_COLUMNS``).
+        n_records: records read, usable or not.
+    """
+
+    y: Tensor
+    targets: list[Target]
+    ids: list[str]
+    sources: list[str]
+    fields: dict[str, list[Any]] = field(default_factory=dict)
+    report: list[dict[str, Any]] = field(default_factory=list)
+    n_records: int = 0
+
+    # ------------------------------------------------------------------ the trainer's interface
+    @property
+    def target_names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    @property
+    def elements(self) -> tuple[int, ...]:
+        """Atomic numbers present, sorted."""
+        return tuple(int(z) for z in torch.unique(self.z.long()).tolist())
+
+    def target_values(self, mol_idx: Tensor, names: list[str]) -> Tensor:
+        """Labels of molecules ``mol_idx [B]`` for the named targets ``[B,T]`` (NaN where missing)."""
+        own = self.target_names
+        missing = [n for n in names if n not in own]
+        if missing:
+            raise ValueError(f"the data has no target(s) {missing}; it has {own}")
+        return self.y[mol_idx][:, [own.index(n) for n in names]]
+
+    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[str] | None = None) -> Batch:
+        """A :class:`Batch` of molecules ``mol_idx [B]`` with the named targets as ``y [B,T]``."""
+        y = self.target_values(mol_idx, targets) if targets is not None else None
+        return super().batch(mol_idx, graph, y.to(torch.get_default_dtype()) if y is not None else None)
+
+    def name(self, k: int) -> str:
+        return self.ids[k]
+
+    # ------------------------------------------------------------------ reporting
+    def label_counts(self) -> dict[str, int]:
+        """Molecules with a label, per target."""
+        return {t.name: int(torch.isfinite(self.y[:, j]).sum()) for j, t in enumerate(self.targets)}
+
+    def summary(self) -> str:
+        """One line: records read, molecules used, skipped (by reason), labels per target."""
+        skipped = [r for r in self.report if r["status"] == "skipped"]
+        reasons: dict[str, int] = {}
+        for r in skipped:
+            key = r["reason"].split(":")[0].split(" (")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        why = "; ".join(f"{n} {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
+        labels = ", ".join(f"{k} {v}" for k, v in self.label_counts().items())
+        return (f"{self.n_records} record(s) read, {len(self)} used, {len(skipped)} skipped"
+                + (f" ({why})" if why else "") + f"; labels: {labels}")
+
+    def write_report(self, path: str | Path) -> None:
+        """Write every skipped record and missing label, with the reason, as CSV (atomically)."""
+        import csv
+        import io
+
+        from se3mol.training.checkpoint import atomic_write_text
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(REPORT_COLUMNS))
+        w.writeheader()
+        w.writerows(self.report)
+        atomic_write_text(buf.getvalue(), path)
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_records(cls, records: Iterable[Any], targets: Sequence[str | Target],
+                     elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
+                     check_duplicates: bool = True) -> LabelledDataset:
+        """Build from :class:`~se3mol.io.Record` s; labels are read from ``record.properties[target.name]``.
+
+        ``elements``: the atomic numbers a model can take (fine-tuning a shipped model); records with
+        others are skipped. ``keep_fields``: record properties to keep per molecule (a split column).
+        """
+        targets = _as_targets(targets)
+        allowed = set(int(e) for e in elements) if elements is not None else None
+        mols, ys, ids, sources, report = [], [], [], [], []
+        kept: dict[str, list[Any]] = {f: [] for f in keep_fields}
+        seen: dict[str, int] = {}
+        n_records = 0
+
+        def note(rec: Any, status: str, reason: str) -> None:
+            report.append({"index": rec.index, "id": rec.id, "source": rec.source, "status": status,
+                           "reason": reason})
+
+        for rec in records:
+            n_records += 1
+            mol = rec.molecule
+            if mol is None:
+                note(rec, "skipped", f"unreadable record: {rec.error or 'could not be read'}")
+                continue
+            if check_duplicates and rec.id in seen:
+                note(rec, "skipped", f"duplicate id {rec.id!r} (first seen as record {seen[rec.id] + 1})")
+                continue
+            if mol.charge != 0:
+                note(rec, "skipped", f"charged species (total charge {mol.charge:+d}): models take neutral "
+                                     "molecules only")
+                continue
+            if allowed is not None and (bad := sorted({int(z) for z in mol.z} - allowed)):
+                from ase.data import chemical_symbols
+
+                note(rec, "skipped", f"element(s) {', '.join(chemical_symbols[z] for z in bad)} not among the "
+                                     "model's elements " + ", ".join(chemical_symbols[z] for z in sorted(allowed)))
+                continue
+            row, problems = [], []
+            for t in targets:
+                v, why = _label(rec.properties.get(t.name))
+                row.append(v)
+                if why == "missing":
+                    problems.append(f"missing label for target {t.name!r}")
+                elif why:
+                    problems.append(f"{why} for target {t.name!r}")
+            if all(math.isnan(v) for v in row):
+                note(rec, "skipped", "no usable label: " + "; ".join(problems))
+                continue
+            for p in problems:
+                note(rec, "label missing", p)
+            seen[rec.id] = rec.index
+            mols.append(mol)
+            ys.append(row)
+            ids.append(rec.id)
+            sources.append(rec.source)
+            for f in keep_fields:
+                kept[f].append(rec.properties.get(f))
+        return cls._pack(mols, np.asarray(ys, dtype=np.float64).reshape(-1, len(targets)), targets, ids, sources,
+                         kept, report, n_records)
+
+    @classmethod
+    def _pack(cls, mols: list, y: np.ndarray, targets: list[Target], ids: list[str], sources: list[str],
+              fields: dict[str, list[Any]], report: list[dict[str, Any]], n_records: int) -> LabelledDataset:
+        counts = np.array([m.n_atoms for m in mols], dtype=np.int64)
+        with_bonds = bool(mols) and all(m.bonds is not None for m in mols)
+        bonds = orders = bond_counts = None
+        if with_bonds:
+            bonds = torch.from_numpy(np.concatenate([m.bonds for m in mols]).astype(np.int16)).reshape(-1, 2)
+            orders = torch.from_numpy(np.concatenate([m.bond_orders for m in mols]).astype(np.float32))
+            bond_counts = torch.tensor([len(m.bonds) for m in mols], dtype=torch.long)
+        z = np.concatenate([m.z for m in mols]) if mols else np.zeros(0, np.int64)
+        pos = np.concatenate([m.pos for m in mols]) if mols else np.zeros((0, 3))
+        return cls(z=torch.from_numpy(z.astype(np.int16)), pos=torch.from_numpy(pos.astype(np.float32)),
+                   counts=torch.from_numpy(counts), offsets=torch.from_numpy(np.cumsum(counts) - counts),
+                   smiles=[m.smiles for m in mols], bonds=bonds, bond_orders=orders, bond_counts=bond_counts,
+                   y=torch.from_numpy(y), targets=targets, ids=ids, sources=sources, fields=fields, report=report,
+                   n_records=n_records)
+
+    @classmethod
+    def from_files(cls, paths: Sequence[str | os.PathLike], targets: Sequence[str | Target], *,
+                   smiles_column: str | None = None, id_column: str | None = None, input_format: str | None = None,
+                   embed_seed: int = 0, elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
+                   cache: bool = True, check_duplicates: bool = True) -> LabelledDataset:
+        """Read labelled molecules from SDF (data fields), XYZ/extxyz (info keys), CSV (columns) or any
+        ASE format; ``.gz`` works everywhere. Raises ``ValueError`` if a file does not exist."""
+        from se3mol.io import read_records
+
+        targets = _as_targets(targets)
+        paths = [os.fspath(p) for p in paths]
+        for p in paths:
+            if not os.path.isfile(p):
+                raise ValueError(f"data file {p} does not exist")
+        settings = {"targets": [t.to_dict() for t in targets], "smiles_column": smiles_column,
+                    "id_column": id_column, "format": input_format, "embed_seed": embed_seed,
+                    "elements": sorted(elements) if elements is not None else None, "fields": list(keep_fields),
+                    "duplicates": check_duplicates, "cache_format": CACHE_FORMAT}
+        path = _cache_path(paths, settings) if cache else None
+        if path is not None and path.exists():
+            try:
+                return cls._from_cache(torch.load(path, weights_only=True))
+            except Exception:  # noqa: BLE001  (a corrupt cache is rebuilt, not fatal)
+                path.unlink(missing_ok=True)
+        kwargs: dict[str, Any] = {"embed_seed": embed_seed}
+        if smiles_column is not None:
+            kwargs["smiles_column"] = smiles_column
+        if id_column is not None:
+            kwargs["id_column"] = id_column
+        records = read_records(paths, input_format, **kwargs)
+        ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates)
+        if path is not None:
+            from se3mol.training.checkpoint import atomic_save
+
+            atomic_save(ds._to_cache(), path)
+        return ds
+
+    @classmethod
+    def from_dataframe(cls, df: Any, targets: Sequence[str | Target], *, smiles_column: str = "smiles",
+                       id_column: str | None = None, embed_seed: int = 0, elements: Sequence[int] | None = None,
+                       keep_fields: Sequence[str] = ()) -> LabelledDataset:
+        """Build from a pandas DataFrame: a SMILES column (embedded in 3D, seeded) or a ``molecule``
+        column of :class:`~se3mol.molecule.Molecule` objects, and one column per target."""
+        from se3mol.io import Record, embed_smiles
+
+        targets = _as_targets(targets)
+        use_molecules = "molecule" in df.columns
+        if not use_molecules and smiles_column not in df.columns:
+            raise ValueError(f"no column {smiles_column!r} (nor 'molecule') in the DataFrame; it has "
+                             f"{list(df.columns)}")
+
+        def records():
+            for k, row in enumerate(df.to_dict("records")):
+                rid = str(row[id_column]) if id_column else f"row {k + 1}"
+                props = {c: (None if _is_na(v) else v) for c, v in row.items() if c not in (smiles_column, id_column)}
+                if use_molecules:
+                    mol, error = row["molecule"], None
+                else:
+                    try:
+                        mol, error = embed_smiles(str(row[smiles_column]), seed=embed_seed, name=rid), None
+                    except ValueError as exc:
+                        mol, error = None, str(exc)
+                yield Record(index=k, source="<DataFrame>", id=rid, molecule=mol, error=error,
+                             smiles=mol.smiles if mol is not None else "", properties=props)
+
+        return cls.from_records(records(), targets, elements, keep_fields)
+
+    def _to_cache(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("z", "pos", "counts", "offsets", "bonds", "bond_orders", "bond_counts",
+                                           "y")}
+        d["meta"] = json.dumps({"smiles": self.smiles, "targets": [t.to_dict() for t in self.targets],
+                                "ids": self.ids, "sources": self.sources, "fields": self.fields,
+                                "report": self.report, "n_records": self.n_records})
+        return d
+
+    @classmethod
+    def _from_cache(cls, d: dict[str, Any]) -> LabelledDataset:
+        meta = json.loads(d.pop("meta"))
+        return cls(**d, smiles=meta["smiles"], targets=[Target(**t) for t in meta["targets"]], ids=meta["ids"],
+                   sources=meta["sources"], fields=meta["fields"], report=meta["report"],
+                   n_records=meta["n_records"])
+
+    def concat(self, other: LabelledDataset) -> LabelledDataset:
+        """This data set followed by ``other`` (same targets); ids must stay unique."""
+        if [t.name for t in other.targets] != self.target_names:
+            raise ValueError("cannot join data sets with different targets")
+        dup = set(self.ids) & set(other.ids)
+        if dup:
+            raise ValueError(f"{len(dup)} id(s) appear in two files (e.g. {sorted(dup)[0]!r}): a molecule must not be "
+                             "in two parts of the split")
+        both_bonds = self.bonds is not None and other.bonds is not None
+        counts = torch.cat([self.counts, other.counts])
+        keys = set(self.fields) | set(other.fields)
+        return LabelledDataset(
+            z=torch.cat([self.z, other.z]), pos=torch.cat([self.pos, other.pos]), counts=counts,
+            offsets=torch.cumsum(counts, 0) - counts, smiles=self.smiles + other.smiles,
+            bonds=torch.cat([self.bonds, other.bonds]) if both_bonds else None,
+            bond_orders=torch.cat([self.bond_orders, other.bond_orders]) if both_bonds else None,
+            bond_counts=torch.cat([self.bond_counts, other.bond_counts]) if both_bonds else None,
+            y=torch.cat([self.y, other.y]), targets=self.targets, ids=self.ids + other.ids,
+            sources=self.sources + other.sources,
+            fields={k: self.fields.get(k, [None] * len(self)) + other.fields.get(k, [None] * len(other)) for k in keys},
+            report=self.report + other.report, n_records=self.n_records + other.n_records)
+
+
+def _is_na(value: Any) -> bool:
+    try:
+        return value is None or (isinstance(value, float) and math.isnan(value))
+    except TypeError:
+        return False
+
+
+def _cache_path(paths: Sequence[str], settings: dict[str, Any]) -> Path:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for p in paths:
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return cache_dir() / f"labelled-v{CACHE_FORMAT}-{h.hexdigest()[:20]}.pt"
+
+
+def split_dataset(train: LabelledDataset, method: str = "random", fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                  seed: int = 0, val: LabelledDataset | None = None,
+                  test: LabelledDataset | None = None) -> tuple[LabelledDataset, dict[str, Tensor]]:
+    """Join the given parts and split: ``val`` / ``test`` data sets, where given, are those parts; the
+    parts not given are carved out of ``train`` by ``method`` (``random``, ``scaffold``, ``column:NAME``)
+    with ``fractions`` renormalised over them. Returns the joined data set and its split.
+
+    Raises:
+        ValueError: if a part is empty, or fewer than ``MIN_MOLECULES`` molecules are usable.
+    """
+    from se3mol.data.splits import check_fractions, make_split
+
+    f = list(check_fractions(fractions))
+    if val is not None:
+        f[1] = 0.0
+    if test is not None:
+        f[2] = 0.0
+    total = sum(f)
+    own = make_split(method, len(train), train.smiles, train.fields, [x / total for x in f], seed) if (
+        val is None or test is None or method.startswith("column:")) else {
+        "train": torch.arange(len(train)), "val": torch.zeros(0, dtype=torch.long),
+        "test": torch.zeros(0, dtype=torch.long)}
+    data, split = train, dict(own)
+    for part, extra in (("val", val), ("test", test)):
+        if extra is None:
+            continue
+        if len(split[part]):
+            raise ValueError(f"--split {method} puts molecules in {part}, and a separate {part} file was given too")
+        start = len(data)
+        data = data.concat(extra)
+        split[part] = torch.arange(start, len(data))
+    n = sum(len(v) for v in split.values())
+    if n < MIN_MOLECULES:
+        raise ValueError(f"only {n} usable molecule(s); training needs at least {MIN_MOLECULES} "
+                         f"({data.summary()})")
+    for part in ("train", "val", "test"):
+        if len(split[part]) == 0:
+            raise ValueError(f"the {part} part of the split is empty ({method}, fractions {list(fractions)}); "
+                             "give more data, other fractions, or a file for it")
+    return data, split
