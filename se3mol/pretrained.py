@@ -43,8 +43,11 @@ def list_model_cards() -> list[dict[str, Any]]:
 
 
 def resolve_checkpoint(spec: str | os.PathLike) -> Path:
-    """Path of the checkpoint named by ``spec``: a shipped model name, or a file path."""
+    """Path of the checkpoint named by ``spec``: a shipped model name, a file path, or a run directory
+    (its ``best.pt``)."""
     p = Path(spec)
+    if p.is_dir() and (p / "best.pt").is_file():
+        return p / "best.pt"
     if p.suffix == ".pt" or p.exists() or os.sep in str(spec):
         return p
     shipped = models_dir() / f"{spec}.pt"
@@ -56,9 +59,32 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     )
 
 
+def resolve_checkpoints(spec: str | os.PathLike) -> list[Path]:
+    """The checkpoints ``spec`` names: a shipped model, a ``.pt`` file, a run directory (its ``best.pt``),
+    or the directory of an ensemble (``se3mol train --ensemble N``: every ``member-K/best.pt``).
+
+    Raises:
+        FileNotFoundError: if ``spec`` names none of these.
+    """
+    p = Path(spec)
+    if p.is_dir():
+        if (p / "best.pt").is_file():
+            return [p / "best.pt"]
+        members = sorted(p.glob("member-*/best.pt"), key=lambda q: int(q.parent.name.split("-")[1])
+                         if q.parent.name.split("-")[1].isdigit() else 0)
+        if members:
+            return members
+        raise FileNotFoundError(f"{p} is a directory with neither best.pt nor member-*/best.pt in it")
+    return [resolve_checkpoint(spec)]
+
+
 def load_pretrained(spec: str | os.PathLike = DEFAULT_MODEL,
                     device: str | torch.device = "cpu") -> tuple[MoleculeModel, dict[str, Any]]:
     """Load a shipped model by name, or any se3mol checkpoint by path. Returns (model, checkpoint)."""
     from se3mol.training.checkpoint import load_model
 
-    return load_model(resolve_checkpoint(spec), device)
+    paths = resolve_checkpoints(spec)
+    if len(paths) > 1:
+        raise ValueError(f"{spec} is an ensemble of {len(paths)} models; load them with se3mol.Predictor.from_specs"
+                         f" (or one of them: {paths[0]})")
+    return load_model(paths[0], device)

@@ -6,6 +6,7 @@ import typer
 
 from se3mol.cli.check_equivariance import check_equivariance
 from se3mol.cli.conformers import conformers, evaluate_conformers
+from se3mol.cli.evaluate import evaluate
 from se3mol.cli.models import models
 from se3mol.cli.predict import predict
 from se3mol.cli.train import train
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.command("train")(train)
 app.command("predict")(predict)
+app.command("evaluate")(evaluate)
 app.command("models")(models)
 app.command("check-equivariance")(check_equivariance)
 app.command("conformers")(conformers)

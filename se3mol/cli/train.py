@@ -204,7 +204,7 @@ def _data_summary(trainer, main: bool) -> None:
     if main and isinstance(trainer.data, LabelledDataset):
         sizes = ", ".join(f"{k} {len(v)}" for k, v in trainer.split.items())
         err.print(f"data: {trainer.data.summary()}; split {trainer.cfg.split}: {sizes}; per-record reasons in "
-                  f"{Path(trainer.cfg.out) / 'data_report.csv'}", highlight=False, markup=False)
+                  f"{Path(trainer.cfg.out) / 'data_report.csv'}", highlight=False, markup=False, soft_wrap=True)
     if main and trainer.init_note:
         err.print(f"init: {trainer.init_note}", highlight=False, markup=False)
 

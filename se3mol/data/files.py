@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,7 @@ class LabelledDataset(PackedMolecules):
         skipped = [r for r in self.report if r["status"] == "skipped"]
         reasons: dict[str, int] = {}
         for r in skipped:
-            key = r["reason"].split(":")[0].split(" (")[0]
+            key = re.split(r"[:('\"]", r["reason"], maxsplit=1)[0].strip()  # the kind of problem, not its details
             reasons[key] = reasons.get(key, 0) + 1
         why = "; ".join(f"{n} {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
         labels = ", ".join(f"{k} {v}" for k, v in self.label_counts().items())

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from se3mol.targets import Target
@@ -40,9 +41,9 @@ def learning_curve(history: Sequence[dict[str, Any]], targets: Sequence[Target],
     plt.close(fig)
 
 
-def parity_plot(pred: Tensor, ref: Tensor, targets: Sequence[Target], path: Path) -> None:
-    """Predicted against reference values ``[M,D]`` on the test split, one panel per target (a tensor
-    target's panel shows all nine components)."""
+def parity_plot(pred: Tensor, ref: Tensor, targets: Sequence[Target], path: Path, label: str = "test") -> None:
+    """Predicted against reference values ``[M,D]`` (NaN where a label is missing), one panel per target (a
+    tensor target's panel shows all nine components)."""
     plt = _plt()
     n = len(targets)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
@@ -51,13 +52,18 @@ def parity_plot(pred: Tensor, ref: Tensor, targets: Sequence[Target], path: Path
         ax = axes[0, j]
         p, r = pred[:, col:col + t.width].reshape(-1).numpy(), ref[:, col:col + t.width].reshape(-1).numpy()
         col += t.width
+        keep = np.isfinite(r)  # missing labels are not drawn
+        p, r = p[keep], r[keep]
+        if len(r) == 0:
+            ax.set_title(f"{t.name}: no labels")
+            continue
         mae = abs(p - r).mean()
         ax.scatter(r, p, s=2, alpha=0.3, rasterized=True)
         lo, hi = min(r.min(), p.min()), max(r.max(), p.max())
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
         ax.set_xlabel(f"reference {t.name} ({t.unit})")
         ax.set_ylabel(f"predicted {t.name} ({t.unit})")
-        ax.set_title(f"{t.name}: test MAE {mae:.4g} {t.unit} (n={len(r)})")
+        ax.set_title(f"{t.name}: {label} MAE {mae:.4g} {t.unit} (n={len(r)})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

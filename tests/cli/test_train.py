@@ -19,7 +19,7 @@ def test_train_writes_run_and_reports_test_mae(tmp_path):
     assert r.exit_code == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(result["test_mae"]) == {"gap", "mu"}
-    assert "Test MAE" in r.stderr
+    assert "Test metrics" in r.stderr and "test RMSE" in r.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model_config"] == {"hidden": 16, "layers": 2} and cfg["targets"] == ["gap", "mu"]
     # --resume of a finished run with a changed setting is refused, naming the setting

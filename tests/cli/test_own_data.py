@@ -1,0 +1,92 @@
+"""se3mol train --data / evaluate / predict on a user's labelled file, end to end through the CLI."""
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from se3mol.cli.app import app
+from tests.unit.test_own_data import write_labelled_sdf
+
+runner = CliRunner()
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+TINY = ["--set", "hidden=16", "--set", "layers=2", "--batch-size", "8", "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def sdf(tmp_path_factory):
+    from se3mol.data import load_qm9
+
+    return write_labelled_sdf(tmp_path_factory.mktemp("own_cli") / "mols.sdf", load_qm9(verbose=False), n=40)
+
+
+def test_train_on_sdf_fields_reports_data_split_and_test_metrics(sdf, tmp_path):
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--data", str(sdf), "--target", "Cv:cal/(mol K)", "--target", "gap:meV",
+                            "--split", "column:split", "--out", str(out), *TINY])
+    assert r.exit_code == 0, r.stderr
+    assert "42 record(s) read, 40 used, 2 skipped" in r.stderr and "train 30, val 5, test 5" in r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(result["test_mae"]) == {"Cv", "gap"}
+    report = list(csv.DictReader((out / "data_report.csv").open()))
+    assert any("duplicate id" in x["reason"] for x in report) and any("non-numeric" in x["reason"] for x in report)
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["split"]["method"] == "column:split" and len(best["split"]["test"]) == 5
+    assert [t["column"] if "column" in t else t["name"] for t in best["model"]["targets"]] == ["Cv", "gap"]
+    res = json.loads((out / "results.json").read_text())
+    assert res["test_metrics"]["gap"]["n"] <= 5 and res["units"] == {"Cv": "cal/(mol K)", "gap": "meV"}
+
+    # evaluate: the same file, metrics per target, counts, a parity plot and per-molecule rows
+    plot, rows = tmp_path / "parity.png", tmp_path / "pred.csv"
+    e = runner.invoke(app, ["evaluate", str(out), str(sdf), "--plot", str(plot), "-o", str(rows)])
+    assert e.exit_code == 0, e.stderr
+    got = json.loads(e.stdout.strip().splitlines()[-1])
+    assert (got["n_records"], got["n_used"], got["n_skipped"]) == (42, 41, 1)  # duplicates count here
+    assert got["metrics"]["Cv"]["n"] == 40 and 0 < got["metrics"]["Cv"]["mae"] < 50
+    assert plot.stat().st_size > 1000 and "skipped" in e.stderr and "RMSE" in e.stderr
+    table = list(csv.DictReader(rows.open()))
+    assert len(table) == 41 and table[3]["Cv_cal_mol_K_label"] == "" and float(table[3]["Cv_cal_mol_K_pred"])
+
+    # predict: columns named from the user's targets
+    p = runner.invoke(app, ["predict", str(sdf), "--model", str(out)])
+    head = p.stdout.splitlines()[0].split(",")
+    assert "Cv_cal_mol_K" in head and "gap_meV" in head
+    assert len(list(csv.DictReader(io.StringIO(p.stdout)))) == 42
+
+
+def test_too_few_usable_rows_and_a_missing_field_are_clear_errors(tmp_path):
+    path = tmp_path / "few.extxyz"
+    path.write_text("".join(f"3\nname=w{k} energy={-14 - k / 10}\nO 0 0 0.12\nH 0 0.76 -0.47\nH 0 -0.76 -0.47\n"
+                            for k in range(5)))
+    r = runner.invoke(app, ["train", "--data", str(path), "--target", "energy:eV", "--out", str(tmp_path / "r"),
+                            *TINY])
+    assert r.exit_code == 1 and "only 5 usable molecule(s); training needs at least 10" in r.stderr
+    r = runner.invoke(app, ["train", "--data", str(path), "--out", str(tmp_path / "r2")])
+    assert r.exit_code == 2 and "needs at least one --target" in r.stderr
+
+
+def test_ensemble_trains_members_on_one_split_and_fine_tunes_a_shipped_representation(sdf, tmp_path):
+    out = tmp_path / "ens"
+    r = runner.invoke(app, ["train", "--data", str(sdf), "--target", "Cv:cal/(mol K)", "--ensemble", "2",
+                            "--out", str(out), *TINY])
+    assert r.exit_code == 0, r.stderr
+    a = torch.load(out / "member-0" / "best.pt", weights_only=True)
+    b = torch.load(out / "member-1" / "best.pt", weights_only=True)
+    assert torch.equal(a["split"]["test"], b["split"]["test"])  # one split
+    assert a["train_config"]["seed"] + 1 == b["train_config"]["seed"]
+    assert len(json.loads((out / "ensemble.json").read_text())["test_mae"]["Cv"]) == 2
+    e = runner.invoke(app, ["evaluate", str(out), str(sdf)])
+    assert e.exit_code == 0 and "ensemble of 2" in e.stderr
+
+    ft = tmp_path / "ft"
+    r = runner.invoke(app, ["train", "--data", str(sdf), "--target", "Cv:cal/(mol K)", "--init-from", "qm9-egnn-gap",
+                            "--epochs", "1", "--batch-size", "8", "--out", str(ft)])
+    assert r.exit_code == 0, r.stderr
+    assert "representation from qm9-egnn-gap; new heads for Cv" in r.stderr
+    shipped = torch.load("models/qm9-egnn-gap.pt", weights_only=True)
+    tuned = torch.load(ft / "best.pt", weights_only=True)
+    assert tuned["model"]["config"] == shipped["model"]["config"]
+    assert tuned["model"]["targets"][0]["name"] == "Cv"
