@@ -7,6 +7,7 @@ True
 
 __version__ = "0.1.0"
 
+from se3mol.data.files import LabelledDataset
 from se3mol.equivariance import EquivarianceReport
 from se3mol.equivariance import check as check_equivariance
 from se3mol.graph import Batch, GraphConfig, collate
@@ -18,7 +19,8 @@ from se3mol.pretrained import list_model_cards, load_pretrained
 from se3mol.targets import QM9_TARGETS, Target, get_target
 
 __all__ = [
-    "Batch", "EquivarianceReport", "GraphConfig", "Molecule", "MoleculeModel", "Predictor", "QM9_TARGETS",
+    "Batch", "EquivarianceReport", "GraphConfig", "LabelledDataset", "Molecule", "MoleculeModel", "Predictor",
+    "QM9_TARGETS",
     "Record", "Target", "__version__", "build_model", "check_equivariance", "collate", "embed_smiles",
     "get_target", "list_model_cards", "load_pretrained", "model_names", "predict", "read_molecules",
     "read_records",

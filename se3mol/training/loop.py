@@ -129,6 +129,10 @@ class Trainer:
         interface, so nothing after this knows which it is.
         """
         self.graph = GraphConfig(self.cfg.graph, self.cfg.cutoff)
+        if isinstance(data, LabelledDataset) and self.cfg.dataset == "qm9":
+            # Built in Python (from_dataframe, from_files): the config says so, and names its targets.
+            self.cfg = replace(self.cfg, dataset="<in-memory LabelledDataset>",
+                               targets=[f"{t.name}:{t.unit}:{t.pooling}" for t in data.targets])
         if self.cfg.dataset == "qm9":
             self.targets = [get_target(t) for t in self.cfg.targets]
             self.data = data if data is not None else load_qm9()
