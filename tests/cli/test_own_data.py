@@ -78,7 +78,7 @@ def test_ensemble_trains_members_on_one_split_and_fine_tunes_a_shipped_represent
     assert torch.equal(a["split"]["test"], b["split"]["test"])  # one split
     assert a["train_config"]["seed"] + 1 == b["train_config"]["seed"]
     assert len(json.loads((out / "ensemble.json").read_text())["test_mae"]["Cv"]) == 2
-    e = runner.invoke(app, ["evaluate", str(out), str(sdf)])
+    e = runner.invoke(app, ["evaluate", str(out), str(sdf), "--plot", str(tmp_path / "p.png")])
     assert e.exit_code == 0 and "ensemble of 2" in e.stderr
 
     ft = tmp_path / "ft"
