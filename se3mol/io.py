@@ -1,4 +1,5 @@
-"""Readers: SDF, XYZ / extended XYZ, SMILES files and any format ASE reads -> :class:`Record` s.
+"""Readers: SDF, XYZ / extended XYZ, SMILES files, CSV / TSV tables of SMILES and any format ASE reads ->
+:class:`Record` s.
 
 One hop of the data path, file -> :class:`~se3mol.molecule.Molecule`. Everything here streams: files are
 read line by line and one record is parsed at a time, so memory does not grow with the file. A bad record
@@ -17,6 +18,7 @@ one thread at a time.
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import gzip
 import io
@@ -40,6 +42,7 @@ from se3mol.molecule import Molecule
 __all__ = [
     "FORMATS",
     "Record",
+    "csv_columns",
     "detect_format",
     "embed_smiles",
     "molecule_from_rdkit",
@@ -50,15 +53,24 @@ __all__ = [
 ]
 
 #: Formats with a reader of their own here; any other name ASE can read is passed through to ASE.
-FORMATS: tuple[str, ...] = ("sdf", "xyz", "smi")
+FORMATS: tuple[str, ...] = ("sdf", "xyz", "smi", "csv")
 
 _EXTENSIONS = {
     ".sdf": "sdf", ".sd": "sdf", ".mol": "sdf",
     ".xyz": "xyz", ".extxyz": "xyz",
     ".smi": "smi", ".smiles": "smi", ".txt": "smi",
+    ".csv": "csv", ".tsv": "csv",
 }  # fmt: skip
 # Names a user (or ASE's own guess) may give for the formats read here.
-_ALIASES = {"mol": "sdf", "sd": "sdf", "extxyz": "xyz", "smiles": "smi"}
+_ALIASES = {"mol": "sdf", "sd": "sdf", "extxyz": "xyz", "smiles": "smi", "tsv": "csv"}
+# CSV field separators that the file name decides; any other name (and stdin) is sniffed from the header.
+_CSV_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+# Header names taken as the SMILES column when none is named, in this order of preference (any case).
+_SMILES_COLUMNS = ("smiles", "smi", "canonical_smiles", "mol", "molecule")
+# CSV cells read as a missing value (None), compared lower-cased; an empty cell is missing too.
+_MISSING_CELLS = frozenset({"na", "n/a", "nan", "null", "none"})
+# How many column names an error message lists before it only counts the rest.
+_MAX_COLUMNS_LISTED = 30
 
 # All z within this of zero (Angstrom) with >= 3 atoms: a 2D depiction. Same tolerance as Molecule.is_flat.
 _FLAT_TOL = 1e-3
@@ -89,11 +101,13 @@ class Record:
             record number within that source.
         molecule: the molecule, or ``None`` when the record could not be read.
         error: why the record could not be read (``None`` when it was).
-        smiles: canonical SMILES if known (SDF: from the molfile with H removed; SMILES input: the
+        smiles: canonical SMILES if known (SDF: from the molfile with H removed; SMILES and CSV input: the
             canonical input; XYZ: best effort from bonds perceived from the coordinates), else ``""``.
         notes: remarks on how the molecule was obtained, e.g. that its coordinates were embedded.
-        properties: extra data carried by the record: SDF data fields, extxyz comment-line values and
-            per-frame results such as ``energy`` (numbers where they parse as numbers).
+        properties: extra data carried by the record: SDF data fields, extxyz comment-line values,
+            per-frame results such as ``energy``, and for CSV input the row's other columns (all but the
+            SMILES and id columns, also on a row whose SMILES is bad). Numbers where they parse as numbers;
+            in CSV rows an empty or NA / N/A / NaN / null / None cell is ``None``.
     """
 
     index: int
@@ -128,10 +142,11 @@ class _Parsed:
 
 
 def detect_format(path: str) -> str:
-    """Guess the input format of ``path``: ``"sdf"``, ``"xyz"``, ``"smi"`` or an ASE format name.
+    """Guess the input format of ``path``: ``"sdf"``, ``"xyz"``, ``"smi"``, ``"csv"`` or an ASE format name.
 
-    Known extensions decide (``.sdf .sd .mol``, ``.xyz .extxyz``, ``.smi .smiles .txt``, each optionally
-    followed by ``.gz``); otherwise ASE guesses from the name and the first bytes of the file.
+    Known extensions decide (``.sdf .sd .mol``, ``.xyz .extxyz``, ``.smi .smiles .txt``, ``.csv .tsv``,
+    each optionally followed by ``.gz``); otherwise ASE guesses from the name and the first bytes of the
+    file.
 
     Raises:
         ValueError: if neither the extension nor the contents tell the format.
@@ -159,6 +174,8 @@ def read_records(
     embed_seed: int = 0,
     start_index: int = 0,
     shard: tuple[int, int] | str | None = None,
+    smiles_column: str | None = None,
+    id_column: str | None = None,
 ) -> Iterator[Record]:
     """Read every record of every file in ``paths``, in order, one :class:`Record` at a time.
 
@@ -168,16 +185,28 @@ def read_records(
 
     Args:
         paths: files to read; ``"-"`` reads ``stdin``.
-        input_format: ``"sdf"``, ``"xyz"``, ``"smi"`` or an ASE format name, for every path; ``None``
-            guesses each file's format with :func:`detect_format`. Required when reading stdin.
+        input_format: ``"sdf"``, ``"xyz"``, ``"smi"``, ``"csv"`` or an ASE format name, for every path;
+            ``None`` guesses each file's format with :func:`detect_format`. Required when reading stdin.
         stdin: stream read for ``"-"`` (default ``sys.stdin``).
-        embed_seed: random seed for RDKit ETKDG when 3D coordinates have to be generated (SMILES input
-            and 2D SDF records), so results are reproducible.
+        embed_seed: random seed for RDKit ETKDG when 3D coordinates have to be generated (SMILES and CSV
+            input, 2D SDF records), so results are reproducible.
         start_index: ``Record.index`` of the first record.
         shard: ``(i, n)`` or ``"i/n"``: only the records whose index is ``i`` modulo ``n`` (0 <= i < n),
             so that ``n`` processes split the same inputs between them. In SDF, XYZ and SMILES files the
             others are only delimited (``$$$$``, frame headers, lines), not parsed, so a shard costs about
             ``1/n`` of the parsing; indices and ids stay those of the whole input.
+        smiles_column: CSV input: the header name of the SMILES column (exact, else the one name equal to it
+            in any case). ``None``: the first column named ``smiles``, ``smi``, ``canonical_smiles``,
+            ``mol`` or ``molecule`` (in that order of preference, any case). A file without it gives one
+            error record saying which columns it has.
+        id_column: CSV input: the column holding the record ids (a file without it gives one error
+            record); ``None``, or an empty cell: ``"<basename>:<n>"``.
+
+    CSV input is a table with a header line: one record per data row, its SMILES embedded in 3D as for
+    SMILES files, every other column in :attr:`Record.properties`. The separator is a comma for ``.csv``
+    and a tab for ``.tsv`` (also gzipped); for other names and stdin, a tab if the header line has one,
+    else a comma. Empty header names become ``column_<k>``, repeated ones get ``.1``, ``.2``, ... added.
+    A row with a different number of fields than the header is an error record naming its line.
 
     Returns:
         A generator of records. Arguments are checked at the call, before anything is read.
@@ -189,6 +218,10 @@ def read_records(
     >>> rec = next(read_records(["-"], "smi", stdin=io.StringIO("CCO ethanol\\n")))
     >>> rec.id, rec.molecule.formula, rec.smiles
     ('ethanol', 'C2H6O', 'CCO')
+    >>> table = io.StringIO("name,smiles,logS\\nwater,O,NA\\n")
+    >>> rec = next(read_records(["-"], "csv", stdin=table, id_column="name"))
+    >>> rec.id, rec.molecule.formula, rec.properties
+    ('water', 'H2O', {'logS': None})
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -200,7 +233,8 @@ def read_records(
             f"use one of {', '.join(FORMATS)} or an ASE format name"
         )
     i, n = (0, 1) if shard is None else parse_shard(shard)
-    return _read_records(paths, fmt, stdin, embed_seed, start_index, i, n)
+    options = _CsvOptions(smiles_column, id_column)
+    return _read_records(paths, fmt, stdin, embed_seed, start_index, i, n, options)
 
 
 def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
@@ -224,6 +258,39 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
     if not 0 <= i < n:
         raise ValueError(f"shard {i}/{n}: I must be between 0 and N-1 = {n - 1} (shards are numbered from 0)")
     return i, n
+
+
+def csv_columns(path: str, smiles_column: str | None = None, id_column: str | None = None) -> list[str]:
+    """The pass-through columns of a CSV / TSV file: its header less the SMILES and id columns, in file order.
+
+    These are the keys of :attr:`Record.properties` of the file's records; the columns are found as in
+    :func:`read_records` (same arguments, same separator rule). Only the header line is read.
+
+    Raises:
+        ValueError: if the file cannot be read, has no header line, or lacks the SMILES column or the
+            ``id_column`` (the message names the columns it has).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+    ...     _ = f.write("name,SMILES,logS,source\\n")
+    >>> csv_columns(f.name, id_column="name")
+    ['logS', 'source']
+    """
+    path = os.fspath(path)
+    if path == "-":
+        raise ValueError("csv_columns reads a file's header ahead of its records; stdin ('-') cannot be read twice")
+    try:
+        with _open_text(path) as stream:
+            lineno, header, _ = _csv_header(iter(stream))
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read the file: {_os_error(exc)}") from None
+    if header is None:
+        raise ValueError(f"{path}: {_EMPTY_CSV}")
+    try:
+        layout = _csv_layout(header, _csv_delimiter(path, header), _CsvOptions(smiles_column, id_column))
+    except ValueError as exc:
+        raise ValueError(f"{path}: line {lineno}: {exc}") from None
+    return layout.passthrough_names
 
 
 def read_molecules(path: str, input_format: str | None = None) -> list[Molecule]:
@@ -349,24 +416,30 @@ def _ready(parsed: _Parsed) -> _Lazy:
 
 def _read_records(
     paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int,
-    shard_i: int = 0, shard_n: int = 1,
+    shard_i: int = 0, shard_n: int = 1, options: _CsvOptions | None = None,
 ) -> Iterator[Record]:
+    options = options or _CsvOptions()
     index = start_index
     for path in paths:
         n = 0
-        for lazy in _parse_source(path, fmt, stdin, embed_seed):
+        for lazy in _parse_source(path, fmt, stdin, embed_seed, options):
             n += 1
             if (index - start_index) % shard_n == shard_i:
                 yield _finish(lazy(), index, path, n)
             index += 1
 
 
-def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int) -> Iterator[_Lazy]:
+def _parse_source(
+    path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int, options: _CsvOptions
+) -> Iterator[_Lazy]:
     """All records of one source; failing to open or to keep reading it gives one error record."""
     if path == "-":
         stream = stdin if stdin is not None else sys.stdin
         assert fmt is not None  # read_records insists on a format for stdin
-        yield from _parse_with_ase(stream, fmt) if fmt not in FORMATS else _io_guard(fmt, stream, embed_seed)
+        if fmt not in FORMATS:
+            yield from _parse_with_ase(stream, fmt)
+        else:
+            yield from _io_guard(_reader(fmt, stream, embed_seed, path, options))
         return
     try:
         with open(path, "rb"):
@@ -389,16 +462,21 @@ def _parse_source(path: str, fmt: str | None, stdin: TextIO | None, embed_seed: 
         yield _ready(_Parsed(error=f"cannot open file: {_os_error(exc)}"))
         return
     with stream:
-        yield from _io_guard(fmt, stream, embed_seed)
+        yield from _io_guard(_reader(fmt, stream, embed_seed, path, options))
 
 
-def _io_guard(fmt: str, stream: TextIO, embed_seed: int) -> Iterator[_Lazy]:
+def _reader(fmt: str, stream: TextIO, embed_seed: int, path: str, options: _CsvOptions) -> Iterator[_Lazy]:
+    """The reader here for ``fmt`` on ``stream`` (``path``: the file's name, ``"-"`` for stdin)."""
+    if fmt == "csv":
+        return _parse_csv(stream, embed_seed, path, options)
+    return {"sdf": _parse_sdf, "xyz": _parse_xyz, "smi": _parse_smiles}[fmt](stream, embed_seed)
+
+
+def _io_guard(records: Iterator[_Lazy]) -> Iterator[_Lazy]:
     """Run one of the readers here; an I/O error mid-file ends that file with one error record.
 
     (A corrupt .gz or a vanished network share should not end the whole run.)
     """
-    reader = {"sdf": _parse_sdf, "xyz": _parse_xyz, "smi": _parse_smiles}[fmt]
-    records = reader(stream, embed_seed)
     while True:
         try:
             parsed = next(records)
@@ -542,7 +620,12 @@ def _too_long_message(first: int) -> str:
 
 
 def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) -> Molecule:
-    """Parse one molfile with RDKit (H kept, sanitised); re-embed 2D depictions in 3D."""
+    """Parse one molfile with RDKit (H kept, sanitised); add missing H; re-embed 2D depictions in 3D.
+
+    Hydrogens that RDKit counts on an atom but that the file does not give as atoms (implicit H: a
+    heavy-atom-only record, or some H left out) are added as atoms after the others, placed by RDKit
+    (``AddHs(addCoords=True)``): a model scoring the molecule without them would see another molecule.
+    """
     block = "".join(lines)
     if not _is_text(block):
         # RDKit's own message for such input is an unreadable Boost.Python internals error.
@@ -576,6 +659,17 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
     rdkit_notes = [f"RDKit: {m}" for m in _clean_rdkit_messages(messages).split("; ") if m]
     rdkit_notes = [m for m in rdkit_notes if "Z coords are zero" not in m]
 
+    # Before the 2D check, so that a depiction is embedded with its hydrogens and their sp3 centres count.
+    missing_h = sum(a.GetTotalNumHs() for a in mol.GetAtoms())  # H counted on atoms, not given as atoms
+    if missing_h:
+        with _rdkit_messages() as messages:
+            try:
+                mol = Chem.AddHs(mol, addCoords=True)
+            except Exception as exc:  # RDKit raises several types; say what it said
+                detail = str(exc) or _clean_rdkit_messages(messages)
+                raise ValueError(f"{missing_h} hydrogen(s) missing from the input could not be added "
+                                 f"(RDKit: {detail})") from None
+
     notes = []
     header = lines[1] if len(lines) > 1 else ""
     z_coords = mol.GetConformer().GetPositions()[:, 2]  # [N]
@@ -584,9 +678,15 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
     # A genuinely planar molecule (water, benzene) may sit in the z = 0 plane of a real 3D geometry,
     # so flatness alone is not proof of a depiction; an atom with four neighbours (sp3) is: it
     # cannot be planar in 3D, whatever the header says.
-    atoms = list(mol.GetAtoms())
-    tetrahedral = any(a.GetDegree() >= 4 for a in atoms)
-    if flagged_2d or (all_z_zero and tetrahedral):
+    tetrahedral = any(a.GetDegree() >= 4 for a in mol.GetAtoms())
+    reembed = flagged_2d or (all_z_zero and tetrahedral)
+    if missing_h:
+        notes.append(
+            f"{missing_h} hydrogen(s) missing from the input were added "
+            + ("(RDKit AddHs), then embedded in 3D with the other atoms" if reembed
+               else "with 3D coordinates (RDKit AddHs addCoords)")
+        )
+    if reembed:
         # A depiction's coordinates are not a geometry: a model would see a flattened molecule.
         why = "2D coordinates in input" if flagged_2d else "all z coordinates are zero (a 2D depiction)"
         try:
@@ -594,10 +694,6 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
         except ValueError as exc:
             raise ValueError(f"{why} and re-embedding in 3D failed: {exc}") from None
         notes += [f"{why}: re-embedded in 3D ({ff_notes[0]}, seed {embed_seed})", *ff_notes[1:]]
-
-    implicit_h = sum(a.GetTotalNumHs() for a in atoms)
-    if implicit_h and not any(a.GetAtomicNum() == 1 for a in atoms):
-        notes.append(f"no hydrogens in input (RDKit would add {implicit_h}); kept as given")
 
     molecule = molecule_from_rdkit(mol)
     molecule.notes = notes + rdkit_notes
@@ -843,6 +939,225 @@ def _parse_with_ase(source: Any, fmt: str) -> Iterator[_Lazy]:
             properties.update({k: _plain(v) for k, v in atoms.calc.results.items()})
         mol = Molecule(z=atoms.numbers, pos=atoms.positions, name=name)
         yield _ready(_Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True))
+
+
+# --------------------------------------------------------------------------------------------------------
+# CSV / TSV tables of SMILES
+# --------------------------------------------------------------------------------------------------------
+
+_EMPTY_CSV = "empty file: no header line naming the columns (CSV input needs one, with a SMILES column)"
+
+
+@dataclass(frozen=True)
+class _CsvOptions:
+    """Which columns of a CSV input hold the SMILES and the ids (``None``: found / not used)."""
+
+    smiles_column: str | None = None
+    id_column: str | None = None
+
+
+@dataclass(frozen=True)
+class _CsvLayout:
+    """What the header of a CSV input says: its columns and where a row's SMILES, id and the rest are."""
+
+    delimiter: str
+    columns: tuple[str, ...]  # header names, made unique
+    smiles: int  # index into a row
+    id: int | None
+    passthrough: tuple[int, ...]  # indices of the other columns, in file order
+
+    @property
+    def passthrough_names(self) -> list[str]:
+        return [self.columns[k] for k in self.passthrough]
+
+
+def _parse_csv(stream: TextIO, embed_seed: int, path: str, options: _CsvOptions) -> Iterator[_Lazy]:
+    """One record per data row of a table with a header line; the rows are split here, embedded lazily."""
+    lines = iter(stream)
+    header_lineno, header, _ = _csv_header(lines)
+    if header is None:
+        yield _ready(_Parsed(error=_EMPTY_CSV))
+        return
+    try:
+        layout = _csv_layout(header, _csv_delimiter(path, header), options)
+    except ValueError as exc:
+        yield _ready(_Parsed(error=f"line {header_lineno}: {exc}"))
+        return
+    reader = csv.reader(lines, delimiter=layout.delimiter)
+    n_columns = len(layout.columns)
+    while True:
+        first = header_lineno + reader.line_num + 1  # the row's first line (a quoted field may span lines)
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (a stray quote); reading goes on
+            yield _ready(_Parsed(error=f"line {first}: not a valid CSV row ({exc})"))
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank lines are not records
+        if len(row) != n_columns:
+            yield _ready(_Parsed(error=f"line {first}: {len(row)} field(s) where the header (line {header_lineno}) "
+                                       f"has {n_columns} column(s)"))
+            continue
+        yield functools.partial(_csv_record, row, layout, first, embed_seed)
+
+
+def _csv_record(row: list[str], layout: _CsvLayout, lineno: int, embed_seed: int) -> _Parsed:
+    name = row[layout.id].strip() if layout.id is not None else ""
+    properties = {layout.columns[k]: _cell_value(row[k]) for k in layout.passthrough}
+    try:
+        molecule = embed_smiles(row[layout.smiles], seed=embed_seed, name=name)
+    except ValueError as exc:
+        return _Parsed(name=name, error=f"line {lineno}: {exc}", properties=properties)
+    return _Parsed(name=name, molecule=molecule, properties=properties)
+
+
+def _csv_header(lines: Iterator[str]) -> tuple[int, str | None, list[str]]:
+    """The first non-blank line of ``lines`` and its line number, and every line read (to hand out again)."""
+    read: list[str] = []
+    for lineno, line in enumerate(lines, start=1):
+        read.append(line)
+        if line.strip().lstrip("\ufeff"):
+            return lineno, line, read
+    return len(read), None, read
+
+
+def _csv_delimiter(path: str, header: str) -> str:
+    """Comma for ``.csv``, tab for ``.tsv`` (also gzipped); other names and stdin: tab if the header has one."""
+    stem = path[:-3] if path.lower().endswith(".gz") else path
+    ext = os.path.splitext(stem)[1].lower()
+    if path != "-" and ext in _CSV_DELIMITERS:
+        return _CSV_DELIMITERS[ext]
+    return "\t" if "\t" in header else ","
+
+
+def _csv_layout(header: str, delimiter: str, options: _CsvOptions) -> _CsvLayout:
+    """Read the header line; ValueError (naming the columns there are) if a needed column is missing."""
+    fields = next(csv.reader([header.lstrip("\ufeff")], delimiter=delimiter), [])  # a UTF-8 BOM from Excel
+    columns: list[str] = []
+    for k, raw in enumerate(fields, start=1):
+        name = raw.strip() or f"column_{k}"
+        unique, j = name, 0
+        while unique in columns:
+            j += 1
+            unique = f"{name}.{j}"
+        columns.append(unique)
+    if options.smiles_column is not None:
+        smiles = _find_column(columns, options.smiles_column, "SMILES")
+    else:
+        found = (k for want in _SMILES_COLUMNS for k, c in enumerate(columns) if c.lower() == want)
+        smiles = next(found, None)
+        if smiles is None:
+            hint = " (the first line is read as the header)" if len(columns) == 1 else ""
+            raise ValueError(
+                f"no SMILES column: none is named {', '.join(_SMILES_COLUMNS[:-1])} or {_SMILES_COLUMNS[-1]} "
+                f"(any case); the columns are {_list_columns(columns)}{hint}. Name the SMILES column with "
+                "smiles_column (se3mol predict --smiles-column)"
+            )
+    id_ = None if options.id_column is None else _find_column(columns, options.id_column, "id")
+    passthrough = tuple(k for k in range(len(columns)) if k not in (smiles, id_))
+    return _CsvLayout(delimiter, tuple(columns), smiles, id_, passthrough)
+
+
+def _find_column(columns: list[str], wanted: str, what: str) -> int:
+    """Index of the column named ``wanted``: exactly, else the only one equal to it in any case."""
+    if wanted in columns:
+        return columns.index(wanted)
+    folded = [k for k, c in enumerate(columns) if c.lower() == wanted.strip().lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise ValueError(f"no column {wanted!r} (the {what} column asked for); the columns are {_list_columns(columns)}")
+
+
+def _list_columns(columns: Sequence[str]) -> str:
+    listed = ", ".join(repr(c) for c in columns[:_MAX_COLUMNS_LISTED])
+    more = f", ... ({len(columns)} in all)" if len(columns) > _MAX_COLUMNS_LISTED else ""
+    return listed + more
+
+
+def _cell_value(text: str) -> Any:
+    """A CSV cell: ``None`` when empty or NA; an ``int`` for a plain integer, a ``float`` for another number.
+
+    Integers stay exact (``float`` would round long ids); one written with leading zeros (``007``) is kept as
+    text, since it is most likely a code.
+    """
+    text = text.strip()
+    if not text or text.lower() in _MISSING_CELLS:
+        return None
+    if re.fullmatch(r"[+-]?\d+", text):
+        if re.fullmatch(r"[+-]?0\d+", text):
+            return text
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            return text
+    return _number_or_text(text)
+
+
+class _Replay:
+    """A text stream whose first lines were read ahead (to look at a header) and are handed out again."""
+
+    def __init__(self, ahead: list[str], rest: Iterator[str]) -> None:
+        self._ahead = list(ahead)
+        self._rest = rest
+
+    def __iter__(self) -> _Replay:
+        return self
+
+    def __next__(self) -> str:
+        if self._ahead:
+            return self._ahead.pop(0)
+        return next(self._rest)
+
+
+@dataclass
+class _CsvPlan:
+    """The pass-through columns of some inputs, known before their records are read (see _plan_csv)."""
+
+    columns: list[str]  # union over the CSV inputs, in first-seen order
+    sources: frozenset[str]  # the paths (as given; "-" for stdin) read as CSV
+    stdin: Any  # the stream to read "-" from: stdin itself, or one that hands the peeked header out again
+
+
+def _plan_csv(
+    paths: Sequence[str], input_format: str | None, stdin: TextIO | None, options: _CsvOptions
+) -> _CsvPlan:
+    """Which inputs are CSV and their pass-through columns (:func:`csv_columns`), before reading any record.
+
+    Columns of a file that cannot be read, or lacks its SMILES / id column, are left out: reading it gives
+    the error record that says why. From stdin the header line is read here and handed out again after.
+    Raises ValueError for an unknown ``input_format``.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [os.fspath(p) for p in paths]
+    fmt = None if input_format is None else _normalise_format(input_format)
+    columns: dict[str, None] = {}  # an ordered set
+    sources = set()
+    for path in paths:
+        if path == "-":
+            if fmt != "csv" or "-" in sources:  # stdin is read once; a second "-" gives no records
+                continue
+            lines = iter(stdin if stdin is not None else sys.stdin)
+            _, header, ahead = _csv_header(lines)
+            stdin = _Replay(ahead, lines)
+            sources.add(path)
+            if header is not None:
+                with contextlib.suppress(ValueError):
+                    columns.update(dict.fromkeys(_csv_layout(header, _csv_delimiter("-", header), options)
+                                                 .passthrough_names))
+            continue
+        try:
+            is_csv = (fmt or detect_format(path)) == "csv"
+        except ValueError:
+            is_csv = False
+        if not is_csv:
+            continue
+        sources.add(path)
+        with contextlib.suppress(ValueError):
+            columns.update(dict.fromkeys(csv_columns(path, options.smiles_column, options.id_column)))
+    return _CsvPlan(list(columns), frozenset(sources), stdin)
 
 
 # --------------------------------------------------------------------------------------------------------

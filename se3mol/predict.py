@@ -11,6 +11,9 @@ one thread (see :mod:`se3mol.io` on RDKit's log).
 >>> from se3mol.predict import Predictor            # doctest: +SKIP
 >>> p = Predictor.from_specs(["qm9-egnn-gap"])      # doctest: +SKIP
 >>> rows = list(p.predict_files(["examples/molecules.sdf"]))  # doctest: +SKIP
+
+CSV input (a table with a SMILES column) keeps its other columns: they follow the model's columns in
+every row, named as in the input (``input_<name>`` where that clashes with an output column).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from se3mol.targets import Target
 BASE_COLUMNS = ("index", "id", "source", "smiles", "n_atoms", "status", "error")
 # After the predictions, so the columns a pipeline sorts on come at fixed, early positions.
 TRAILING_COLUMNS = ("warning", "notes")
+# Prefix of a CSV input's column whose name is already an output column (e.g. a measured "gap_meV").
+PASSTHROUGH_PREFIX = "input_"
 
 
 # Error messages kept for the end-of-run summary; the rest are only counted (memory stays flat).
@@ -78,6 +83,14 @@ class PredictStats:
                 f"write {self.write_s:.2f} s")
 
 
+@dataclass(frozen=True)
+class _PassThrough:
+    """CSV input columns copied into the rows: input name -> output column, for records of ``sources``."""
+
+    names: dict[str, str]
+    sources: frozenset[str]
+
+
 @dataclass
 class _Prepared:
     """One batch, featurised: a row per record, and the molecules to score with their graphs per model."""
@@ -112,18 +125,28 @@ class Predictor:
         self.elements = set.intersection(*(set(m.elements) for m in self.models))
         self.domain = [c.get("domain", {}) for c in self.checkpoints]
         self.stats = PredictStats()
+        #: Output names of the CSV input columns passed through by the last call of predict_file_chunks
+        #: (or predict_files, once iterated); empty for other inputs. They end :attr:`columns`.
+        self.input_columns: list[str] = []
 
     @classmethod
     def from_specs(cls, specs: Sequence[str | os.PathLike], batch_size: int = 64,
                    device: str | torch.device = "cpu", prefetch: int = 2) -> Predictor:
-        """Load shipped model names or checkpoint paths."""
-        from se3mol.pretrained import load_pretrained
+        """Load shipped model names, checkpoint paths or run directories (an ensemble's: every member)."""
+        from se3mol.pretrained import load_pretrained, resolve_checkpoints
 
-        loaded = [load_pretrained(s, device) for s in specs]
+        # A run directory of an ensemble (train --ensemble N) stands for all of its members.
+        loaded = [load_pretrained(p, device) for s in specs for p in resolve_checkpoints(s)]
         return cls([m for m, _ in loaded], [c for _, c in loaded], batch_size, device, prefetch)
 
     @property
     def columns(self) -> list[str]:
+        """The output columns: :attr:`model_columns`, then :attr:`input_columns` (CSV pass-through)."""
+        return self.model_columns + self.input_columns
+
+    @property
+    def model_columns(self) -> list[str]:
+        """Base columns, one per predicted value (and ``_std`` for an ensemble), then warning and notes."""
         cols = list(BASE_COLUMNS)
         for t in self.targets:
             for c in t.columns:
@@ -135,26 +158,54 @@ class Predictor:
     # ------------------------------------------------------------------ records
     def predict_files(self, paths: Sequence[str], input_format: str | None = None,
                       embed_seed: int = 0, stdin=None,
-                      shard: tuple[int, int] | str | None = None) -> Iterator[dict[str, Any]]:
+                      shard: tuple[int, int] | str | None = None, *, smiles_column: str | None = None,
+                      id_column: str | None = None) -> Iterator[dict[str, Any]]:
         """Rows for every record of ``paths`` (``-`` is stdin), in input order.
 
         ``shard=(i, n)`` (or ``"i/n"``) scores only the records whose index is ``i`` modulo ``n``; their
         ``index`` column stays the position in the whole input. See :func:`se3mol.io.read_records`.
+
+        CSV inputs: ``smiles_column`` / ``id_column`` name the columns with the SMILES and the record ids
+        (see :func:`se3mol.io.read_records`); every other column is passed through into the rows, after
+        :attr:`model_columns`, under the names of :attr:`input_columns` (``None`` where a record has no
+        value: an empty cell, another input file, a row that could not be split).
         """
-        for chunk in self.predict_file_chunks(paths, input_format, embed_seed, stdin, shard):
+        for chunk in self.predict_file_chunks(paths, input_format, embed_seed, stdin, shard,
+                                              smiles_column=smiles_column, id_column=id_column):
             yield from chunk
 
     def predict_file_chunks(self, paths: Sequence[str], input_format: str | None = None,
                             embed_seed: int = 0, stdin=None,
-                            shard: tuple[int, int] | str | None = None) -> Iterator[list[dict[str, Any]]]:
+                            shard: tuple[int, int] | str | None = None, *, smiles_column: str | None = None,
+                            id_column: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """The same rows, one list per batch (what a streaming writer flushes at a time).
 
         Arguments are checked here, before anything is read (``ValueError`` for a bad format or shard).
+        The headers of CSV inputs are read here too (from stdin: its first line, handed on to the reader),
+        so that :attr:`columns` is complete when this returns: a writer can put out its header first.
         """
-        from se3mol.io import read_records
+        from se3mol.io import _CsvOptions, _plan_csv, parse_shard, read_records
 
-        records = read_records(paths, input_format, stdin=stdin, embed_seed=embed_seed, shard=shard)
-        return self.predict_chunks(records)
+        if shard is not None:
+            parse_shard(shard)  # a bad shard is refused before stdin is looked at
+        plan = _plan_csv(paths, input_format, stdin, _CsvOptions(smiles_column, id_column))
+        records = read_records(paths, input_format, stdin=plan.stdin, embed_seed=embed_seed, shard=shard,
+                               smiles_column=smiles_column, id_column=id_column)
+        passthrough = _PassThrough(self._output_names(plan.columns), plan.sources)
+        self.input_columns = list(passthrough.names.values())
+        return self._chunks(records, passthrough)
+
+    def _output_names(self, input_names: Sequence[str]) -> dict[str, str]:
+        """Input column -> output column: the same name, prefixed ``input_`` (again) while it is taken."""
+        taken = set(self.model_columns)
+        names = {}
+        for name in input_names:
+            out = name
+            while out in taken:
+                out = PASSTHROUGH_PREFIX + out
+            taken.add(out)
+            names[name] = out
+        return names
 
     def predict_molecules(self, mols: Iterable[Molecule],
                           shard: tuple[int, int] | str | None = None) -> Iterator[dict[str, Any]]:
@@ -162,6 +213,7 @@ class Predictor:
         from se3mol.io import Record, parse_shard
 
         i, n = (0, 1) if shard is None else parse_shard(shard)
+        self.input_columns = []
         records = (Record(index=k, source="<python>", id=m.name or f"mol{k + 1}", molecule=m, smiles=m.smiles,
                           notes=list(m.notes)) for k, m in enumerate(mols) if k % n == i)
         for chunk in self.predict_chunks(records):
@@ -174,7 +226,10 @@ class Predictor:
         raised there (by ``records``) is re-raised here, after the rows of the chunks before it. Closing
         the generator early (e.g. the reader of a pipe went away) stops that thread.
         """
-        prepared = self._prepared_chunks(iter(records))
+        return self._chunks(records, None)
+
+    def _chunks(self, records: Iterable[Any], passthrough: _PassThrough | None) -> Iterator[list[dict[str, Any]]]:
+        prepared = self._prepared_chunks(iter(records), passthrough)
         if self.prefetch:
             prepared = _background(prepared, self.prefetch, self.stats)
         t_start = time.perf_counter()
@@ -185,7 +240,7 @@ class Predictor:
             self.stats.wall_s += time.perf_counter() - t_start
             prepared.close()
 
-    def _prepared_chunks(self, records: Iterator[Any]) -> Iterator[_Prepared]:
+    def _prepared_chunks(self, records: Iterator[Any], passthrough: _PassThrough | None) -> Iterator[_Prepared]:
         """Read ``batch_size`` records at a time and featurise them (the part that can run ahead)."""
         try:
             while True:
@@ -195,7 +250,7 @@ class Predictor:
                 self.stats.read_s += t1 - t0
                 if not chunk:
                     return
-                prep = self._featurise(chunk)
+                prep = self._featurise(chunk, passthrough)
                 self.stats.featurise_s += time.perf_counter() - t1
                 yield prep
         finally:
@@ -203,8 +258,8 @@ class Predictor:
             if close is not None:
                 close()  # close the input files now, in this thread, not at garbage collection
 
-    def _featurise(self, chunk: list[Any]) -> _Prepared:
-        rows = [self._row(r) for r in chunk]
+    def _featurise(self, chunk: list[Any], passthrough: _PassThrough | None = None) -> _Prepared:
+        rows = [self._row(r, passthrough) for r in chunk]
         todo = []
         for row, rec in zip(rows, chunk, strict=True):
             if rec.molecule is None:
@@ -262,12 +317,16 @@ class Predictor:
                 self.stats.n_ok += 1
         return prep.rows
 
-    def _row(self, rec: Any) -> dict[str, Any]:
+    def _row(self, rec: Any, passthrough: _PassThrough | None = None) -> dict[str, Any]:
         mol = rec.molecule
-        row: dict[str, Any] = {c: None for c in self.columns}
+        row: dict[str, Any] = {c: None for c in self.model_columns}
         row.update(index=rec.index, id=rec.id, source=rec.source, smiles=rec.smiles or (mol.smiles if mol else ""),
                    n_atoms=mol.n_atoms if mol is not None else None, status="", error=None, warning=None,
                    notes="; ".join(rec.notes) if rec.notes else None)
+        if passthrough is not None:
+            # Only CSV records: an SD data field of the same name is no value of that column.
+            values = rec.properties if rec.source in passthrough.sources else {}
+            row.update({out: values.get(name) for name, out in passthrough.names.items()})
         return row
 
     def _prepare(self, mol: Molecule, row: dict[str, Any]) -> Molecule:
@@ -323,13 +382,17 @@ class Predictor:
 
 
 def predict(inputs: Sequence[str] | Sequence[Molecule], model: str | Sequence[str] = "qm9-egnn-gap",
-            batch_size: int = 64, device: str = "cpu", shard: tuple[int, int] | str | None = None):
+            batch_size: int = 64, device: str = "cpu", shard: tuple[int, int] | str | None = None, *,
+            smiles_column: str | None = None, id_column: str | None = None):
     """Score files (paths) or :class:`Molecule` objects; returns a pandas DataFrame, one row per record.
 
     ``shard=(i, n)`` keeps the records whose index is ``i`` modulo ``n`` (files or molecules alike).
+    CSV files: ``smiles_column`` / ``id_column`` as in :meth:`Predictor.predict_files`; their other columns
+    come after the model's, in every row.
 
     >>> df = predict(["examples/molecules.sdf"])   # doctest: +SKIP
     >>> df[["id", "gap_meV"]].head()               # doctest: +SKIP
+    >>> predict(["assay.csv"], smiles_column="smiles", id_column="name")   # doctest: +SKIP
     """
     import pandas as pd
 
@@ -338,7 +401,8 @@ def predict(inputs: Sequence[str] | Sequence[Molecule], model: str | Sequence[st
     if inputs and isinstance(inputs[0], Molecule):
         rows = list(p.predict_molecules(inputs, shard=shard))  # type: ignore[arg-type]
     else:
-        rows = list(p.predict_files([str(x) for x in inputs], shard=shard))
+        rows = list(p.predict_files([str(x) for x in inputs], shard=shard, smiles_column=smiles_column,
+                                    id_column=id_column))
     return pd.DataFrame(rows, columns=p.columns)
 
 

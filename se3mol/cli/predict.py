@@ -28,14 +28,21 @@ from se3mol.pretrained import DEFAULT_MODEL
 
 def predict(
     inputs: Annotated[list[str], typer.Argument(
-        help="Molecule files (SDF, XYZ/extxyz, SMILES .smi, or any ASE format); '-' reads stdin.")],
+        help="Molecule files (SDF, XYZ/extxyz, SMILES .smi, CSV/TSV tables with a header and a SMILES "
+             "column, or any ASE format; also gzipped); '-' reads stdin. The other columns of a CSV input are "
+             "copied into the output, after the predictions.")],
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help=f"Shipped model name or checkpoint path; repeat for an ensemble "
                               f"(mean and _std columns). Default: {DEFAULT_MODEL}.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv, jsonl, or table (a rich table, for people).")] = "csv",
     input_format: Annotated[str | None, typer.Option(
-        help="Input format for stdin or unusual extensions: sdf, xyz, smi, or an ASE format name.")] = None,
+        help="Input format for stdin or unusual extensions: sdf, xyz, smi, csv, or an ASE format name.")] = None,
+    smiles_column: Annotated[str | None, typer.Option(
+        help="CSV input: the column with the SMILES. Default: the first column named smiles, smi, "
+             "canonical_smiles, mol or molecule (any case).")] = None,
+    id_column: Annotated[str | None, typer.Option(
+        help="CSV input: the column with the record ids (default: <file name>:<row number>).")] = None,
     batch_size: Annotated[int, typer.Option(help="Molecules per model call.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for 3D embedding of SMILES and 2D records.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
@@ -57,7 +64,8 @@ def predict(
     if fmt not in ("csv", "jsonl", "table"):
         raise typer.BadParameter("choose csv, jsonl or table", param_hint="--format")
     if "-" in inputs and input_format is None:
-        raise typer.BadParameter("reading stdin ('-') needs --input-format sdf|xyz|smi", param_hint="--input-format")
+        raise typer.BadParameter("reading stdin ('-') needs --input-format sdf|xyz|smi|csv",
+                                 param_hint="--input-format")
     if batch_size < 1:
         raise typer.BadParameter(f"must be at least 1, got {batch_size}", param_hint="--batch-size")
     if prefetch < 0:
@@ -84,8 +92,13 @@ def predict(
     previous = _set_sigterm(_raise_terminated)
     chunks = None
     try:
-        chunks = predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed,
-                                               shard=shard_in)
+        # Reads the header of CSV inputs, so that predictor.columns has their pass-through columns.
+        try:
+            chunks = predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed,
+                                                   shard=shard_in, smiles_column=smiles_column,
+                                                   id_column=id_column)
+        except ValueError as exc:  # the shard was checked above: an unknown input format
+            raise typer.BadParameter(str(exc), param_hint="--input-format") from None
         if fmt == "table":
             _render_table([r for chunk in chunks for r in chunk], predictor.columns)
         else:

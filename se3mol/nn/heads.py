@@ -17,6 +17,8 @@ from se3mol.nn.layers import center_positions, mlp, scatter_mean, scatter_sum
 from se3mol.targets import Target
 from se3mol.units import DEBYE_TO_E_ANGSTROM
 
+MAX_Z = 118
+
 
 @dataclass
 class AtomFeatures:
@@ -64,6 +66,9 @@ class PropertyHeads(nn.Module):
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
         self.register_buffer("atom_mean", torch.zeros(n))
+        # Per-element contributions [T,119] of sum-pooled scalar targets (atomic reference energies, as
+        # SchNetPack's atomrefs and MACE's E0s): fitted by least squares on the training compositions.
+        self.register_buffer("element_offset", torch.zeros(n, MAX_Z + 1))
         self.vector_weights = nn.Linear(hidden, vector_channels * n) if vector_channels else None
         self.vector_channels = vector_channels
         # rank-2 channels available to tensor heads: representation's + positions' + vectors' outer products
@@ -92,10 +97,21 @@ class PropertyHeads(nn.Module):
         """Predictions as one matrix ``[B,D]``, targets in order, tensors row-major (matches training ``y``)."""
         return torch.cat([out[t.name].reshape(out[t.name].shape[0], -1) for t in self.targets], dim=1)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before per-element offsets: zero offsets reproduce them exactly.
+        state_dict.setdefault(prefix + "element_offset", torch.zeros_like(self.element_offset))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
-    def fit_normalization(self, y: Tensor, n_atoms: Tensor) -> None:
+    def fit_normalization(self, y: Tensor, n_atoms: Tensor, composition: Tensor | None = None) -> None:
         """Set target statistics from training targets ``y [M,D]`` (NaN where missing) and atom counts
-        ``n_atoms [M]``; each target uses the molecules labelled for it."""
+        ``n_atoms [M]``; each target uses the molecules labelled for it.
+
+        With ``composition [M,119]`` (atoms of each element per molecule), a sum-pooled scalar target gets
+        per-element offsets fitted by least squares, so the network learns what the composition does not
+        explain (for total energies, the composition accounts for almost all of the variance); without
+        it, one offset per atom.
+        """
         y = y.to(self.mean.dtype)
         n_all = n_atoms.to(y.dtype)
         col = 0
@@ -112,8 +128,21 @@ class PropertyHeads(nn.Module):
                 eye = torch.eye(3, dtype=y.dtype).reshape(1, 9)
                 self.std[k] = (v - (n * self.atom_mean[k])[:, None] * eye).std().clamp(min=1e-6)
                 self.mean[k] = 0.0
+            elif t.kind == "scalar" and t.pooling == "sum" and composition is not None:
+                c = composition[have].to(y.dtype)  # [M,119]
+                present = c.sum(0) > 0
+                a = c[:, present]
+                # Ridge-regularised normal equations: stable when two elements always occur together.
+                w = torch.linalg.solve(a.T @ a + 1e-8 * torch.eye(a.shape[1], dtype=y.dtype) * (a.T @ a).trace(),
+                                       a.T @ v[:, 0])
+                self.element_offset[k].zero_()
+                self.element_offset[k, present] = w.to(self.element_offset.dtype)
+                self.atom_mean[k] = 0.0
+                self.std[k] = (v[:, 0] - a @ w).std().clamp(min=1e-6)
+                self.mean[k] = 0.0
             elif t.kind == "scalar" and t.pooling == "sum":
                 # Least-squares per-atom offset, so the network learns deviations from y ~ n * atom_mean.
+                self.element_offset[k].zero_()
                 self.atom_mean[k] = (v[:, 0] * n).sum() / (n * n).sum()
                 self.std[k] = (v[:, 0] - n * self.atom_mean[k]).std().clamp(min=1e-6)
                 self.mean[k] = 0.0
@@ -121,7 +150,9 @@ class PropertyHeads(nn.Module):
                 self.mean[k] = v[:, 0].mean() if t.kind == "scalar" else 0.0
                 self.std[k] = v[:, 0].std().clamp(min=1e-6)
 
-    def forward(self, feats: AtomFeatures, pos: Tensor, batch: Tensor, num_graphs: int) -> dict[str, Tensor]:
+    def forward(self, feats: AtomFeatures, pos: Tensor, batch: Tensor, num_graphs: int,
+                z: Tensor | None = None) -> dict[str, Tensor]:
+        """Outputs in physical units; ``z [N]`` (atomic numbers) adds the per-element offsets."""
         s = self.readout(feats.scalars)  # [N,T]
         out: dict[str, Tensor] = {}
         tensor_k = 0
@@ -135,7 +166,10 @@ class PropertyHeads(nn.Module):
                 out[t.name] = self._tensor(sk, k, tensor_k, feats, pos, batch, num_graphs)  # [B,3,3]
                 tensor_k += 1
             elif t.pooling == "sum":
-                out[t.name] = scatter_sum(sk * self.std[k] + self.atom_mean[k], batch, num_graphs)
+                atom = sk * self.std[k] + self.atom_mean[k]
+                if z is not None:
+                    atom = atom + self.element_offset[k][z]
+                out[t.name] = scatter_sum(atom, batch, num_graphs)
             else:
                 out[t.name] = scatter_mean(sk, batch, num_graphs) * self.std[k] + self.mean[k]
         return out

@@ -61,7 +61,7 @@ class MoleculeModel(nn.Module):
         return self.heads.output_kinds()
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        return self.heads(self.representation(batch), batch.pos, batch.batch, batch.num_graphs)
+        return self.heads(self.representation(batch), batch.pos, batch.batch, batch.num_graphs, batch.z)
 
     def describe(self) -> dict[str, Any]:
         """Everything needed to rebuild this model, as plain data (checkpoint-safe)."""

@@ -168,7 +168,7 @@ class Trainer:
         model = build_model(self.cfg.model, self.targets, self.cfg.model_config, self.elements, self.graph)
         train_idx = self.split["train"]
         model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
-                                      self.data.counts[train_idx])
+                                      self.data.counts[train_idx], composition(self.data, train_idx))
         self._scale = model.heads.loss_scale().to(self.device)  # [T]
         self._col_target = model.heads.column_target().to(self.device)  # [D]
         return model
@@ -277,7 +277,14 @@ class Trainer:
         old = ckpt.get("train_config")
         if old is None or "training_state" not in ckpt:
             raise ValueError(f"{path} holds no training state to resume from")
-        diffs = TrainConfig.from_dict(old).differences(self.cfg)
+        before = TrainConfig.from_dict(old)
+        diffs = before.differences(self.cfg)
+        # More epochs than the run had extends it (also a finished one): the cosine schedule is stretched
+        # over the new total, so the learning rate rises to where the longer schedule would be (a warm
+        # restart) and decays again by the new end. With max_time the budget sets the schedule instead.
+        extended = self.cfg.epochs > before.epochs and not self.cfg.max_time and not before.max_time
+        if extended:
+            diffs = [d for d in diffs if not d.startswith("epochs:")]
         if diffs:
             hint = ("; --batch-size is per process, so resume on as many processes as before"
                     if old.get("world_size", 1) != self.cfg.world_size else "")
@@ -293,6 +300,9 @@ class Trainer:
         for k in ("epoch", "step_in_epoch", "global_step", "total_steps", "best_score", "best_epoch", "bad_epochs",
                   "elapsed", "history", "loss_sum", "n_seen"):
             setattr(self, k, st.get(k, getattr(self, k)))  # older states lack loss_sum, n_seen
+        if extended:
+            self.total_steps = self.steps_per_epoch * self.cfg.epochs
+            self.bad_epochs = 0  # early stopping counts afresh in the extension
 
     # ----------------------------------------------------------------- loop
     def _epoch_order(self, epoch: int) -> Tensor:
@@ -519,6 +529,15 @@ def training_domain(data: QM9, train_idx: Tensor, elements: tuple[int, ...]) -> 
         0, torch.repeat_interleave(torch.arange(len(data)), data.counts), heavy_per_atom)[train_idx]
     return {"elements": list(elements), "max_atoms": int(counts.max()), "max_heavy_atoms": int(heavy.max()),
             "charge": 0}
+
+
+def composition(data: QM9 | LabelledDataset, idx: Tensor) -> Tensor:
+    """Atoms of each element in molecules ``idx [B]``: ``[B,119]`` (float64)."""
+    mol_of_atom = torch.repeat_interleave(torch.arange(len(data)), data.counts)  # [A]
+    full = torch.zeros(len(data), 119, dtype=torch.float64)
+    full.index_put_((mol_of_atom, data.z.long()), torch.ones(len(mol_of_atom), dtype=torch.float64),
+                    accumulate=True)
+    return full[idx]
 
 
 def _validate_each(validate: Callable, models: dict[str, torch.nn.Module]) -> dict[str, tuple[dict, float]]:

@@ -80,6 +80,9 @@ def test_ensemble_trains_members_on_one_split_and_fine_tunes_a_shipped_represent
     assert len(json.loads((out / "ensemble.json").read_text())["test_mae"]["Cv"]) == 2
     e = runner.invoke(app, ["evaluate", str(out), str(sdf), "--plot", str(tmp_path / "p.png")])
     assert e.exit_code == 0 and "ensemble of 2" in e.stderr
+    p = runner.invoke(app, ["predict", str(sdf), "--model", str(out)])
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert len(rows) == 42 and float(rows[0]["Cv_cal_mol_K_std"]) > 0
 
     ft = tmp_path / "ft"
     r = runner.invoke(app, ["train", "--data", str(sdf), "--target", "Cv:cal/(mol K)", "--init-from", "qm9-egnn-gap",
@@ -90,3 +93,24 @@ def test_ensemble_trains_members_on_one_split_and_fine_tunes_a_shipped_represent
     tuned = torch.load(ft / "best.pt", weights_only=True)
     assert tuned["model"]["config"] == shipped["model"]["config"]
     assert tuned["model"]["targets"][0]["name"] == "Cv"
+
+
+def test_csv_of_smiles_trains_with_missing_labels_and_predict_passes_columns_through(tmp_path):
+    table = tmp_path / "t.csv"
+    smiles = ["C" * k + x for k in range(1, 7) for x in ("O", "N", "C(=O)O", "Cl")]
+    lines = ["name,smiles,y1,y2"] + [f"m{k},{s},{len(s) * 0.5},{'' if k % 3 == 0 else k}"
+                                      for k, s in enumerate(smiles)]
+    table.write_text("\n".join(lines) + "\nbad,C1CC,1.0,2.0\n")
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--data", str(table), "--smiles-column", "smiles", "--id-column", "name",
+                            "--target", "y1", "--target", "y2", "--split", "random", "--out", str(out), *TINY])
+    assert r.exit_code == 0, r.stderr
+    assert "25 record(s) read, 24 used, 1 skipped" in " ".join(r.stderr.split())
+    report = list(csv.DictReader((out / "data_report.csv").open()))
+    assert [x["id"] for x in report if x["status"] == "skipped"] == ["bad"]
+    assert sum(x["reason"] == "missing label for target 'y2'" for x in report) == 8
+    p = runner.invoke(app, ["predict", str(table), "--smiles-column", "smiles", "--id-column", "name",
+                            "--model", str(out)])
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert len(rows) == 25 and rows[0]["id"] == "m0" and "y1" in rows[0] and "y1_pred" not in rows[0]
+    assert rows[-1]["status"] == "error" and float(rows[-1]["input_y1"]) == 1.0  # y1 is also an output

@@ -158,3 +158,71 @@ def test_tensor_target_is_written_as_six_components(tmp_path):
     assert "alpha_tensor_xy_bohr3_std" in header
     row = _rows(r.stdout)[0]
     assert all(row[c] != "" for c in comps)
+
+
+# ------------------------------------------------------------------------------------------------ CSV input
+
+MODEL_COLUMNS = ["index", "id", "source", "smiles", "n_atoms", "status", "error", "gap_meV", "warning", "notes"]
+
+
+def test_csv_input_passes_its_other_columns_through_in_order():
+    if not (ROOT / "models" / "qm9-egnn-gap.pt").exists():
+        pytest.skip("shipped model not present")
+    r = runner.invoke(app, ["predict", str(FIXTURES / "table.csv"), "--smiles-column", "smiles",
+                            "--id-column", "name"])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED, r.stderr  # a bad SMILES and a ragged row
+    header = r.stdout.splitlines()[0].split(",")
+    # the input's gap_meV clashes with the prediction: prefixed; name and smiles are the id and SMILES
+    assert header == MODEL_COLUMNS + ["input_gap_meV", "solvent", "count"]
+    rows = _rows(r.stdout)
+    assert [x["index"] for x in rows] == ["0", "1", "2", "3", "4"]  # one row per input row, in order
+    assert [x["id"] for x in rows] == ["ethanol", "benzene", "broken ring", "table.csv:4", "acetonitrile"]
+    assert [x["status"] for x in rows] == ["ok", "ok", "error", "error", "ok"]
+    assert [x["smiles"] for x in rows] == ["CCO", "c1ccccc1", "", "", "CC#N"]
+    assert [x["input_gap_meV"] for x in rows] == ["8123.5", "", "7000", "", ""]
+    assert [x["solvent"] for x in rows] == ["water", "toluene, dry", "water", "", ""]
+    assert [x["count"] for x in rows] == ["3", "", "1", "", "0012"]
+    assert all(2000 < float(rows[k]["gap_meV"]) < 15000 for k in (0, 1, 4))
+    assert rows[2]["error"].startswith("line 5: invalid SMILES 'C1CC'") and rows[2]["gap_meV"] == ""
+    assert rows[3]["error"] == "line 6: 6 field(s) where the header (line 1) has 5 column(s)"
+    assert "scored 3 of 5 record(s); 2 error(s)" in r.stderr
+
+
+def test_csv_from_stdin_as_jsonl_and_mixed_with_other_inputs(tiny_checkpoint, tmp_path):
+    text = "smiles\tlogS\tnote\nCCO\t-0.3\tfirst\nO\t\tsecond\n"
+    r = runner.invoke(app, ["predict", "-", "--input-format", "csv", "--format", "jsonl",
+                            "--model", str(tiny_checkpoint)], input=text)
+    assert r.exit_code == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [list(x)[-2:] for x in lines] == [["logS", "note"]] * 2
+    assert [(x["id"], x["logS"], x["note"]) for x in lines] == [("-:1", -0.3, "first"), ("-:2", None, "second")]
+    more = tmp_path / "more.csv"
+    more.write_text("SMILES,note,extra\nC,third,7\n")
+    (tmp_path / "t.tsv").write_text(text)
+    r = runner.invoke(app, ["predict", str(tmp_path / "t.tsv"), str(FIXTURES / "good.xyz"), str(more),
+                            "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[0].split(",")[-3:] == ["logS", "note", "extra"]  # union, first-seen order
+    rows = _rows(r.stdout)
+    assert [(x["logS"], x["note"], x["extra"]) for x in rows] == [
+        ("-0.3", "first", ""), ("", "second", ""), ("", "", ""), ("", "", ""), ("", "", ""), ("", "third", "7")]
+
+
+def test_csv_without_its_smiles_column_is_an_error_row_naming_the_columns(tiny_checkpoint, tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("name,structure\nethanol,CCO\n")
+    r = runner.invoke(app, ["predict", str(path), str(FIXTURES / "good.xyz"), "--model", str(tiny_checkpoint)])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED
+    rows = _rows(r.stdout)
+    assert r.stdout.splitlines()[0].split(",") == ["index", "id", "source", "smiles", "n_atoms", "status",
+                                                   "error", "gap_meV", "mu_D", "warning", "notes"]
+    assert [x["status"] for x in rows] == ["error", "ok", "ok", "ok"]
+    assert "no SMILES column" in rows[0]["error"] and "'name', 'structure'" in rows[0]["error"]
+    r = runner.invoke(app, ["predict", str(path), "--smiles-column", "structure", "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 0 and _rows(r.stdout)[0]["name"] == "ethanol"
+
+
+def test_unknown_input_format_is_a_usage_error(tiny_checkpoint):
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--input-format", "mol2x",
+                            "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 2 and "unknown input format 'mol2x'" in r.stderr

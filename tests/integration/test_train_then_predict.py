@@ -22,9 +22,11 @@ def test_two_epochs_lower_val_mae_and_predict_reads_the_result(tmp_path):
     result = trainer.train()
     history = [r["val_mae_U0_meV"] for r in trainer.history]
     assert len(history) == 2 and history[1] < history[0]
-    # U0 is driven by composition, which even 24 steps learn; the untrained model only knows the mean per atom.
-    assert result.val_mae["U0"] < 0.5 * before["U0"]
-    assert result.test_mae["U0"] < 0.5 * before["U0"]
+    # The untrained model already knows the per-element offsets fitted on the training compositions (1,692
+    # meV here; one offset per atom left 4,709); 24 steps learn a good part of what they leave.
+    assert before["U0"] < 3000
+    assert result.val_mae["U0"] < 0.75 * before["U0"]
+    assert result.test_mae["U0"] < 0.75 * before["U0"]
 
     best = str(tmp_path / "run" / "best.pt")
     r = CliRunner().invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--model", best])

@@ -19,6 +19,7 @@ from rdkit import Chem
 from se3mol.io import (
     FORMATS,
     Record,
+    csv_columns,
     detect_format,
     embed_smiles,
     molecule_from_rdkit,
@@ -160,15 +161,77 @@ def test_sdf_empty_record_between_terminators_is_an_error(tmp_path):
     assert recs[1].id == "gap.sdf:2"
 
 
-def test_sdf_without_hydrogens_is_kept_as_given_with_a_note(tmp_path):
+def bond_lengths_to_h(mol) -> list[tuple[int, float]]:
+    """(atomic number of the partner, length [A]) of every bond to a hydrogen."""
+    out = []
+    for i, j in mol.bonds.tolist():
+        if 1 in (mol.z[i], mol.z[j]):
+            other = int(mol.z[j] if mol.z[i] == 1 else mol.z[i])
+            out.append((other, float(np.linalg.norm(mol.pos[i] - mol.pos[j]))))
+    return out
+
+
+def min_distance(mol) -> float:
+    d = np.linalg.norm(mol.pos[:, None] - mol.pos[None], axis=-1)  # [N,N]
+    return float(d[np.triu_indices(len(d), 1)].min())
+
+
+def test_sdf_without_hydrogens_gets_them_added_in_3d(tmp_path):
     with_h = read(FIXTURES / "good.sdf")[2]  # benzene
     rd = Chem.MolFromMolBlock((FIXTURES / "good.sdf").read_text().split("$$$$\n")[2], removeHs=False)
     path = tmp_path / "heavy.sdf"
     path.write_text(Chem.MolToMolBlock(Chem.RemoveHs(rd)) + "$$$$\n")
     (rec,) = read(path)
-    assert rec.molecule.z.tolist() == [6] * 6  # (Molecule.formula fails on C without H, so compare z)
-    assert rec.notes == ["no hydrogens in input (RDKit would add 6); kept as given"]
-    np.testing.assert_allclose(rec.molecule.pos, with_h.molecule.pos[:6], atol=1e-4)
+    assert rec.molecule.z.tolist() == [6] * 6 + [1] * 6  # the file's atoms first, in file order
+    assert rec.molecule.formula == "C6H6" and rec.smiles == "c1ccccc1"
+    assert rec.notes == ["6 hydrogen(s) missing from the input were added with 3D coordinates (RDKit AddHs addCoords)"]
+    np.testing.assert_allclose(rec.molecule.pos[:6], with_h.molecule.pos[:6], atol=1e-4)  # heavy atoms kept
+    # Each added H sits on its carbon, in the ring plane, about where the file with H has it.
+    lengths = bond_lengths_to_h(rec.molecule)
+    assert len(lengths) == 6 and all(z == 6 and 1.0 < d < 1.15 for z, d in lengths)
+    added, given = rec.molecule.pos[6:], with_h.molecule.pos[6:]  # [6,3] each
+    nearest = np.linalg.norm(added[:, None] - given[None], axis=-1).min(axis=1)  # [6]
+    assert nearest.max() < 0.1
+
+
+def test_heavy_atom_only_3d_ethanol_gets_nine_atoms_at_sensible_distances():
+    rec = read(FIXTURES / "heavy_atoms.sdf")[0]
+    assert rec.id == "ethanol heavy atoms" and rec.ok
+    mol = rec.molecule
+    assert mol.n_atoms == 9 and mol.formula == "C2H6O" and rec.smiles == "CCO"
+    assert symbols(rec) == ["C", "C", "O"] + ["H"] * 6
+    assert len(mol.bonds) == 8
+    lengths = bond_lengths_to_h(mol)
+    assert sorted(z for z, _ in lengths) == [6] * 5 + [8]
+    assert all(0.9 < d < 1.2 for _, d in lengths)
+    assert min_distance(mol) > 0.9  # no H on top of another atom
+    assert rec.notes == ["6 hydrogen(s) missing from the input were added with 3D coordinates (RDKit AddHs addCoords)"]
+    # The given heavy atoms are not moved (a 3D record is not re-embedded).
+    atom_lines = (FIXTURES / "heavy_atoms.sdf").read_text().splitlines()[4:7]
+    np.testing.assert_allclose(mol.pos[:3], [[float(v) for v in x.split()[:3]] for x in atom_lines], atol=1e-4)
+
+
+def test_some_hydrogens_given_the_rest_are_added():
+    rec = read(FIXTURES / "heavy_atoms.sdf")[1]  # ethanol with only its O-H hydrogen in the file
+    assert rec.ok and rec.molecule.n_atoms == 9 and rec.molecule.formula == "C2H6O"
+    assert rec.notes == ["5 hydrogen(s) missing from the input were added with 3D coordinates (RDKit AddHs addCoords)"]
+    lengths = bond_lengths_to_h(rec.molecule)
+    assert sorted(z for z, _ in lengths) == [6] * 5 + [8] and all(0.9 < d < 1.2 for _, d in lengths)
+
+
+def test_2d_heavy_atom_only_record_is_embedded_in_3d_with_its_hydrogens():
+    rec = read(FIXTURES / "heavy_atoms.sdf")[2]
+    mol = rec.molecule
+    assert rec.id == "2D isopropanol heavy atoms" and rec.smiles == "CC(C)O"
+    assert mol.n_atoms == 12 and mol.formula == "C3H8O"
+    assert not mol.is_flat() and z_spread(rec) > 1.0
+    assert rec.notes == [
+        "8 hydrogen(s) missing from the input were added (RDKit AddHs), then embedded in 3D with the other atoms",
+        "2D coordinates in input: re-embedded in 3D (RDKit ETKDG+MMFF, seed 0)",
+    ]
+    lengths = bond_lengths_to_h(mol)
+    assert len(lengths) == 8 and all(0.95 < d < 1.15 for _, d in lengths)  # MMFF: C-H 1.09-1.10, O-H 0.97
+    assert min_distance(mol) > 0.9
 
 
 def test_sdf_data_fields_become_properties(tmp_path):
@@ -303,6 +366,166 @@ def test_molecule_from_rdkit_needs_a_conformer():
         molecule_from_rdkit(Chem.MolFromSmiles("CCO"))
 
 
+# ------------------------------------------------------------------------------------------------ CSV
+
+TABLE = FIXTURES / "table.csv"  # name,smiles,gap_meV,solvent,count: empty/NA cells, a bad SMILES, a ragged row
+TABLE_IDS = ["ethanol", "benzene", "broken ring", "acetic acid", "acetonitrile"]
+
+
+def test_csv_one_record_per_row_other_columns_become_properties():
+    recs = read(TABLE)
+    assert [r.id for r in recs] == [f"table.csv:{n}" for n in range(1, 6)]  # no id column: basename:n
+    assert [r.index for r in recs] == list(range(5))
+    assert [r.ok for r in recs] == [True, True, False, False, True]
+    assert [r.smiles for r in recs] == ["CCO", "c1ccccc1", "", "", "CC#N"]
+    assert [r.molecule.n_atoms for r in recs if r.ok] == [9, 12, 6]  # embedded with hydrogens
+    assert all(r.notes == ["3D coordinates embedded from SMILES (RDKit ETKDG+MMFF, seed 0)"] for r in recs if r.ok)
+    assert not any(r.molecule.is_flat() for r in recs if r.ok)
+    assert recs[0].properties == {"name": "ethanol", "gap_meV": 8123.5, "solvent": "water", "count": 3}
+    # empty cell and NA are None; a quoted separator stays inside its field
+    assert recs[1].properties == {"name": "benzene", "gap_meV": None, "solvent": "toluene, dry", "count": None}
+    # n/a and None are missing too; a number with leading zeros is kept as text (a code, not a count)
+    assert recs[4].properties == {"name": "acetonitrile", "gap_meV": None, "solvent": None, "count": "0012"}
+
+
+def test_csv_bad_smiles_row_is_an_error_with_its_other_columns_and_a_ragged_row_names_its_line():
+    bad_smiles, ragged = read(TABLE)[2:4]
+    assert bad_smiles.molecule is None
+    assert bad_smiles.error.startswith("line 5: invalid SMILES 'C1CC' (RDKit: unclosed ring")  # blank line 4 skipped
+    assert bad_smiles.properties == {"name": "broken ring", "gap_meV": 7000, "solvent": "water", "count": 1}
+    assert ragged.molecule is None and ragged.properties == {}
+    assert ragged.error == "line 6: 6 field(s) where the header (line 1) has 5 column(s)"
+
+
+def test_csv_id_column_and_a_named_smiles_column(tmp_path):
+    recs = read(TABLE, id_column="name")
+    assert [r.id for r in recs] == ["ethanol", "benzene", "broken ring", "table.csv:4", "acetonitrile"]
+    assert recs[0].molecule.name == "ethanol"
+    assert recs[0].properties == {"gap_meV": 8123.5, "solvent": "water", "count": 3}  # neither SMILES nor id
+    path = tmp_path / "named.csv"
+    path.write_text("code,structure,Mol,label\nA1,CCO,junk,1.5\n,C,junk,\n")
+    recs = read(path, smiles_column="Structure", id_column="code")  # exact, else the one match in any case
+    assert [r.id for r in recs] == ["A1", "named.csv:2"]  # an empty id cell: the default id
+    assert [r.smiles for r in recs] == ["CCO", "C"]
+    assert [r.properties for r in recs] == [{"Mol": "junk", "label": 1.5}, {"Mol": "junk", "label": None}]
+
+
+def test_csv_smiles_column_found_by_name_in_order_of_preference(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("Molecule,SMI,extra\nnot a smiles,CCO,x\n")
+    (rec,) = read(path)
+    assert rec.ok and rec.smiles == "CCO"  # smi is preferred to molecule, wherever it stands
+    assert rec.properties == {"Molecule": "not a smiles", "extra": "x"}
+
+
+@pytest.mark.parametrize("cell", ["", "  ", "NA", "na", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "none"])
+def test_csv_missing_values_are_none(tmp_path, cell):
+    path = tmp_path / "t.csv"
+    path.write_text(f"smiles,label,other\nC,{cell},1e-3\n")
+    (rec,) = read(path)
+    assert rec.properties == {"label": None, "other": 0.001}
+
+
+def test_csv_missing_columns_give_one_error_record_naming_the_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("name,structure,logS\nethanol,CCO,-0.3\nwater,O,1\n")
+    (rec,) = read(path)
+    assert rec.molecule is None and rec.id == "t.csv:1"
+    assert rec.error.startswith(
+        "line 1: no SMILES column: none is named smiles, smi, canonical_smiles, mol or molecule (any case)")
+    assert "the columns are 'name', 'structure', 'logS'" in rec.error
+    (rec,) = read(path, smiles_column="smiles")
+    assert rec.error == ("line 1: no column 'smiles' (the SMILES column asked for); the columns are 'name', "
+                         "'structure', 'logS'")
+    (rec,) = read(path, smiles_column="structure", id_column="id")
+    assert "no column 'id' (the id column asked for)" in rec.error
+    with pytest.raises(ValueError, match=r"t\.csv: line 1: no SMILES column.*'name', 'structure', 'logS'"):
+        csv_columns(str(path))
+    with pytest.raises(ValueError, match="no column 'id'"):
+        csv_columns(str(path), smiles_column="structure", id_column="id")
+
+
+def test_csv_columns_are_the_header_less_smiles_and_id_in_file_order(tmp_path):
+    assert csv_columns(str(TABLE)) == ["name", "gap_meV", "solvent", "count"]
+    assert csv_columns(str(TABLE), id_column="name") == ["gap_meV", "solvent", "count"]
+    path = tmp_path / "odd.tsv"
+    path.write_text("\ufeffSMILES\t\tx\tx\n")  # a BOM, an unnamed and a repeated column
+    assert csv_columns(str(path)) == ["column_2", "x", "x.1"]
+    with pytest.raises(ValueError, match="cannot read the file: No such file"):
+        csv_columns(str(tmp_path / "missing.csv"))
+    (tmp_path / "empty.csv").write_text("\n\n")
+    with pytest.raises(ValueError, match="empty file: no header line"):
+        csv_columns(str(tmp_path / "empty.csv"))
+    assert [r.error for r in read(tmp_path / "empty.csv")] == [
+        "empty file: no header line naming the columns (CSV input needs one, with a SMILES column)"]
+    (tmp_path / "header_only.csv").write_text("smiles,name\n")
+    assert read(tmp_path / "header_only.csv") == []
+
+
+def test_tsv_and_gzipped_tables(tmp_path):
+    text = "smiles\tname\tlabel\nCCO\tethanol\t1\nO\twater\t2.5\n"
+    (tmp_path / "t.tsv").write_text(text)
+    with gzip.open(tmp_path / "t.tsv.gz", "wt") as f:
+        f.write(text)
+    with gzip.open(tmp_path / "t.csv.gz", "wt") as f:
+        f.write(text.replace("\t", ","))
+    for name in ("t.tsv", "t.tsv.gz", "t.csv.gz"):
+        recs = read(tmp_path / name, id_column="name")
+        assert [(r.id, r.smiles, r.properties) for r in recs] == [
+            ("ethanol", "CCO", {"label": 1}), ("water", "O", {"label": 2.5})], name
+    # .csv means commas: a tab-separated file named .csv is one column per line, with no SMILES column
+    (tmp_path / "tabs.csv").write_text(text)
+    (rec,) = read(tmp_path / "tabs.csv")
+    assert "no SMILES column" in rec.error
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_csv_from_stdin_sniffs_the_separator(sep):
+    text = sep.join(["name", "smiles", "label"]) + "\n" + sep.join(["ethanol", "CCO", "1"]) + "\n"
+    recs = list(read_records(["-"], "csv", stdin=io.StringIO(text), id_column="name"))
+    assert [(r.source, r.id, r.smiles, r.properties) for r in recs] == [("-", "ethanol", "CCO", {"label": 1})]
+    recs = list(read_records(["-"], "tsv", stdin=io.StringIO(text)))  # an alias
+    assert recs[0].id == "-:1" and recs[0].properties == {"name": "ethanol", "label": 1}
+
+
+def test_csv_quoted_newline_and_line_numbers(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('smiles,comment\nCCO,"two\nlines"\nC1CC,x\n\nO,y,z\n')
+    recs = read(path)
+    assert recs[0].properties == {"comment": "two\nlines"}
+    assert recs[1].error.startswith("line 4: invalid SMILES 'C1CC'")
+    assert recs[2].error == "line 6: 3 field(s) where the header (line 1) has 2 column(s)"
+
+
+def test_csv_shard_embeds_only_its_rows(monkeypatch):
+    import se3mol.io as sio
+
+    embedded = []
+    real = sio.embed_smiles
+    monkeypatch.setattr(sio, "embed_smiles", lambda smiles, **kw: embedded.append(smiles) or real(smiles, **kw))
+    recs = list(read_records([str(TABLE)], shard="1/2", id_column="name"))
+    assert [(r.index, r.id) for r in recs] == [(1, "benzene"), (3, "table.csv:4")]
+    assert embedded == ["c1ccccc1"]  # the ragged row 3 is never embedded; rows 0, 2, 4 are other shards'
+    parts = [(r.index, r.id, r.error) for k in range(3) for r in read_records([str(TABLE)], shard=(k, 3))]
+    assert sorted(parts) == [(r.index, r.id, r.error) for r in read(TABLE)]
+
+
+def test_csv_streams_rows(tmp_path):
+    stream = CountingStream("smiles,n\n" + "".join(f"C,{k}\n" for k in range(20_000)))
+    records = read_records(["-"], "csv", stdin=stream)
+    assert stream.lines_read == 0
+    first = next(records)
+    assert first.ok and first.properties == {"n": 0}
+    assert stream.lines_read <= 3  # the header and a row or so, not 20000
+
+
+def test_csv_and_other_formats_in_one_read():
+    recs = list(read_records([str(TABLE), str(FIXTURES / "good.xyz")], start_index=2))
+    assert [r.index for r in recs] == list(range(2, 10))
+    assert [r.id for r in recs[5:]] == ["water", "ethanol", "methane"]
+    assert recs[5].properties == {}
+
+
 # ------------------------------------------------------------------------------------------------ sources
 
 
@@ -368,6 +591,7 @@ def test_unknown_input_format_is_rejected_at_the_call():
         ("a.sdf", "sdf"), ("a.SD", "sdf"), ("a.mol", "sdf"), ("a.sdf.gz", "sdf"),
         ("a.xyz", "xyz"), ("a.extxyz", "xyz"),
         ("a.smi", "smi"), ("a.smiles", "smi"), ("a.txt", "smi"),
+        ("a.csv", "csv"), ("a.TSV", "csv"), ("a.csv.gz", "csv"), ("a.tsv.gz", "csv"),
     ],
 )  # fmt: skip
 def test_detect_format_by_extension(name, fmt):
@@ -459,6 +683,16 @@ def test_arbitrary_text_never_raises(lines, fmt):
     for rec in recs:
         assert (rec.molecule is None) == (rec.error is not None)
         assert rec.molecule is not None or rec.error.strip()
+
+
+@settings(max_examples=40, deadline=None)
+@given(lines=st.lists(st.text(alphabet=st.sampled_from(list('CNO()=#1,"\t x.-')), max_size=20), max_size=15))
+def test_arbitrary_csv_rows_never_raise(lines):
+    recs = list(read_records(["-"], "csv", stdin=io.StringIO("smiles,label\n" + "\n".join(lines))))
+    assert len(recs) <= len(lines)
+    for rec in recs:
+        assert (rec.molecule is None) == (rec.error is not None)
+        assert rec.molecule is not None or rec.error.startswith("line ")
 
 
 def test_planar_molecule_in_the_z0_plane_is_kept_as_3d(tmp_path):

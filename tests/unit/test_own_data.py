@@ -155,3 +155,24 @@ def test_missing_labels_give_neither_loss_nor_gradient():
     assert torch.isfinite(pred.grad).all() and pred.grad[0, 1] == 0
     m = regression_metrics(pred.detach(), y, [parse_target_spec("a"), parse_target_spec("b")])
     assert m["b"]["n"] == 1 and m["a"]["mae"] == pytest.approx(1.5) and m["a"]["rmse"] == pytest.approx(np.sqrt(2.5))
+
+
+def test_sum_pooled_targets_get_per_element_offsets_from_the_compositions():
+    from se3mol.nn.model import build_model
+    from se3mol.training.loop import composition
+
+    ds = LabelledDataset.from_dataframe(__import__("pandas").DataFrame(
+        {"smiles": ["C", "CC", "CCO", "O", "CN", "NN", "CCCC", "OCO"], "e": [0.0] * 8}), ["e:eV"])
+    comp = composition(ds, torch.arange(len(ds)))  # [M,119]
+    assert comp[2, 6] == 2 and comp[2, 8] == 1 and comp[2, 1] == 6
+    ref = torch.zeros(119, dtype=torch.float64)
+    ref[[1, 6, 7, 8]] = torch.tensor([-13.6, -1029.0, -1484.0, -2041.0], dtype=torch.float64)
+    y = comp @ ref + torch.linspace(-0.05, 0.05, len(ds), dtype=torch.float64)  # total energies, eV
+    model = build_model("egnn", ds.targets, {"hidden": 8, "layers": 1}, ds.elements)
+    model.heads.fit_normalization(y[:, None], ds.counts, comp)
+    assert model.heads.element_offset[0, 6] == pytest.approx(-1029.0, abs=0.5)
+    assert float(model.heads.std[0]) < 0.1  # what is left for the network: the spread, not 1000s of eV
+    # A checkpoint from before the offsets loads, with zero offsets
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("element_offset")}
+    model.load_state_dict(state)
+    assert float(model.heads.element_offset.abs().sum()) == 0

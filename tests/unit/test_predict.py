@@ -167,3 +167,78 @@ def test_bad_batch_size_and_prefetch_are_refused(tiny_checkpoint):
         Predictor.from_specs([str(tiny_checkpoint)], batch_size=0)
     with pytest.raises(ValueError, match="prefetch"):
         Predictor.from_specs([str(tiny_checkpoint)], prefetch=-1)
+
+
+# ------------------------------------------------------------------------------------------------ CSV input
+
+TABLE = FIXTURES / "table.csv"  # name,smiles,gap_meV,solvent,count; row 3 a bad SMILES, row 4 ragged
+
+
+def test_csv_columns_pass_through_after_the_model_columns(predictor_factory, tmp_path):
+    other = tmp_path / "more.csv"
+    other.write_text("name,smiles,solvent,id,notes,input_id\nmethane,C,dmso,m-1,hand drawn,x\n")
+    no_id = tmp_path / "no_id.csv"
+    no_id.write_text("smiles,label\nCC,1\n")
+    inputs = [str(TABLE), str(FIXTURES / "good.xyz"), str(other), str(no_id)]
+    p = predictor_factory(batch_size=2)
+    chunks = p.predict_file_chunks(inputs, id_column="name")
+    # known before the first row: the union in first-seen order; clashes with output columns prefixed
+    assert p.input_columns == ["input_gap_meV", "solvent", "count", "input_id", "input_notes", "input_input_id"]
+    assert p.columns == p.model_columns + p.input_columns
+    rows = [r for c in chunks for r in c]
+    # 5 CSV rows, 3 XYZ frames, 1 CSV row, 1 error row for the file without the id column: none dropped
+    assert [r["index"] for r in rows] == list(range(10))
+    assert [list(r) for r in rows] == [p.columns] * 10
+    assert [r["id"] for r in rows[:5]] == ["ethanol", "benzene", "broken ring", "table.csv:4", "acetonitrile"]
+    assert [r["status"] for r in rows[:5]] == ["ok", "ok", "error", "error", "ok"]
+    assert [r["input_gap_meV"] for r in rows[:5]] == [8123.5, None, 7000, None, None]
+    assert rows[0]["gap_meV"] != 8123.5 and isinstance(rows[0]["gap_meV"], float)  # the prediction is kept
+    assert [r["solvent"] for r in rows[:5]] == ["water", "toluene, dry", "water", None, None]
+    assert [r["count"] for r in rows[:5]] == [3, None, 1, None, "0012"]
+    assert "invalid SMILES 'C1CC'" in rows[2]["error"] and rows[2]["gap_meV"] is None
+    assert all(r[c] is None for r in rows[5:8] for c in p.input_columns)  # XYZ records: empty cells
+    assert {k: rows[8][k] for k in p.input_columns} == {
+        "input_gap_meV": None, "solvent": "dmso", "count": None, "input_id": "m-1", "input_notes": "hand drawn",
+        "input_input_id": "x"}
+    assert rows[8]["id"] == "methane" and rows[8]["notes"].startswith("3D coordinates embedded")
+    assert rows[9]["status"] == "error" and "no column 'name' (the id column asked for)" in rows[9]["error"]
+    assert "label" not in p.columns  # a file whose columns cannot be told adds none
+
+
+def test_csv_pass_through_from_stdin_and_in_shards(predictor_factory):
+    import io
+
+    text = TABLE.read_text()
+    p = predictor_factory()
+    chunks = p.predict_file_chunks(["-"], "csv", stdin=io.StringIO(text), id_column="name")
+    assert p.input_columns == ["input_gap_meV", "solvent", "count"]  # the header read ahead from stdin ...
+    rows = [r for c in chunks for r in c]
+    assert [r["id"] for r in rows] == ["ethanol", "benzene", "broken ring", "-:4", "acetonitrile"]  # ... and kept
+    assert [r["solvent"] for r in rows] == ["water", "toluene, dry", "water", None, None]
+    part = list(predictor_factory().predict_files([str(TABLE)], shard="1/2", id_column="name"))
+    assert [(r["index"], r["id"], r["solvent"]) for r in part] == [(1, "benzene", "toluene, dry"),
+                                                                    (3, "table.csv:4", None)]
+
+
+def test_sdf_data_fields_are_not_passed_through(predictor_factory, tmp_path):
+    sdf = tmp_path / "w.sdf"
+    block = (FIXTURES / "good.sdf").read_text().split("$$$$\n")[1]  # water
+    sdf.write_text(block + ">  <solvent>\nfrom the SD file\n\n$$$$\n")
+    p = predictor_factory()
+    rows = list(p.predict_files([str(sdf), str(TABLE)]))
+    assert p.input_columns == ["name", "input_gap_meV", "solvent", "count"]
+    assert rows[0]["solvent"] is None and rows[1]["solvent"] == "water"
+    # other inputs alone: no extra columns, and a later call does not keep the earlier ones
+    list(p.predict_files([str(sdf)]))
+    assert p.input_columns == [] and p.columns == p.model_columns
+
+
+def test_python_api_returns_pass_through_columns(tiny_checkpoint, tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("compound,SMILES,measured\nA,CCO,1.5\nB,C1CC,2\nC,O,\n")
+    df = predict([str(path)], model=str(tiny_checkpoint), smiles_column="SMILES", id_column="compound")
+    assert list(df.columns)[-1:] == ["measured"] and "compound" not in df.columns
+    assert list(df["id"]) == ["A", "B", "C"] and list(df["status"]) == ["ok", "error", "ok"]
+    assert df["measured"].tolist()[:2] == [1.5, 2.0] and df["measured"].isna().tolist() == [False, False, True]
+    df = predict([str(path)], model=str(tiny_checkpoint))  # SMILES found by name; no id column
+    assert list(df.columns)[-2:] == ["compound", "measured"] and list(df["id"]) == ["t.csv:1", "t.csv:2", "t.csv:3"]

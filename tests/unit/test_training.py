@@ -122,3 +122,19 @@ def test_init_from_starts_at_the_checkpoints_weights_and_refuses_another_model(t
         Trainer(_cfg(tmp_path / "x", model_config={"hidden": 8, "layers": 2}, init_from=str(best)), data=qm9)
     with pytest.raises(ValueError, match="no shipped model called 'nope'"):
         Trainer(_cfg(tmp_path / "y", init_from="nope"), data=qm9)
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, qm9):
+    Trainer(_cfg(tmp_path / "e", epochs=1), data=qm9).train()
+    first = json.loads((tmp_path / "e" / "results.json").read_text())
+    longer = Trainer(_cfg(tmp_path / "e", epochs=3), data=qm9)
+    longer.resume(tmp_path / "e" / "last.pt")
+    assert longer.epoch == 1 and longer.total_steps == 3 * longer.steps_per_epoch
+    lr_after_first = longer.sched.get_last_lr()[0]
+    longer.train()
+    assert [r["epoch"] for r in longer.history] == [1, 2, 3]
+    assert longer.history[1]["lr"] > lr_after_first * 1.5  # warm restart, then decays to the new end
+    assert longer.history[2]["lr"] < longer.history[1]["lr"]
+    assert json.loads((tmp_path / "e" / "results.json").read_text())["epochs_run"] == 3 != first["epochs_run"]
+    with pytest.raises(ValueError, match="epochs: 3 -> 2"):  # fewer epochs is still a changed configuration
+        Trainer(_cfg(tmp_path / "e", epochs=2), data=qm9).resume(tmp_path / "e" / "last.pt")
