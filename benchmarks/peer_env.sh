@@ -31,20 +31,9 @@ PEER_SPECS=(
   "${TORCHMDNET_SPEC:-torchmd-net==3.1.0}"
 )
 
-if [ ! -x "$ENV_DIR/bin/python" ]; then
-  "$PYTHON" -m venv "$ENV_DIR" || { echo "cannot create venv $ENV_DIR with $PYTHON" >&2; exit 1; }
-fi
-PY="$ENV_DIR/bin/python"
-CONSTRAINTS="$ENV_DIR/peer-constraints.txt"
-echo "$TORCH_SPEC" > "$CONSTRAINTS"
-PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
-
-"${PIP[@]}" "$TORCH_SPEC" || { echo "cannot install $TORCH_SPEC into $ENV_DIR" >&2; exit 1; }
-TORCH_BEFORE=$("$PY" -W ignore -c 'import torch; print(torch.__version__)')
-case "$TORCH_BEFORE" in
-  *+cpu) ;;
-  *) echo "note: torch $TORCH_BEFORE is not a CPU build (no local CPU wheel found); figures are still CPU runs" >&2 ;;
-esac
+# shellcheck source=benchmarks/torch_venv.sh
+source "$(dirname "$0")/torch_venv.sh"
+torch_venv "$ENV_DIR" peer
 
 REPORT="$ENV_DIR/peer-install.txt"
 : > "$REPORT.tmp"
