@@ -241,8 +241,9 @@ def model_to_check(spec: str | os.PathLike, seed: int = 0) -> MoleculeModel:
 
     A registry name (``egnn``, ``control-mlp``) gives a freshly initialised network of that family with
     its default config and the targets :data:`FRESH_TARGETS`, so scalar and vector outputs are both
-    checked; ``seed`` fixes its weights. Anything else is a shipped model name or a checkpoint path,
-    loaded with :func:`se3mol.pretrained.load_pretrained` (an existing file wins over a registry name).
+    checked; ``seed`` fixes its weights. Anything else is a shipped model name or a checkpoint path of
+    any kind (property or conformer score model: :func:`se3mol.training.checkpoint.load_any`); an
+    existing file wins over a registry name.
 
     Raises ``FileNotFoundError`` or ``ValueError`` (``CheckpointError``) if the model cannot be loaded.
     """
@@ -255,8 +256,12 @@ def model_to_check(spec: str | os.PathLike, seed: int = 0) -> MoleculeModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return build_model(name, [get_target(t) for t in FRESH_TARGETS])
-    model, _ = load_pretrained(spec)
-    return model
+    from se3mol.pretrained import resolve_checkpoint
+    from se3mol.training.checkpoint import load_any
+
+    if Path(name).is_dir() or Path(name).suffix == ".pt":
+        return load_pretrained(spec)[0]  # run directories and files: as predict reads them
+    return load_any(resolve_checkpoint(spec))[0]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ class Batch:
         node_attr: extra invariant per-atom inputs ``[N,F]`` (e.g. charges of N-body particles) or ``None``.
         node_vec: per-atom vector inputs ``[N,C,3]`` (e.g. velocities; rotate with the positions,
             unchanged by translations) or ``None``.
+        sigma: noise level per molecule ``[B]`` (Angstrom), the conditioning input of a conformer score
+            model, or ``None``.
 
     >>> from se3mol.molecule import Molecule
     >>> water = Molecule(z=[8, 1, 1], pos=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
@@ -95,6 +97,7 @@ class Batch:
     y: Tensor | None = None
     node_attr: Tensor | None = None
     node_vec: Tensor | None = None
+    sigma: Tensor | None = None
 
     @property
     def num_atoms(self) -> int:

@@ -60,7 +60,13 @@ def check_equivariance(
             mols = read_molecules(str(input_))  # validated; raises ValueError naming a bad record
             if not mols:
                 raise ValueError(f"no molecules in {input_}")
+        if net.graph.needs_bonds:
+            from se3mol.io import perceive_bonds
+
+            mols = [m if m.bonds is not None else perceive_bonds(m) for m in mols]
         batch = collate(mols, net.graph)
+        if hasattr(net, "with_default_inputs"):  # conditioning inputs (a score model's noise level)
+            batch = net.with_default_inputs(batch)
         report = check(net, batch, trials=trials, seed=seed, tolerance=tolerance)
     except (OSError, ValueError, ImportError) as exc:
         fail(str(exc), EXIT_INPUT)

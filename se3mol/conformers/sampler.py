@@ -287,7 +287,7 @@ class ScoreSampler:
 
         def score(x: Tensor, sigma: float) -> Tensor:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
-                out = self.model(batch.replace(pos=x), torch.full((n,), sigma, dtype=dtype, device=self.device))
+                out = self.model.score(batch.replace(pos=x), torch.full((n,), sigma, dtype=dtype, device=self.device))
             return clipped(out.to(dtype), sigma, settings.clip)
 
         def stereo(x: Tensor, sigma: float) -> Tensor | float:

@@ -1,9 +1,11 @@
 """The conformer score model: ClofNet predicting per-atom scores, conditioned on the noise level.
 
-``ScoreModel(batch, sigma) -> score [N,3]``, an estimate of ``grad_x log p_sigma(x)`` (1/Angstrom) of
+``ScoreModel.score(batch, sigma) -> [N,3]``, an estimate of ``grad_x log p_sigma(x)`` (1/Angstrom) of
 the noised coordinate distribution at noise level ``sigma`` (Angstrom), one level per molecule
-``sigma [B]``. The network outputs ``sigma * score``, which has unit scale at every level (NCSN's
-parameterisation). The molecular graph is :class:`~se3mol.graph.GraphConfig` ``"hops"``: bonds and the
+``sigma [B]``. Under the one model contract, ``ScoreModel(batch) -> {"score": [N,3]}`` (kind
+``atom_vector``) reads the levels from ``batch.sigma``, so ``se3mol check-equivariance`` checks it too.
+The network outputs ``sigma * score``, which has unit scale at every level (NCSN's parameterisation).
+The molecular graph is :class:`~se3mol.graph.GraphConfig` ``"hops"``: bonds and the
 pairs 2 and 3 bonds apart (ConfGF's graph; ``max_hops=None`` takes every pair of atoms), typed by bond type,
 or by hop order 2, 3 or further; hydrogens are explicit atoms.
 Atoms also know their number of bonded neighbours.
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from se3mol.graph import NUM_BOND_TYPES, Batch, GraphConfig
 from se3mol.nn.clofnet import ClofNet, ClofNetConfig
+from se3mol.nn.heads import ATOM_VECTOR
 from se3mol.nn.layers import center_positions, mlp, scatter_sum
 
 MAX_DEGREE = 6
@@ -66,7 +69,26 @@ class ScoreModel(nn.Module):
         self.sigma_embed = mlp([c.sigma_features, c.hidden, c.hidden])
         self.degree_embed = nn.Embedding(MAX_DEGREE + 1, c.hidden)
 
-    def forward(self, batch: Batch, sigma: Tensor) -> Tensor:
+    @property
+    def representation(self) -> nn.Module:
+        """The ClofNet network (SE(3)- but not reflection-equivariant: the equivariance check reads this)."""
+        return self.net
+
+    def output_kinds(self) -> dict[str, str]:
+        return {"score": ATOM_VECTOR}
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        """The model contract: ``{"score": [N,3]}`` at the noise levels ``batch.sigma [B]`` (Angstrom)."""
+        if batch.sigma is None:
+            raise ValueError("the score model needs the noise level of each molecule in batch.sigma [B]")
+        return {"score": self.score(batch, batch.sigma)}
+
+    def with_default_inputs(self, batch: Batch, sigma: float = 1.0) -> Batch:
+        """``batch`` with a noise level of ``sigma`` Angstrom for every molecule (what a check runs on)."""
+        return batch.replace(sigma=torch.full((batch.num_graphs,), sigma, dtype=batch.pos.dtype,
+                                              device=batch.pos.device))
+
+    def score(self, batch: Batch, sigma: Tensor) -> Tensor:
         """Scores ``[N,3]`` (1/Angstrom) of the atoms of ``batch`` at noise levels ``sigma [B]`` (Angstrom)."""
         ls = torch.log(sigma.to(batch.pos.dtype))[:, None] * self.freqs.to(batch.pos.dtype)  # [B,F/2]
         cond = self.sigma_embed(torch.cat([torch.sin(ls), torch.cos(ls)], dim=-1))[batch.batch]  # [N,H]
@@ -126,7 +148,7 @@ def dsm_loss(model: ScoreModel, batch: Batch, sigmas: Tensor, generator: torch.G
     eps = center_positions(eps, batch.batch, b)
     noisy = batch.pos + sigma[batch.batch, None] * eps
     target = kabsch_align(batch.pos, noisy, batch.batch, b)
-    pred = model(batch.replace(pos=noisy), sigma)  # [N,3]
+    pred = model.score(batch.replace(pos=noisy), sigma)  # [N,3]
     err = (sigma[batch.batch, None] * pred + (noisy - target) / sigma[batch.batch, None]).pow(2).sum(-1)  # [N]
     count = torch.bincount(batch.batch, minlength=b).to(err)
     return (scatter_sum(err, batch.batch, b) / count).mean()

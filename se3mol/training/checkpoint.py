@@ -150,3 +150,15 @@ def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a usable conformer score model checkpoint: {exc}") from None
     return model.to(device).eval(), ckpt
+
+
+def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild whatever model checkpoint ``path`` holds, dispatching on its recorded kind: a property model
+    (:func:`load_model`) or a conformer score model (:func:`load_score_model`)."""
+    ckpt = read_checkpoint(path)
+    kind = ckpt["model"].get("kind")
+    if kind is None:
+        return load_model(path, device)
+    if kind == "conformer_score":
+        return load_score_model(path, device)
+    raise CheckpointError(f"{path} holds a {kind!r} model, which no loader here reads")

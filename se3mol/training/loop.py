@@ -139,12 +139,13 @@ class Trainer:
             split = standard_split(len(self.data), SPLIT_SEED)
             self.elements: tuple[int, ...] = QM9_ELEMENTS
         else:
-            self.data, split = data_from_config(self.cfg, self._init_elements(), data)
+            pretrained = self._init_elements()
+            self.data, split = data_from_config(self.cfg, pretrained, data)
             self.targets = list(self.data.targets)
             self.split_info = {"method": self.cfg.split, "fractions": list(self.cfg.split_fractions),
                                "seed": self.cfg.split_seed, "val_data": self.cfg.val_data,
                                "test_data": self.cfg.test_data}
-            self.elements = self._init_elements() or self.data.elements
+            self.elements = pretrained or self.data.elements
         self.target_names = [t.name for t in self.targets]
         if self.cfg.limit:
             split = {k: v[: self.cfg.limit] for k, v in split.items()}

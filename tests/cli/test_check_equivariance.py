@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from ase.data import chemical_symbols
 from typer.testing import CliRunner
 
@@ -90,3 +91,32 @@ def test_input_file(tmp_path):
     result = _run("--model", "egnn", "--input", str(path), "--json")
     assert result.exit_code == EXIT_OK, result.output
     assert json.loads(result.stdout)["n_atoms"] == [6, 9]
+
+
+def test_every_shipped_model_is_checked_the_score_model_included():
+    from se3mol.pretrained import list_model_cards
+
+    names = [c["name"] for c in list_model_cards()]
+    assert "conformers-clofnet-qm9" in names
+    for name in names:
+        result = _run("--model", name, "--json", "--trials", "1")
+        assert result.exit_code == EXIT_OK, (name, result.output)
+        rows = json.loads(result.stdout)["rows"]
+        assert rows and all(r["status"] in ("pass", "not expected") for r in rows)
+        if name == "conformers-clofnet-qm9":  # per-atom scores rotate with the molecule; no reflections
+            assert {(r["output"], r["kind"]) for r in rows} == {("score", "atom_vector")}
+            assert [r["status"] for r in rows if r["transform"] == "reflection"] == ["not expected"]
+
+
+def test_a_score_model_refuses_a_batch_without_noise_levels():
+    from se3mol.graph import collate
+    from se3mol.io import perceive_bonds
+    from se3mol.pretrained import resolve_checkpoint
+    from se3mol.training.checkpoint import load_any
+
+    model, _ = load_any(resolve_checkpoint("conformers-clofnet-qm9"))
+    batch = collate([perceive_bonds(m) for m in default_molecules()[:2]], model.graph)
+    with pytest.raises(ValueError, match="batch.sigma"):
+        model(batch)
+    with_sigma = model.with_default_inputs(batch, sigma=0.5)
+    assert torch.allclose(model(with_sigma)["score"], model.score(batch, with_sigma.sigma))

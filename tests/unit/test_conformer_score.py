@@ -72,8 +72,8 @@ def test_score_is_rotation_equivariant_and_translation_invariant():
     q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
     q = q * torch.sign(torch.linalg.det(q))
     with torch.no_grad():
-        s0 = model(b, sigma)
-        s1 = model(b.replace(pos=b.pos @ q.T + 3.0), sigma)
+        s0 = model.score(b, sigma)
+        s1 = model.score(b.replace(pos=b.pos @ q.T + 3.0), sigma)
     assert torch.allclose(s1, s0 @ q.T, atol=1e-10)
     assert s0.abs().max() > 0
 
@@ -111,7 +111,7 @@ class _ExactScore(torch.nn.Module):
         self.elements = ELEMENTS
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, batch, sigma):
+    def score(self, batch, sigma):
         n = batch.num_graphs
         ref = self.ref.repeat(n, 1).to(batch.pos)
         target = kabsch_align(ref, batch.pos, batch.batch, n)
@@ -158,10 +158,10 @@ class _RecordsAutocast(torch.nn.Module):
         self.net = _tiny()
         self.graph, self.elements, self.seen = self.net.graph, self.net.elements, []
 
-    def forward(self, batch, sigma):
+    def score(self, batch, sigma):
         self.seen.append(torch.is_autocast_enabled(batch.pos.device.type)
                          and torch.get_autocast_dtype(batch.pos.device.type) == torch.bfloat16)
-        return self.net(batch, sigma)
+        return self.net.score(batch, sigma)
 
 
 def test_bfloat16_runs_the_network_under_autocast_and_keeps_coordinates_in_float32():
@@ -179,9 +179,9 @@ def test_bfloat16_runs_the_network_under_autocast_and_keeps_coordinates_in_float
     b = b.replace(pos=torch.as_tensor(mol.GetConformer().GetPositions(), dtype=torch.float32))
     sigma = torch.tensor([0.5])
     with torch.no_grad():
-        exact = model.net(b, sigma)
+        exact = model.net.score(b, sigma)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model.net(b, sigma).float()
+            low = model.net.score(b, sigma).float()
     assert torch.allclose(low, exact, rtol=0.05, atol=0.05 * exact.abs().max().item())
     assert not torch.equal(low, exact)
 
