@@ -163,10 +163,10 @@ def train(
     if not main:
         return
     if cfg.task in ("conformers", "nbody"):
-        err.print(f"best epoch {result.best_epoch}: validation {result.val_mae}, test {result.test_mae}")
+        err.print(f"best epoch {result.best_epoch}: validation {result.val}, test {result.test}")
         err.print(f"run directory: {result.out}")
-        print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "val": result.val_mae,
-                          "test": result.test_mae}))
+        print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "val": result.val,
+                          "test": result.test}))
         return
     _report(trainer, result)
     # stdout gets one machine-readable line, so scripts can pick up the result.
@@ -355,8 +355,8 @@ class _ProgressView:
                 err.print(f"epoch {info['epoch']}/{self.epochs} step {info['step']}/{info['steps']} "
                           f"loss {info['loss']:.4f} ({rate:.2f} steps/s)", highlight=False)
         else:
-            label = "val " if ("val_dsm_loss" in info or "val_mse" in info) else "val MAE "
-            self.last_val = label + ", ".join(f"{k} {v:.4g}" for k, v in info["val_mae"].items())
+            label = "val MAE " if info["metric"] == "mae" else "val "
+            self.last_val = label + ", ".join(f"{k} {v:.4g}" for k, v in info["val"].items())
             if self.task is not None:
                 self.bar.update(self.task, completed=0, val=self.last_val)
             if not self.live:

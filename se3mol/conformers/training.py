@@ -30,6 +30,9 @@ EVAL_SEED = 12345
 class ConformerTrainer(Trainer):
     """Denoising score matching of a :class:`ScoreModel` on 3D conformers."""
 
+    metric = "dsm_loss"
+    val_key = "val"
+
     def setup_data(self, data: QM9 | None) -> None:
         from se3mol.conformers.data import conformer_dataset
 
@@ -85,7 +88,7 @@ class ConformerTrainer(Trainer):
         ckpt["metrics"].update({"test": test, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
                                 "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch})
         atomic_save(ckpt, best_path)
-        result = {"task": "conformers", "best_epoch": self.best_epoch, "val": ckpt["metrics"]["val_mae"],
+        result = {"task": "conformers", "best_epoch": self.best_epoch, "val": ckpt["metrics"]["val"],
                   "test": test, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
                   "wall_time_s": round(self.elapsed, 1), "data": self.data_info}
         atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
@@ -95,7 +98,8 @@ class ConformerTrainer(Trainer):
             loss_curve(self.history, ["train_loss", "val_dsm_loss"], self.out / "learning_curve.png")
         except Exception as exc:  # noqa: BLE001  (a plot must never lose a finished run)
             print(f"warning: could not draw plots: {exc}", file=sys.stderr)
-        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val_mae"], test, self.epoch, self.elapsed)
+        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val"], test, self.epoch, self.elapsed,
+                         "dsm_loss")
 
 
 

@@ -56,19 +56,41 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class RunResult:
-    """What a finished run reports."""
+    """What a finished run reports: validation and test metrics of the best checkpoint, named for what
+    they are (``{"gap": MAE in meV}`` for properties, ``{"mse": ...}`` for N-body dynamics,
+    ``{"dsm_loss": ...}`` for the conformer score model; ``metric`` says which)."""
 
     out: Path
     best_epoch: int
-    val_mae: dict[str, float]
-    test_mae: dict[str, float]
+    val: dict[str, float]
+    test: dict[str, float]
     epochs_run: int
     wall_time_s: float
+    metric: str = "mae"
+
+    @property
+    def val_mae(self) -> dict[str, float]:
+        """Validation MAE per target (property runs only)."""
+        return self._mae(self.val)
+
+    @property
+    def test_mae(self) -> dict[str, float]:
+        """Test MAE per target (property runs only)."""
+        return self._mae(self.test)
+
+    def _mae(self, values: dict[str, float]) -> dict[str, float]:
+        if self.metric != "mae":
+            raise AttributeError(f"this run measured {self.metric}, not an MAE: read .val and .test")
+        return values
 
 
 class Trainer:
     """Trains one :class:`MoleculeModel` on QM9 or on your own labelled molecules, as described by a
     :class:`TrainConfig`."""
+
+    #: What ``validate`` measures, the key of the validation metrics in ``best.pt``, and the label of progress.
+    metric = "mae"
+    val_key = "val_mae"
 
     def __init__(self, config: TrainConfig, data: QM9 | None = None,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -375,7 +397,7 @@ class Trainer:
             self.history.append(row)
             if score < self.best_score:
                 self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
-                metrics = {"epoch": self.epoch, "val_mae": val, "split": "val", "weights": which}
+                metrics = {"epoch": self.epoch, self.val_key: val, "split": "val", "weights": which}
                 if self.dist.is_main:
                     atomic_save(self._checkpoint(candidates[which], False, metrics), self.out / "best.pt")
             else:
@@ -384,7 +406,7 @@ class Trainer:
             if self.dist.is_main:
                 _write_metrics_csv(self.history, self.out / "metrics.csv")
             if self.progress:
-                self.progress({"event": "epoch", **row, "val_mae": val})
+                self.progress({"event": "epoch", **row, "val": val, "metric": self.metric})
         result = self.dist.on_main(self.finish)  # test metrics and plots: rank 0 alone
         self.dist.close()
         return result
@@ -426,7 +448,7 @@ class Trainer:
             parity_plot(pred, ref, self.targets, self.out / "parity_test.png")
         except Exception as exc:  # noqa: BLE001  (a plot must never lose a finished run)
             print(f"warning: could not draw plots: {exc}", file=sys.stderr)
-        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val_mae"], test, self.epoch, self.elapsed)
+        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val_mae"], test, self.epoch, self.elapsed, "mae")
 
 
 @torch.no_grad()

@@ -32,6 +32,9 @@ def _concat(parts: list[NBodyData]) -> NBodyData:
 class NBodyTrainer(Trainer):
     """Position prediction on the N-body data set with a :class:`DynamicsModel`."""
 
+    metric = "mse"
+    val_key = "val"
+
     def setup_data(self, data: Any) -> None:
         parts = [load_nbody(s) for s in SPLITS]
         if self.cfg.limit:
@@ -88,7 +91,7 @@ class NBodyTrainer(Trainer):
                                 "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch})
         atomic_save(ckpt, best_path)
         result = {"task": "nbody", "model": self.cfg.model, "best_epoch": self.best_epoch,
-                  "val": ckpt["metrics"]["val_mae"], "test": test, "test_n": int(len(self.split["test"])),
+                  "val": ckpt["metrics"]["val"], "test": test, "test_n": int(len(self.split["test"])),
                   "epochs_run": self.epoch, "wall_time_s": round(self.elapsed, 1)}
         atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
         try:
@@ -99,4 +102,5 @@ class NBodyTrainer(Trainer):
             import sys
 
             print(f"warning: could not draw plots: {exc}", file=sys.stderr)
-        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val_mae"], test, self.epoch, self.elapsed)
+        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val"], test, self.epoch, self.elapsed,
+                         "mse")

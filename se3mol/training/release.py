@@ -140,7 +140,7 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
         "noise": ckpt.get("noise"),
         "targets": ["conformers"],
         "units": {},
-        "val_dsm_loss": metrics.get("val_mae", {}).get("dsm_loss"),
+        "val_dsm_loss": (metrics.get("val") or metrics.get("val_mae", {})).get("dsm_loss"),  # val_mae: older checkpoints
         "test_dsm_loss": metrics.get("test", {}).get("dsm_loss"),
         "test_n": metrics.get("test_n"),
         "best_epoch": metrics.get("epoch"),

@@ -66,4 +66,4 @@ def test_nbody_training_beats_standing_still(tmp_path):
     result = NBodyTrainer(cfg).train()
     data = load_nbody("test", n=200, verbose=False)
     still = float((data.loc - data.target_loc).pow(2).mean())  # predicting no motion
-    assert result.test_mae["mse"] < 0.5 * still
+    assert result.test["mse"] < 0.5 * still
