@@ -80,6 +80,7 @@ class Batch:
             unchanged by translations) or ``None``.
         sigma: noise level per molecule ``[B]`` (Angstrom), the conditioning input of a conformer score
             model, or ``None``.
+        forces: per-atom force labels ``[N,3]`` (training only; NaN where missing) or ``None``.
 
     >>> from se3mol.molecule import Molecule
     >>> water = Molecule(z=[8, 1, 1], pos=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
@@ -98,6 +99,7 @@ class Batch:
     node_attr: Tensor | None = None
     node_vec: Tensor | None = None
     sigma: Tensor | None = None
+    forces: Tensor | None = None
 
     @property
     def num_atoms(self) -> int:

@@ -72,6 +72,12 @@ def train(
              "ETKDG+MMFF, seeded by --embed-seed, cached.")] = None,
     id_column: Annotated[str | None, typer.Option(help="CSV column with record ids.")] = None,
     embed_seed: Annotated[int | None, typer.Option(help="Seed of the 3D embedding of SMILES (default 0).")] = None,
+    forces: Annotated[str | None, typer.Option(
+        help="With --data: a per-atom force array of the file (extxyz: forces). The first --target is then an "
+             "energy summed over atoms (e.g. energy:eV), and its negative gradient is trained on these "
+             "forces.")] = None,
+    forces_weight: Annotated[float | None, typer.Option(
+        help="Weight of the force term against the energy term, both in units of their spread (default 10).")] = None,
     ensemble: Annotated[int, typer.Option(
         min=1, help="Train N models with seeds seed..seed+N-1 on the same split (run directories "
                     "OUT/member-K); predict with --model OUT reports their mean and _std.")] = 1,
@@ -143,6 +149,7 @@ def train(
         "split_fractions": _parse_fractions(split_fractions) if split_fractions else None,
         "split_seed": split_seed, "val_data": str(val) if val else None, "test_data": str(test) if test else None,
         "smiles_column": smiles_column, "id_column": id_column, "embed_seed": embed_seed,
+        "forces": forces, "forces_weight": forces_weight,
     }.items() if v is not None}
     if init_from and not resume:
         overrides["model_config"] = _checkpoint_model_config(init_from)
@@ -222,6 +229,9 @@ def _report(trainer, result) -> None:
         table.add_row(f"{t.name} ({t.unit})" if t.unit else t.name, f"{result.test_mae[t.name]:.4g}",
                       f"{m.get('rmse', float('nan')):.4g}", f"{m.get('r2', float('nan')):.3f}", str(m.get("n", "")),
                       f"{result.val_mae[t.name]:.4g}")
+    if "forces" in result.test_mae:
+        table.add_row(f"forces ({trainer.targets[0].unit}/A)", f"{result.test_mae['forces']:.4g}", "", "", "",
+                      f"{result.val_mae['forces']:.4g}")
     err.print(table)
     err.print(f"run directory: {result.out}")
 

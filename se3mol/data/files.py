@@ -95,6 +95,8 @@ class LabelledDataset(PackedMolecules):
         fields: other per-record values kept for splitting (e.g. a ``split`` column), by name.
         report: one dict per skipped record or missing label (``REPORT_COLUMNS``).
         n_records: records read, usable or not.
+        forces: per-atom force labels ``[A,3]`` (float32, NaN where a record has none), read from the
+            per-atom array ``forces_key`` (extxyz ``forces``); ``None`` when not asked for.
     """
 
     y: Tensor
@@ -104,6 +106,8 @@ class LabelledDataset(PackedMolecules):
     fields: dict[str, list[Any]] = field(default_factory=dict)
     report: list[dict[str, Any]] = field(default_factory=list)
     n_records: int = 0
+    forces: Tensor | None = None
+    forces_key: str | None = None
 
     # ------------------------------------------------------------------ the trainer's interface
     @property
@@ -126,7 +130,10 @@ class LabelledDataset(PackedMolecules):
     def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[str] | None = None) -> Batch:
         """A :class:`Batch` of molecules ``mol_idx [B]`` with the named targets as ``y [B,T]``."""
         y = self.target_values(mol_idx, targets) if targets is not None else None
-        return super().batch(mol_idx, graph, y.to(torch.get_default_dtype()) if y is not None else None)
+        b = super().batch(mol_idx, graph, y.to(torch.get_default_dtype()) if y is not None else None)
+        if self.forces is not None and targets is not None:
+            b = b.replace(forces=self.forces[self.atom_index(mol_idx)].to(torch.get_default_dtype()))
+        return b
 
     def name(self, k: int) -> str:
         return self.ids[k]
@@ -144,7 +151,13 @@ class LabelledDataset(PackedMolecules):
             key = re.split(r"[:('\"]", r["reason"], maxsplit=1)[0].strip()  # the kind of problem, not its details
             reasons[key] = reasons.get(key, 0) + 1
         why = "; ".join(f"{n} {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
-        labels = ", ".join(f"{k} {v}" for k, v in self.label_counts().items())
+        counts = self.label_counts()
+        if self.forces is not None:
+            have = torch.isfinite(self.forces).all(1).float()  # [A]
+            per_mol = torch.zeros(len(self)).index_add_(0, torch.repeat_interleave(torch.arange(len(self)),
+                                                                                   self.counts), have)
+            counts[f"forces ({self.forces_key})"] = int((per_mol == self.counts).sum())
+        labels = ", ".join(f"{k} {v}" for k, v in counts.items())
         return (f"{self.n_records} record(s) read, {len(self)} used, {len(skipped)} skipped"
                 + (f" ({why})" if why else "") + f"; labels: {labels}")
 
@@ -165,15 +178,16 @@ class LabelledDataset(PackedMolecules):
     @classmethod
     def from_records(cls, records: Iterable[Any], targets: Sequence[str | Target],
                      elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
-                     check_duplicates: bool = True) -> LabelledDataset:
+                     check_duplicates: bool = True, forces: str | None = None) -> LabelledDataset:
         """Build from :class:`~se3mol.io.Record` s; labels are read from ``record.properties[target.name]``.
 
         ``elements``: the atomic numbers a model can take (fine-tuning a shipped model); records with
         others are skipped. ``keep_fields``: record properties to keep per molecule (a split column).
+        ``forces``: the per-atom ``[n_atoms,3]`` property holding force labels (extxyz ``forces``).
         """
         targets = _as_targets(targets)
         allowed = set(int(e) for e in elements) if elements is not None else None
-        mols, ys, ids, sources, report = [], [], [], [], []
+        mols, ys, ids, sources, report, fs = [], [], [], [], [], []
         kept: dict[str, list[Any]] = {f: [] for f in keep_fields}
         seen: dict[str, int] = {}
         n_records = 0
@@ -209,7 +223,12 @@ class LabelledDataset(PackedMolecules):
                     problems.append(f"missing label for target {t.name!r}")
                 elif why:
                     problems.append(f"{why} for target {t.name!r}")
-            if all(math.isnan(v) for v in row):
+            f = None
+            if forces is not None:
+                f, why = _forces(rec.properties.get(forces), mol.n_atoms)
+                if why:
+                    problems.append(f"{why} ({forces!r})")
+            if all(math.isnan(v) for v in row) and f is None:
                 note(rec, "skipped", "no usable label: " + "; ".join(problems))
                 continue
             for p in problems:
@@ -217,12 +236,18 @@ class LabelledDataset(PackedMolecules):
             seen[rec.id] = rec.index
             mols.append(mol)
             ys.append(row)
+            if forces is not None:
+                fs.append(f if f is not None else np.full((mol.n_atoms, 3), np.nan, np.float32))
             ids.append(rec.id)
             sources.append(rec.source)
             for f in keep_fields:
                 kept[f].append(rec.properties.get(f))
-        return cls._pack(mols, np.asarray(ys, dtype=np.float64).reshape(-1, len(targets)), targets, ids, sources,
-                         kept, report, n_records)
+        ds = cls._pack(mols, np.asarray(ys, dtype=np.float64).reshape(-1, len(targets)), targets, ids, sources,
+                       kept, report, n_records)
+        if forces is not None:
+            ds.forces = torch.from_numpy(np.concatenate(fs).astype(np.float32)) if fs else torch.zeros(0, 3)
+            ds.forces_key = forces
+        return ds
 
     @classmethod
     def _pack(cls, mols: list, y: np.ndarray, targets: list[Target], ids: list[str], sources: list[str],
@@ -246,9 +271,10 @@ class LabelledDataset(PackedMolecules):
     def from_files(cls, paths: Sequence[str | os.PathLike], targets: Sequence[str | Target], *,
                    smiles_column: str | None = None, id_column: str | None = None, input_format: str | None = None,
                    embed_seed: int = 0, elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
-                   cache: bool = True, check_duplicates: bool = True) -> LabelledDataset:
+                   cache: bool = True, check_duplicates: bool = True, forces: str | None = None) -> LabelledDataset:
         """Read labelled molecules from SDF (data fields), XYZ/extxyz (info keys), CSV (columns) or any
-        ASE format; ``.gz`` works everywhere. Raises ``ValueError`` if a file does not exist."""
+        ASE format; ``.gz`` works everywhere; ``forces`` names a per-atom force array (extxyz ``forces``).
+        Raises ``ValueError`` if a file does not exist."""
         from se3mol.io import read_records
 
         targets = _as_targets(targets)
@@ -259,7 +285,7 @@ class LabelledDataset(PackedMolecules):
         settings = {"targets": [t.to_dict() for t in targets], "smiles_column": smiles_column,
                     "id_column": id_column, "format": input_format, "embed_seed": embed_seed,
                     "elements": sorted(elements) if elements is not None else None, "fields": list(keep_fields),
-                    "duplicates": check_duplicates, "cache_format": CACHE_FORMAT}
+                    "duplicates": check_duplicates, "forces": forces, "cache_format": CACHE_FORMAT}
         path = _cache_path(paths, settings) if cache else None
         if path is not None and path.exists():
             try:
@@ -272,7 +298,7 @@ class LabelledDataset(PackedMolecules):
         if id_column is not None:
             kwargs["id_column"] = id_column
         records = read_records(paths, input_format, **kwargs)
-        ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates)
+        ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces)
         if path is not None:
             from se3mol.training.checkpoint import atomic_save
 
@@ -311,10 +337,11 @@ class LabelledDataset(PackedMolecules):
 
     def _to_cache(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("z", "pos", "counts", "offsets", "bonds", "bond_orders", "bond_counts",
-                                           "y")}
+                                           "y", "forces")}
         d["meta"] = json.dumps({"smiles": self.smiles, "targets": [t.to_dict() for t in self.targets],
                                 "ids": self.ids, "sources": self.sources, "fields": self.fields,
-                                "report": self.report, "n_records": self.n_records})
+                                "report": self.report, "n_records": self.n_records,
+                                "forces_key": self.forces_key})
         return d
 
     @classmethod
@@ -322,7 +349,7 @@ class LabelledDataset(PackedMolecules):
         meta = json.loads(d.pop("meta"))
         return cls(**d, smiles=meta["smiles"], targets=[Target(**t) for t in meta["targets"]], ids=meta["ids"],
                    sources=meta["sources"], fields=meta["fields"], report=meta["report"],
-                   n_records=meta["n_records"])
+                   n_records=meta["n_records"], forces_key=meta.get("forces_key"))
 
     def concat(self, other: LabelledDataset) -> LabelledDataset:
         """This data set followed by ``other`` (same targets); ids must stay unique."""
@@ -332,6 +359,8 @@ class LabelledDataset(PackedMolecules):
         if dup:
             raise ValueError(f"{len(dup)} id(s) appear in two files (e.g. {sorted(dup)[0]!r}): a molecule must not be "
                              "in two parts of the split")
+        if (self.forces is None) != (other.forces is None):
+            raise ValueError("cannot join a data set with forces to one without")
         both_bonds = self.bonds is not None and other.bonds is not None
         counts = torch.cat([self.counts, other.counts])
         keys = set(self.fields) | set(other.fields)
@@ -344,7 +373,24 @@ class LabelledDataset(PackedMolecules):
             y=torch.cat([self.y, other.y]), targets=self.targets, ids=self.ids + other.ids,
             sources=self.sources + other.sources,
             fields={k: self.fields.get(k, [None] * len(self)) + other.fields.get(k, [None] * len(other)) for k in keys},
-            report=self.report + other.report, n_records=self.n_records + other.n_records)
+            report=self.report + other.report, n_records=self.n_records + other.n_records,
+            forces=torch.cat([self.forces, other.forces]) if self.forces is not None else None,
+            forces_key=self.forces_key)
+
+
+def _forces(value: Any, n_atoms: int) -> tuple[np.ndarray | None, str | None]:
+    """Force labels ``[n_atoms,3]`` (float32) from a record's property, or why they are unusable."""
+    if value is None:
+        return None, "missing forces"
+    try:
+        f = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None, "non-numeric forces"
+    if f.shape != (n_atoms, 3):
+        return None, f"forces of shape {list(f.shape)} for {n_atoms} atoms"
+    if not np.isfinite(f).all():
+        return None, "non-finite forces"
+    return f.astype(np.float32), None
 
 
 def _is_na(value: Any) -> bool:

@@ -116,15 +116,20 @@ class PackedMolecules:
     def batch(self, mol_idx: Tensor, graph: GraphConfig, y: Tensor | None = None) -> Batch:
         """Build a :class:`Batch` of molecules ``mol_idx [B]`` (with ``y [B,D]`` if given)."""
         counts = self.counts[mol_idx]
-        starts = self.offsets[mol_idx]
-        atom = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
-            int(counts.sum()))
+        atom = self.atom_index(mol_idx)
         z, pos = self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype())
         if not graph.needs_bonds:
             return build_batch(z, pos, counts, graph, y=y)
         if self.bonds is None:
             raise ValueError(f"{graph.kind} graph asked for, but no bonds attached: call attach_bonds(qm9) first")
         return self._bond_batch(mol_idx, z, pos, counts, y, graph)
+
+    def atom_index(self, mol_idx: Tensor) -> Tensor:
+        """Positions in the packed atom arrays of the atoms of molecules ``mol_idx [B]``, in order ``[N]``."""
+        counts = self.counts[mol_idx]
+        starts = self.offsets[mol_idx]
+        return torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
+            int(counts.sum()))
 
     def _bond_batch(self, mol_idx: Tensor, z: Tensor, pos: Tensor, counts: Tensor, y: Tensor | None,
                     graph: GraphConfig) -> Batch:

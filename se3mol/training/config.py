@@ -31,7 +31,9 @@ class TrainConfig:
     ``NAME[:UNIT[:sum|mean]]`` read from SD fields, extxyz info keys or CSV columns of that name;
     ``split`` is ``random``, ``scaffold`` or ``column:NAME`` with ``split_fractions`` (train, val, test)
     and ``split_seed``; ``val_data`` / ``test_data`` are files for those parts; ``smiles_column`` and
-    ``id_column`` name CSV columns; ``embed_seed`` seeds the 3D embedding of SMILES.
+    ``id_column`` name CSV columns; ``embed_seed`` seeds the 3D embedding of SMILES. ``forces`` names a
+    per-atom force array (extxyz ``forces``): the first target is then an energy and its negative gradient
+    is trained on those forces too, with ``forces_weight`` times the weight of the energy in the loss.
     """
 
     task: str = "properties"
@@ -67,6 +69,8 @@ class TrainConfig:
     smiles_column: str | None = None
     id_column: str | None = None
     embed_seed: int = 0
+    forces: str | None = None
+    forces_weight: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

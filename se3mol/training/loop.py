@@ -168,6 +168,12 @@ class Trainer:
                                "seed": self.cfg.split_seed, "val_data": self.cfg.val_data,
                                "test_data": self.cfg.test_data}
             self.elements = pretrained or self.data.elements
+        if self.cfg.forces:
+            if getattr(self.data, "forces", None) is None:
+                raise ValueError(f"--forces {self.cfg.forces}: the data has no per-atom forces")
+            if self.targets[0].kind != "scalar" or self.targets[0].pooling != "sum":
+                raise ValueError(f"--forces trains the gradient of the first target, an energy summed over atoms; "
+                                 f"{self.targets[0].name} is pooled by {self.targets[0].pooling}")
         self.target_names = [t.name for t in self.targets]
         if self.cfg.limit:
             split = {k: v[: self.cfg.limit] for k, v in split.items()}
@@ -193,24 +199,42 @@ class Trainer:
         model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
                                       self.data.counts[train_idx], composition(self.data, train_idx))
         self._scale = model.heads.loss_scale().to(self.device)  # [T]
+        if self.cfg.forces:
+            f = self.data.forces[self.data.atom_index(train_idx)]  # [A,3]
+            f = f[torch.isfinite(f).all(1)]
+            self._force_scale = float(f.std()) if len(f) > 1 and float(f.std()) > 0 else 1.0
         self._col_target = model.heads.column_target().to(self.device)  # [D]
         return model
 
     def training_loss(self, idx: Tensor) -> tuple[Tensor, int]:
         """Loss on training molecules ``idx`` and the number of molecules it covers."""
         batch = self._batch(idx)
-        pred = self.model.heads.stack(self.model(batch))  # [B,D]
-        return masked_l1(pred, batch.y, self._scale, self._col_target, len(self.targets)), batch.num_graphs
+        if self.cfg.forces:
+            batch = batch.replace(pos=batch.pos.detach().requires_grad_(True))
+        out = self.model(batch)
+        pred = self.model.heads.stack(out)  # [B,D]
+        loss = masked_l1(pred, batch.y, self._scale, self._col_target, len(self.targets))
+        if self.cfg.forces:
+            f = predicted_forces(out[self.targets[0].name], batch.pos, create_graph=True)  # [N,3]
+            loss = loss + self.cfg.forces_weight * masked_force_l1(f, batch.forces) / self._force_scale
+        return loss, batch.num_graphs
 
     def validate(self, model: torch.nn.Module) -> tuple[dict[str, float], float]:
         """Validation metrics of ``model`` and the one score (lower is better) that picks the best epoch."""
         val = evaluate(model, self.data, self.split["val"], self.graph, self.device)
         scale = self._scale.cpu()
-        return val, float(np.mean([val[t.name] / float(s) for t, s in zip(self.targets, scale, strict=True)]))
+        terms = [val[t.name] / float(s) for t, s in zip(self.targets, scale, strict=True)]
+        if self.cfg.forces:
+            val["forces"] = force_mae(model, self.data, self.split["val"], self.graph, self.device)
+            terms.append(self.cfg.forces_weight * val["forces"] / self._force_scale)
+        return val, float(np.mean(terms))
 
     def metric_columns(self, val: dict[str, float]) -> dict[str, float]:
         """Validation metrics as ``metrics.csv`` columns."""
-        return {f"val_mae_{t.column}": val[t.name] for t in self.targets}
+        cols = {f"val_mae_{t.column}": val[t.name] for t in self.targets}
+        if "forces" in val:
+            cols[f"val_mae_forces_{self.targets[0].slug}_A"] = val["forces"]
+        return cols
 
     def checkpoint_dict(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
         return model_checkpoint(model, domain=self.domain(), **extra)
@@ -433,6 +457,8 @@ class Trainer:
         test_idx = self.split["test"]
         test, pred, ref = evaluate(model, self.data, test_idx, self.graph, self.device, return_values=True)
         full = regression_metrics(pred, ref, model.targets)
+        if self.cfg.forces:
+            test["forces"] = force_mae(model, self.data, test_idx, self.graph, self.device)
         ckpt["metrics"].update({
             "test_mae": test, "test_metrics": full, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
             "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch,
@@ -442,6 +468,8 @@ class Trainer:
                   "test_metrics": full, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
                   "wall_time_s": round(self.elapsed, 1),
                   "units": {t.name: t.unit for t in self.targets}}
+        if self.cfg.forces:
+            result["units"]["forces"] = f"{self.targets[0].unit}/A"
         atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
         try:
             learning_curve(self.history, self.targets, self.out / "learning_curve.png")
@@ -472,6 +500,41 @@ def evaluate(model: MoleculeModel, data: QM9, idx: Tensor, graph: GraphConfig, d
         err = (p[:, col_target == j] - r[:, col_target == j]).abs()
         mae[n] = float(err[torch.isfinite(err)].mean())  # missing labels (NaN) do not count
     return (mae, p, r) if return_values else mae
+
+
+def predicted_forces(energy: Tensor, pos: Tensor, create_graph: bool = False) -> Tensor:
+    """Forces ``-dE/dpos [N,3]`` of per-molecule energies ``energy [B]`` on positions ``pos [N,3]``
+    (which must require grad): the conservative forces, equivariant when the energy is invariant."""
+    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
+    return -grad
+
+
+def masked_force_l1(pred: Tensor, ref: Tensor) -> Tensor:
+    """Mean absolute error of force components ``[N,3]`` over atoms with labels (NaN: none)."""
+    have = torch.isfinite(ref)
+    if not bool(have.any()):
+        return pred.sum() * 0.0
+    return ((pred - torch.where(have, ref, torch.zeros_like(ref))).abs() * have).sum() / have.sum()
+
+
+def force_mae(model: MoleculeModel, data: LabelledDataset, idx: Tensor, graph: GraphConfig, device: torch.device,
+              batch_size: int = 128) -> float:
+    """MAE of the force components ``-dE/dpos`` of the model's first target on molecules ``idx`` (energy
+    unit per Angstrom), over atoms with force labels."""
+    was = model.training
+    model.eval()
+    err, n = 0.0, 0
+    name = model.targets[0].name
+    for k in range(0, len(idx), batch_size):
+        b = data.batch(idx[k:k + batch_size], graph, [name]).to(device)
+        b = b.replace(pos=b.pos.detach().requires_grad_(True))
+        with torch.enable_grad():
+            f = predicted_forces(model(b)[name], b.pos).detach()
+        have = torch.isfinite(b.forces)
+        err += float(((f - torch.where(have, b.forces, torch.zeros_like(f))).abs() * have).sum())
+        n += int(have.sum())
+    model.train(was)
+    return err / max(n, 1)
 
 
 def masked_l1(pred: Tensor, y: Tensor, scale: Tensor, col_target: Tensor, n_targets: int) -> Tensor:
@@ -521,7 +584,7 @@ def data_from_config(cfg: TrainConfig, elements: Sequence[int] | None = None,
 
     keep = [cfg.split.split(":", 1)[1]] if cfg.split.startswith("column:") else []
     read = dict(targets=cfg.targets, smiles_column=cfg.smiles_column, id_column=cfg.id_column,
-                embed_seed=cfg.embed_seed, elements=elements)
+                embed_seed=cfg.embed_seed, elements=elements, forces=cfg.forces)
     train = data if data is not None else LabelledDataset.from_files([cfg.dataset], keep_fields=keep, **read)
     val = LabelledDataset.from_files([cfg.val_data], **read) if cfg.val_data else None
     test = LabelledDataset.from_files([cfg.test_data], **read) if cfg.test_data else None

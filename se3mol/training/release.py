@@ -140,7 +140,8 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
         "noise": ckpt.get("noise"),
         "targets": ["conformers"],
         "units": {},
-        "val_dsm_loss": (metrics.get("val") or metrics.get("val_mae", {})).get("dsm_loss"),  # val_mae: older checkpoints
+        # "val_mae" in checkpoints written before metrics were named for what they are
+        "val_dsm_loss": (metrics.get("val") or metrics.get("val_mae", {})).get("dsm_loss"),
         "test_dsm_loss": metrics.get("test", {}).get("dsm_loss"),
         "test_n": metrics.get("test_n"),
         "best_epoch": metrics.get("epoch"),

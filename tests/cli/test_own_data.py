@@ -114,3 +114,22 @@ def test_csv_of_smiles_trains_with_missing_labels_and_predict_passes_columns_thr
     rows = list(csv.DictReader(io.StringIO(p.stdout)))
     assert len(rows) == 25 and rows[0]["id"] == "m0" and "y1" in rows[0] and "y1_pred" not in rows[0]
     assert rows[-1]["status"] == "error" and float(rows[-1]["input_y1"]) == 1.0  # y1 is also an output
+
+
+def test_energy_and_forces_from_extxyz_train_together(tmp_path):
+    from tests.unit.test_own_data import _ch4_frames
+
+    path = _ch4_frames(tmp_path / "ch4.extxyz", n=40)
+    out = tmp_path / "ef"
+    r = runner.invoke(app, ["train", "--data", str(path), "--target", "energy:eV", "--forces", "forces",
+                            "--epochs", "30", "--batch-size", "8", "--lr", "2e-3", "--set", "hidden=32",
+                            "--set", "layers=2", "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    history = list(csv.DictReader((out / "metrics.csv").open()))
+    first, best = float(history[0]["val_mae_forces_eV_A"]), min(float(h["val_mae_forces_eV_A"]) for h in history)
+    assert best < 0.6 * first  # the forces are learned, not only the energies
+    assert res["units"]["forces"] == "eV/A" and res["test_mae"]["forces"] > 0
+    bad = runner.invoke(app, ["train", "--data", str(path), "--target", "gap:eV", "--forces", "forces",
+                              "--out", str(tmp_path / "x"), *TINY])
+    assert bad.exit_code == 1 and "energy summed over atoms" in bad.stderr

@@ -176,3 +176,51 @@ def test_sum_pooled_targets_get_per_element_offsets_from_the_compositions():
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("element_offset")}
     model.load_state_dict(state)
     assert float(model.heads.element_offset.abs().sum()) == 0
+
+
+def _ch4_frames(path, n=40, bad_shape_at=None):
+    import ase.io
+    from ase import Atoms
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(0)
+    base = Atoms("CH4", positions=[[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],
+                                   [0.63, -0.63, -0.63]])
+    frames = []
+    for k in range(n):
+        a = base.copy()
+        a.positions += rng.normal(scale=0.08, size=a.positions.shape)
+        a.calc = EMT()
+        e, f = a.get_potential_energy(), a.get_forces()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        a.info["name"] = f"m{k}"
+        frames.append(a)
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
+def test_forces_are_read_per_atom_and_derived_forces_rotate_with_the_molecule(tmp_path):
+    from se3mol.graph import GraphConfig
+    from se3mol.nn.model import build_model
+    from se3mol.training.loop import predicted_forces
+
+    path = _ch4_frames(tmp_path / "ch4.extxyz", n=6)
+    ds = LabelledDataset.from_files([path], ["energy:eV"], forces="forces", cache=False)
+    assert ds.forces.shape == (30, 3) and torch.isfinite(ds.forces).all()
+    assert "forces (forces) 6" in ds.summary()
+    b = ds.batch(torch.tensor([1, 2]), GraphConfig("full"), ["energy"])
+    assert torch.allclose(b.forces, ds.forces[5:15].to(b.forces.dtype))
+    no = LabelledDataset.from_files([path], ["energy:eV"], forces="gradients", cache=False)
+    assert len(no) == 6 and torch.isnan(no.forces).all()
+    assert "missing forces ('gradients')" in no.report[0]["reason"]
+
+    torch.manual_seed(0)
+    model = build_model("egnn", ds.targets, {"hidden": 16, "layers": 2}, ds.elements).double()
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    b = b.to(dtype=torch.float64)
+    pos = b.pos.clone().requires_grad_(True)
+    f = predicted_forces(model(b.replace(pos=pos))["energy"], pos)
+    pos_r = (b.pos @ q.T).requires_grad_(True)
+    f_r = predicted_forces(model(b.replace(pos=pos_r))["energy"], pos_r)
+    assert torch.allclose(f_r, f @ q.T, atol=1e-10) and f.abs().max() > 0
