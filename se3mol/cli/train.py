@@ -182,17 +182,11 @@ def train(
 
 def _run_one(cfg, resume: Path | None, main: bool = True):
     """Train (or resume) one run; returns the trainer and its result. Bad data or settings end with exit 1."""
-    from se3mol.training import Trainer
+    from se3mol.training import trainer_class
 
     progress = _ProgressView(cfg.epochs, enabled=main)
     try:
-        if cfg.task == "conformers":
-            from se3mol.conformers.training import ConformerTrainer as trainer_cls
-        elif cfg.task == "nbody":
-            from se3mol.training.nbody import NBodyTrainer as trainer_cls
-        else:
-            trainer_cls = Trainer
-        trainer = trainer_cls(cfg, progress=progress)
+        trainer = trainer_class(cfg.task)(cfg, progress=progress)
         _data_summary(trainer, main)
         if resume:
             trainer.resume(resume / "last.pt")

@@ -8,8 +8,6 @@ conformers (several per molecule allowed; split by molecule, so no molecule is i
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 import torch
@@ -18,8 +16,7 @@ from torch import Tensor
 from se3mol.conformers.score import ScoreModel, ScoreModelConfig, dsm_loss, noise_levels, score_checkpoint
 from se3mol.data.qm9 import QM9
 from se3mol.nn.model import QM9_ELEMENTS
-from se3mol.training.checkpoint import atomic_save, atomic_write_text, load_score_model
-from se3mol.training.loop import RunResult, Trainer
+from se3mol.training.loop import Trainer
 
 # Noise levels of the issue and of ConfGF/ClofNet: geometric, 10 -> 0.01 Angstrom, 50 levels.
 SIGMA_MAX, SIGMA_MIN, LEVELS = 10.0, 0.01, 50
@@ -31,7 +28,7 @@ class ConformerTrainer(Trainer):
     """Denoising score matching of a :class:`ScoreModel` on 3D conformers."""
 
     metric = "dsm_loss"
-    val_key = "val"
+    val_key, test_key = "val", "test"
 
     def setup_data(self, data: QM9 | None) -> None:
         from se3mol.conformers.data import conformer_dataset
@@ -79,29 +76,16 @@ class ConformerTrainer(Trainer):
         noise = {"sigma_max": SIGMA_MAX, "sigma_min": SIGMA_MIN, "levels": LEVELS}
         return score_checkpoint(model, domain=self.domain(), noise=noise, data=self.data_info, **extra)
 
-    def finish(self) -> RunResult:
-        """DSM loss of the best checkpoint on (up to 2,000) test molecules, recorded in best.pt and results.json."""
-        best_path = self.out / "best.pt"
-        model, ckpt = load_score_model(best_path, self.device)
+    def test(self, model: torch.nn.Module) -> tuple[dict[str, float], int, dict[str, Any]]:
+        """DSM loss on (up to 2,000) test molecules, with fixed noise."""
         test_idx = self.split["test"][:VAL_MOLECULES]
         test = {"dsm_loss": self.loss_on(model, test_idx)} if len(test_idx) else {}
-        ckpt["metrics"].update({"test": test, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
-                                "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch})
-        atomic_save(ckpt, best_path)
-        result = {"task": "conformers", "best_epoch": self.best_epoch, "val": ckpt["metrics"]["val"],
-                  "test": test, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
-                  "wall_time_s": round(self.elapsed, 1), "data": self.data_info}
-        atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
-        try:
-            from se3mol.training.plots import loss_curve
+        return test, int(len(test_idx)), {"results": {"data": self.data_info}}
 
-            loss_curve(self.history, ["train_loss", "val_dsm_loss"], self.out / "learning_curve.png")
-        except Exception as exc:  # noqa: BLE001  (a plot must never lose a finished run)
-            print(f"warning: could not draw plots: {exc}", file=sys.stderr)
-        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val"], test, self.epoch, self.elapsed,
-                         "dsm_loss")
+    def plots(self, extra: dict[str, Any]) -> None:
+        from se3mol.training.plots import loss_curve
 
-
+        loss_curve(self.history, ["train_loss", "val_dsm_loss"], self.out / "learning_curve.png")
 
 
 @torch.no_grad()

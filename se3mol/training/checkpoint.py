@@ -154,11 +154,20 @@ def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
 
 def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild whatever model checkpoint ``path`` holds, dispatching on its recorded kind: a property model
-    (:func:`load_model`) or a conformer score model (:func:`load_score_model`)."""
+    (:func:`load_model`), a conformer score model (:func:`load_score_model`) or an N-body dynamics model."""
     ckpt = read_checkpoint(path)
     kind = ckpt["model"].get("kind")
     if kind is None:
         return load_model(path, device)
     if kind == "conformer_score":
         return load_score_model(path, device)
+    if kind == "dynamics":
+        from se3mol.nn.dynamics import DynamicsModel
+
+        try:
+            model = DynamicsModel.from_description(ckpt["model"])
+            model.load_state_dict(ckpt["state_dict"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a usable dynamics model checkpoint: {exc}") from None
+        return model.to(device).eval(), ckpt
     raise CheckpointError(f"{path} holds a {kind!r} model, which no loader here reads")

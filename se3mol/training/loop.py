@@ -90,7 +90,7 @@ class Trainer:
 
     #: What ``validate`` measures, the key of the validation metrics in ``best.pt``, and the label of progress.
     metric = "mae"
-    val_key = "val_mae"
+    val_key, test_key = "val_mae", "test_mae"
 
     def __init__(self, config: TrainConfig, data: QM9 | None = None,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -448,35 +448,48 @@ class Trainer:
         self.total_steps = max(min(planned, self.steps_per_epoch * self.cfg.epochs), self.global_step + 1)
 
     def finish(self) -> RunResult:
-        """Evaluate the best checkpoint on the test split, record it, and draw the plots."""
-        from se3mol.training.checkpoint import load_model
-        from se3mol.training.plots import learning_curve, parity_plot
+        """Score the best checkpoint on the test split (:meth:`test`), record it in ``best.pt`` and
+        ``results.json``, and draw the plots (:meth:`plots`). The same for every task."""
+        from se3mol.training.checkpoint import load_any
 
         best_path = self.out / "best.pt"
-        model, ckpt = load_model(best_path, self.device)
+        model, ckpt = load_any(best_path, self.device)
+        test, test_n, extra = self.test(model)
+        common = {"test_n": test_n, "epochs_run": self.epoch, "wall_time_s": round(self.elapsed, 1)}
+        ckpt["metrics"].update({self.test_key: test, **extra.get("metrics", {}), **common,
+                                "best_epoch": self.best_epoch})
+        atomic_save(ckpt, best_path)
+        val = ckpt["metrics"][self.val_key]
+        result = {"task": self.cfg.task, "best_epoch": self.best_epoch, self.val_key: val, self.test_key: test,
+                  **common, **extra.get("results", {})}
+        atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
+        try:
+            self.plots(extra)
+        except Exception as exc:  # noqa: BLE001  (a plot must never lose a finished run)
+            print(f"warning: could not draw plots: {exc}", file=sys.stderr)
+        return RunResult(self.out, self.best_epoch, val, test, self.epoch, self.elapsed, self.metric)
+
+    def test(self, model: torch.nn.Module) -> tuple[dict[str, float], int, dict[str, Any]]:
+        """Test metrics of ``model``, the number of test molecules, and extras: ``metrics`` and
+        ``results`` entries for ``best.pt`` and ``results.json``, and whatever :meth:`plots` needs."""
         test_idx = self.split["test"]
         test, pred, ref = evaluate(model, self.data, test_idx, self.graph, self.device, return_values=True)
         full = regression_metrics(pred, ref, model.targets)
         if self.cfg.forces:
             test["forces"] = force_mae(model, self.data, test_idx, self.graph, self.device)
-        ckpt["metrics"].update({
-            "test_mae": test, "test_metrics": full, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
-            "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch,
-        })
-        atomic_save(ckpt, best_path)
-        result = {"best_epoch": self.best_epoch, "val_mae": ckpt["metrics"]["val_mae"], "test_mae": test,
-                  "test_metrics": full, "test_n": int(len(test_idx)), "epochs_run": self.epoch,
-                  "wall_time_s": round(self.elapsed, 1),
-                  "units": {t.name: t.unit for t in self.targets}}
+        units = {t.name: t.unit for t in self.targets}
         if self.cfg.forces:
-            result["units"]["forces"] = f"{self.targets[0].unit}/A"
-        atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
-        try:
-            learning_curve(self.history, self.targets, self.out / "learning_curve.png")
-            parity_plot(pred, ref, self.targets, self.out / "parity_test.png")
-        except Exception as exc:  # noqa: BLE001  (a plot must never lose a finished run)
-            print(f"warning: could not draw plots: {exc}", file=sys.stderr)
-        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val_mae"], test, self.epoch, self.elapsed, "mae")
+            units["forces"] = f"{self.targets[0].unit}/A"
+        return test, int(len(test_idx)), {"metrics": {"test_metrics": full},
+                                          "results": {"test_metrics": full, "units": units}, "pred": pred,
+                                          "ref": ref}
+
+    def plots(self, extra: dict[str, Any]) -> None:
+        """``learning_curve.png`` and ``parity_test.png`` of a finished run."""
+        from se3mol.training.plots import learning_curve, parity_plot
+
+        learning_curve(self.history, self.targets, self.out / "learning_curve.png")
+        parity_plot(extra["pred"], extra["ref"], self.targets, self.out / "parity_test.png")
 
 
 @torch.no_grad()

@@ -9,16 +9,15 @@ property training.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from se3mol.data.nbody import NBodyData, load_nbody
-from se3mol.nn.dynamics import DynamicsModel, dynamics_model
-from se3mol.training.checkpoint import atomic_save, atomic_write_text, module_checkpoint, read_checkpoint
-from se3mol.training.loop import RunResult, Trainer
+from se3mol.nn.dynamics import dynamics_model
+from se3mol.training.checkpoint import module_checkpoint
+from se3mol.training.loop import Trainer
 
 SPLITS = ("train", "val", "test")
 
@@ -33,7 +32,7 @@ class NBodyTrainer(Trainer):
     """Position prediction on the N-body data set with a :class:`DynamicsModel`."""
 
     metric = "mse"
-    val_key = "val"
+    val_key, test_key = "val", "test"
 
     def setup_data(self, data: Any) -> None:
         parts = [load_nbody(s) for s in SPLITS]
@@ -79,28 +78,12 @@ class NBodyTrainer(Trainer):
     def checkpoint_dict(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
         return module_checkpoint(model, domain=self.domain(), **extra)
 
-    def finish(self) -> RunResult:
-        """Test MSE of the best checkpoint, recorded in best.pt and results.json."""
-        best_path = self.out / "best.pt"
-        ckpt = read_checkpoint(best_path)
-        model = DynamicsModel.from_description(ckpt["model"])
-        model.load_state_dict(ckpt["state_dict"])
-        model.to(self.device)
-        test = {"mse": self.mse_on(model, self.split["test"])}
-        ckpt["metrics"].update({"test": test, "test_n": int(len(self.split["test"])), "epochs_run": self.epoch,
-                                "wall_time_s": round(self.elapsed, 1), "best_epoch": self.best_epoch})
-        atomic_save(ckpt, best_path)
-        result = {"task": "nbody", "model": self.cfg.model, "best_epoch": self.best_epoch,
-                  "val": ckpt["metrics"]["val"], "test": test, "test_n": int(len(self.split["test"])),
-                  "epochs_run": self.epoch, "wall_time_s": round(self.elapsed, 1)}
-        atomic_write_text(json.dumps(result, indent=2) + "\n", self.out / "results.json")
-        try:
-            from se3mol.training.plots import loss_curve
+    def test(self, model: torch.nn.Module) -> tuple[dict[str, float], int, dict[str, Any]]:
+        """Test MSE of the predicted positions."""
+        return {"mse": self.mse_on(model, self.split["test"])}, int(len(self.split["test"])), {
+            "results": {"model": self.cfg.model}}
 
-            loss_curve(self.history, ["train_loss", "val_mse"], self.out / "learning_curve.png")
-        except Exception as exc:  # noqa: BLE001  (a plot must never lose a finished run)
-            import sys
+    def plots(self, extra: dict[str, Any]) -> None:
+        from se3mol.training.plots import loss_curve
 
-            print(f"warning: could not draw plots: {exc}", file=sys.stderr)
-        return RunResult(self.out, self.best_epoch, ckpt["metrics"]["val"], test, self.epoch, self.elapsed,
-                         "mse")
+        loss_curve(self.history, ["train_loss", "val_mse"], self.out / "learning_curve.png")
