@@ -5,8 +5,7 @@
 True
 """
 
-__version__ = "0.1.0"
-
+from se3mol._version import __version__
 from se3mol.data.files import LabelledDataset
 from se3mol.equivariance import EquivarianceReport
 from se3mol.equivariance import check as check_equivariance

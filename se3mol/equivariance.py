@@ -256,8 +256,7 @@ def model_to_check(spec: str | os.PathLike, seed: int = 0) -> MoleculeModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return build_model(name, [get_target(t) for t in FRESH_TARGETS])
-    from se3mol.pretrained import resolve_checkpoint
-    from se3mol.training.checkpoint import load_any
+    from se3mol.pretrained import load_any, resolve_checkpoint
 
     if Path(name).is_dir() or Path(name).suffix == ".pt":
         return load_pretrained(spec)[0]  # run directories and files: as predict reads them

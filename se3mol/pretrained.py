@@ -88,3 +88,40 @@ def load_pretrained(spec: str | os.PathLike = DEFAULT_MODEL,
         raise ValueError(f"{spec} is an ensemble of {len(paths)} models; load them with se3mol.Predictor.from_specs"
                          f" (or one of them: {paths[0]})")
     return load_model(paths[0], device)
+
+
+def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the conformer score model stored in checkpoint ``path``; returns it (eval mode) and the checkpoint."""
+    from se3mol.conformers.score import ScoreModel  # on use: conformers pull in RDKit-heavy modules
+    from se3mol.training.checkpoint import CheckpointError, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    try:
+        model = ScoreModel.from_description(ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a usable conformer score model checkpoint: {exc}") from None
+    return model.to(device).eval(), ckpt
+
+
+def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild whatever model checkpoint ``path`` holds, dispatching on its recorded kind: a property model
+    (:func:`load_model`), a conformer score model (:func:`load_score_model`) or an N-body dynamics model."""
+    from se3mol.training.checkpoint import CheckpointError, load_model, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    kind = ckpt["model"].get("kind")
+    if kind is None:
+        return load_model(path, device)
+    if kind == "conformer_score":
+        return load_score_model(path, device)
+    if kind == "dynamics":
+        from se3mol.nn.dynamics import DynamicsModel
+
+        try:
+            model = DynamicsModel.from_description(ckpt["model"])
+            model.load_state_dict(ckpt["state_dict"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a usable dynamics model checkpoint: {exc}") from None
+        return model.to(device).eval(), ckpt
+    raise CheckpointError(f"{path} holds a {kind!r} model, which no loader here reads")

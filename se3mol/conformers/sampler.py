@@ -210,8 +210,7 @@ class ScoreSampler:
     @classmethod
     def load(cls, spec: str | os.PathLike, device: str | torch.device = "cpu") -> ScoreSampler:
         """A shipped score model by name (e.g. ``conformers-clofnet-qm9``) or a checkpoint path."""
-        from se3mol.pretrained import resolve_checkpoint
-        from se3mol.training.checkpoint import load_score_model
+        from se3mol.pretrained import load_score_model, resolve_checkpoint
 
         model, ckpt = load_score_model(resolve_checkpoint(spec), device)
         return cls(model, ckpt, device)

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import torch
 
-import se3mol
+from se3mol._version import __version__
 from se3mol.nn.model import MoleculeModel
 
 FORMAT_VERSION = 1
@@ -81,7 +81,7 @@ def module_checkpoint(model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
     format and version, the description, the state dict, plus ``extra`` entries."""
     ckpt = {
         "format_version": FORMAT_VERSION,
-        "se3mol_version": se3mol.__version__,
+        "se3mol_version": __version__,
         "model": model.describe(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -121,7 +121,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if ckpt["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {ckpt['format_version']}; this se3mol "
-            f"({se3mol.__version__}) reads format {FORMAT_VERSION}"
+            f"({__version__}) reads format {FORMAT_VERSION}"
         )
     return ckpt
 
@@ -137,37 +137,3 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mo
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not match its model description: {exc}") from None
     return model.to(device).eval(), ckpt
-
-
-def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the conformer score model stored in checkpoint ``path``; returns it (eval mode) and the checkpoint."""
-    from se3mol.conformers.score import ScoreModel
-
-    ckpt = read_checkpoint(path)
-    try:
-        model = ScoreModel.from_description(ckpt["model"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a usable conformer score model checkpoint: {exc}") from None
-    return model.to(device).eval(), ckpt
-
-
-def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild whatever model checkpoint ``path`` holds, dispatching on its recorded kind: a property model
-    (:func:`load_model`), a conformer score model (:func:`load_score_model`) or an N-body dynamics model."""
-    ckpt = read_checkpoint(path)
-    kind = ckpt["model"].get("kind")
-    if kind is None:
-        return load_model(path, device)
-    if kind == "conformer_score":
-        return load_score_model(path, device)
-    if kind == "dynamics":
-        from se3mol.nn.dynamics import DynamicsModel
-
-        try:
-            model = DynamicsModel.from_description(ckpt["model"])
-            model.load_state_dict(ckpt["state_dict"])
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a usable dynamics model checkpoint: {exc}") from None
-        return model.to(device).eval(), ckpt
-    raise CheckpointError(f"{path} holds a {kind!r} model, which no loader here reads")

@@ -450,7 +450,7 @@ class Trainer:
     def finish(self) -> RunResult:
         """Score the best checkpoint on the test split (:meth:`test`), record it in ``best.pt`` and
         ``results.json``, and draw the plots (:meth:`plots`). The same for every task."""
-        from se3mol.training.checkpoint import load_any
+        from se3mol.pretrained import load_any
 
         best_path = self.out / "best.pt"
         model, ckpt = load_any(best_path, self.device)

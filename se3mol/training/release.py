@@ -101,7 +101,7 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
 
     A fine-tuned run (``init_from``) records the card of the model it started from, read before the
     new one may replace it, so that the card accounts for all of the training."""
-    from se3mol.training.checkpoint import load_score_model
+    from se3mol.pretrained import load_score_model
 
     model, ckpt = load_score_model(run_dir / "best.pt")
     base = ckpt["train_config"].get("init_from")

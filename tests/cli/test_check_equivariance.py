@@ -111,8 +111,7 @@ def test_every_shipped_model_is_checked_the_score_model_included():
 def test_a_score_model_refuses_a_batch_without_noise_levels():
     from se3mol.graph import collate
     from se3mol.io import perceive_bonds
-    from se3mol.pretrained import resolve_checkpoint
-    from se3mol.training.checkpoint import load_any
+    from se3mol.pretrained import load_any, resolve_checkpoint
 
     model, _ = load_any(resolve_checkpoint("conformers-clofnet-qm9"))
     batch = collate([perceive_bonds(m) for m in default_molecules()[:2]], model.graph)

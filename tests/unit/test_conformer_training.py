@@ -125,7 +125,7 @@ def test_init_from_a_checkpoint_written_before_max_hops_keeps_every_pair(tmp_pat
     torch.save(ckpt, tmp_path / "old.pt")
     assert _checkpoint_model_config(str(tmp_path / "old.pt"))["max_hops"] is None
     assert _checkpoint_model_config(str(tmp_path / "all" / "best.pt"))["max_hops"] is None
-    from se3mol.training.checkpoint import load_score_model
+    from se3mol.pretrained import load_score_model
 
     model, _ = load_score_model(tmp_path / "old.pt")
     assert model.graph.max_hops is None
