@@ -225,7 +225,7 @@ def default_molecules() -> list[Molecule]:
     >>> [m.n_atoms for m in default_molecules()]
     [3, 6, 9, 11, 14]
     """
-    from se3mol.io import embed_smiles
+    from se3mol.chem import embed_smiles
 
     mols = []
     for smiles, centroid in zip(DEFAULT_SMILES, _DEFAULT_CENTROIDS, strict=True):

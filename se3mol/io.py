@@ -22,21 +22,29 @@ import csv
 import functools
 import gzip
 import io
-import logging
 import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import ase.io
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 from ase.io.formats import UnknownFileTypeError, extension2format, filetype, ioformats
-from rdkit import Chem, rdBase
-from rdkit.Chem import AllChem, rdDetermineBonds
+from rdkit import Chem
 
+from se3mol.chem import (
+    clean_rdkit_messages,
+    embed_3d,
+    embed_smiles,
+    molecule_from_rdkit,
+    perceive_bonds,
+    perceive_rdkit,
+    rdkit_messages,
+    smiles_or_empty,
+)
 from se3mol.molecule import Molecule
 
 __all__ = [
@@ -79,15 +87,6 @@ _FLAT_TOL = 1e-3
 _MAX_ATOMS_FOR_SMILES = 200
 # A record longer than this (lines) is almost surely a missing '$$$$'; stop buffering it.
 _MAX_RECORD_LINES = 2_000_000
-_MAX_FF_ITERS = 2000
-
-_BOND_ORDERS = {
-    Chem.BondType.SINGLE: 1.0,
-    Chem.BondType.DOUBLE: 2.0,
-    Chem.BondType.TRIPLE: 3.0,
-    Chem.BondType.AROMATIC: 1.5,
-    Chem.BondType.DATIVE: 1.0,
-}
 
 
 @dataclass
@@ -233,7 +232,7 @@ def read_records(
             f"use one of {', '.join(FORMATS)} or an ASE format name"
         )
     i, n = (0, 1) if shard is None else parse_shard(shard)
-    options = _CsvOptions(smiles_column, id_column)
+    options = CsvOptions(smiles_column, id_column)
     return _read_records(paths, fmt, stdin, embed_seed, start_index, i, n, options)
 
 
@@ -287,7 +286,7 @@ def csv_columns(path: str, smiles_column: str | None = None, id_column: str | No
     if header is None:
         raise ValueError(f"{path}: {_EMPTY_CSV}")
     try:
-        layout = _csv_layout(header, _csv_delimiter(path, header), _CsvOptions(smiles_column, id_column))
+        layout = _csv_layout(header, _csv_delimiter(path, header), CsvOptions(smiles_column, id_column))
     except ValueError as exc:
         raise ValueError(f"{path}: line {lineno}: {exc}") from None
     return layout.passthrough_names
@@ -307,100 +306,6 @@ def read_molecules(path: str, input_format: str | None = None) -> list[Molecule]
     return molecules
 
 
-def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
-    """Build a 3D molecule with hydrogens from a SMILES string.
-
-    RDKit ETKDGv3 (seeded with ``seed``; retried from random coordinates if that fails), then MMFF94
-    optimisation, or UFF when MMFF has no parameters for the molecule. The note on the molecule says which.
-
-    Raises:
-        ValueError: if the SMILES does not parse or no 3D coordinates can be generated.
-    """
-    text = smiles.strip()
-    if not text:
-        raise ValueError("empty SMILES")
-    if not text.isascii():
-        # SMILES are ASCII. RDKit would echo the string cut at a byte position in its error message, which
-        # then cannot be decoded and escapes as a SystemError instead of an invalid-SMILES result.
-        k, char = next((k, c) for k, c in enumerate(text) if not c.isascii())
-        raise ValueError(f"invalid SMILES {text!r}: non-ASCII character {char!r} at position {k + 1} "
-                         "(SMILES use plain ASCII only)")
-    with _rdkit_messages() as messages:
-        try:
-            mol = Chem.MolFromSmiles(text)
-        except Exception:  # a message RDKit could not hand to Python; the SMILES is bad either way
-            messages.append("RDKit could not parse it (its error message was unreadable)")
-            mol = None
-    if mol is None:
-        detail = _smiles_error_detail(messages, text)
-        raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
-    if mol.GetNumAtoms() == 0:
-        raise ValueError(f"SMILES {text!r} has no atoms")
-    canonical = Chem.MolToSmiles(mol)
-    mol = Chem.AddHs(mol)
-    try:
-        notes = _embed_3d(mol, seed)
-    except ValueError as exc:
-        raise ValueError(f"SMILES {text!r}: {exc}") from None
-    molecule = molecule_from_rdkit(mol)
-    molecule.name = name
-    molecule.smiles = canonical
-    molecule.notes = [f"3D coordinates embedded from SMILES ({notes[0]}, seed {seed})", *notes[1:]]
-    return molecule
-
-
-def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
-    """Convert an RDKit molecule with a conformer to a :class:`Molecule`.
-
-    Takes conformer 0's coordinates, every atom as it is (no H added or removed), bonds with their orders
-    (aromatic 1.5, dative 1), the sum of formal charges, the name from ``_Name`` and the canonical SMILES
-    with hydrogens removed.
-
-    Raises:
-        ValueError: if the molecule has no conformer or has a bond type other than single, double,
-            triple, aromatic or dative.
-    """
-    if mol.GetNumConformers() == 0:
-        raise ValueError("no coordinates: the RDKit molecule has no conformer")
-    pos = np.asarray(mol.GetConformer(0).GetPositions(), dtype=np.float64)  # [N,3]
-    atoms = list(mol.GetAtoms())  # RDKit's atom sequence is slow to index; walk it once
-    z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)  # [N]
-    bonds, orders = _bonds_from_rdkit(mol)
-    try:
-        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
-    except Exception:  # RDKit raises several exception types; a SMILES is only a label here
-        smiles = ""
-    return Molecule(
-        z=z,
-        pos=pos,
-        bonds=bonds,
-        bond_orders=orders,
-        charge=int(sum(a.GetFormalCharge() for a in atoms)),
-        name=mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "",
-        smiles=smiles,
-        radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in atoms)),
-    )
-
-
-def perceive_bonds(mol: Molecule) -> Molecule:
-    """Return a copy of ``mol`` with bonds and bond orders perceived from its coordinates.
-
-    Uses RDKit ``rdDetermineBonds.DetermineBonds`` with the molecule's total charge. When no consistent set
-    of bond orders exists (radicals, wrong charge, metals), falls back to ``DetermineConnectivity``: every
-    bond single, with a note saying so.
-
-    Raises:
-        ValueError: if even the connectivity cannot be determined.
-    """
-    rd, note = _perceive_rdkit(mol)
-    bonds, orders = _bonds_from_rdkit(rd)
-    smiles = mol.smiles
-    if not smiles and note is None:
-        smiles = _smiles_or_empty(rd)
-    notes = [*mol.notes, note or "bonds perceived from coordinates (RDKit DetermineBonds)"]
-    return replace(mol, bonds=bonds, bond_orders=orders, smiles=smiles, notes=notes)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Driving the readers
 # --------------------------------------------------------------------------------------------------------
@@ -416,9 +321,9 @@ def _ready(parsed: _Parsed) -> _Lazy:
 
 def _read_records(
     paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int,
-    shard_i: int = 0, shard_n: int = 1, options: _CsvOptions | None = None,
+    shard_i: int = 0, shard_n: int = 1, options: CsvOptions | None = None,
 ) -> Iterator[Record]:
-    options = options or _CsvOptions()
+    options = options or CsvOptions()
     index = start_index
     for path in paths:
         n = 0
@@ -430,7 +335,7 @@ def _read_records(
 
 
 def _parse_source(
-    path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int, options: _CsvOptions
+    path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int, options: CsvOptions
 ) -> Iterator[_Lazy]:
     """All records of one source; failing to open or to keep reading it gives one error record."""
     if path == "-":
@@ -465,7 +370,7 @@ def _parse_source(
         yield from _io_guard(_reader(fmt, stream, embed_seed, path, options))
 
 
-def _reader(fmt: str, stream: TextIO, embed_seed: int, path: str, options: _CsvOptions) -> Iterator[_Lazy]:
+def _reader(fmt: str, stream: TextIO, embed_seed: int, path: str, options: CsvOptions) -> Iterator[_Lazy]:
     """The reader here for ``fmt`` on ``stream`` (``path``: the file's name, ``"-"`` for stdin)."""
     if fmt == "csv":
         return _parse_csv(stream, embed_seed, path, options)
@@ -498,9 +403,9 @@ def _finish(parsed: _Parsed, index: int, source: str, n: int) -> Record:
             mol, error = None, str(exc)
     if mol is not None and parsed.perceive_smiles and not mol.smiles and mol.n_atoms <= _MAX_ATOMS_FOR_SMILES:
         try:
-            rd, fallback_note = _perceive_rdkit(mol)
+            rd, fallback_note = perceive_rdkit(mol)
             if fallback_note is None:
-                mol.smiles = _smiles_or_empty(rd)
+                mol.smiles = smiles_or_empty(rd)
         except ValueError:
             pass  # best effort: an XYZ record is fine without a SMILES
     name = (mol.name if mol is not None else "") or parsed.name
@@ -640,7 +545,7 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
         if not line.isascii():
             raise ValueError(f"line {k + 1} of the record (line {first_line + k} of the file) has non-ASCII "
                              f"characters where the molfile needs plain ASCII columns: {line.strip()!r}")
-    with _rdkit_messages() as messages:
+    with rdkit_messages() as messages:
         try:
             mol = Chem.MolFromMolBlock(block, removeHs=False, sanitize=True)
         except Exception as exc:  # some RDKit parse failures raise instead of returning None
@@ -656,17 +561,17 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
     if mol.GetNumConformers() == 0:
         raise ValueError("no coordinates")
     # Warnings on a record RDKit did read (e.g. ambiguous stereo) are worth keeping; the 2D one is ours below.
-    rdkit_notes = [f"RDKit: {m}" for m in _clean_rdkit_messages(messages).split("; ") if m]
+    rdkit_notes = [f"RDKit: {m}" for m in clean_rdkit_messages(messages).split("; ") if m]
     rdkit_notes = [m for m in rdkit_notes if "Z coords are zero" not in m]
 
     # Before the 2D check, so that a depiction is embedded with its hydrogens and their sp3 centres count.
     missing_h = sum(a.GetTotalNumHs() for a in mol.GetAtoms())  # H counted on atoms, not given as atoms
     if missing_h:
-        with _rdkit_messages() as messages:
+        with rdkit_messages() as messages:
             try:
                 mol = Chem.AddHs(mol, addCoords=True)
             except Exception as exc:  # RDKit raises several types; say what it said
-                detail = str(exc) or _clean_rdkit_messages(messages)
+                detail = str(exc) or clean_rdkit_messages(messages)
                 raise ValueError(f"{missing_h} hydrogen(s) missing from the input could not be added "
                                  f"(RDKit: {detail})") from None
 
@@ -690,7 +595,7 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
         # A depiction's coordinates are not a geometry: a model would see a flattened molecule.
         why = "2D coordinates in input" if flagged_2d else "all z coordinates are zero (a 2D depiction)"
         try:
-            ff_notes = _embed_3d(mol, embed_seed)
+            ff_notes = embed_3d(mol, embed_seed)
         except ValueError as exc:
             raise ValueError(f"{why} and re-embedding in 3D failed: {exc}") from None
         notes += [f"{why}: re-embedded in 3D ({ff_notes[0]}, seed {embed_seed})", *ff_notes[1:]]
@@ -702,7 +607,7 @@ def _molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) 
 
 def _molblock_error(lines: list[str], messages: list[str], first_line: int) -> str:
     """Turn RDKit's log lines for a failed molfile into one message that points into the file."""
-    detail = _clean_rdkit_messages(messages) or "not a valid MDL molfile"
+    detail = clean_rdkit_messages(messages) or "not a valid MDL molfile"
 
     # RDKit counts lines within the record; the user needs the line of the file.
     def file_line(match: re.Match[str]) -> str:
@@ -949,7 +854,7 @@ _EMPTY_CSV = "empty file: no header line naming the columns (CSV input needs one
 
 
 @dataclass(frozen=True)
-class _CsvOptions:
+class CsvOptions:
     """Which columns of a CSV input hold the SMILES and the ids (``None``: found / not used)."""
 
     smiles_column: str | None = None
@@ -971,7 +876,7 @@ class _CsvLayout:
         return [self.columns[k] for k in self.passthrough]
 
 
-def _parse_csv(stream: TextIO, embed_seed: int, path: str, options: _CsvOptions) -> Iterator[_Lazy]:
+def _parse_csv(stream: TextIO, embed_seed: int, path: str, options: CsvOptions) -> Iterator[_Lazy]:
     """One record per data row of a table with a header line; the rows are split here, embedded lazily."""
     lines = iter(stream)
     header_lineno, header, _ = _csv_header(lines)
@@ -1032,7 +937,7 @@ def _csv_delimiter(path: str, header: str) -> str:
     return "\t" if "\t" in header else ","
 
 
-def _csv_layout(header: str, delimiter: str, options: _CsvOptions) -> _CsvLayout:
+def _csv_layout(header: str, delimiter: str, options: CsvOptions) -> _CsvLayout:
     """Read the header line; ValueError (naming the columns there are) if a needed column is missing."""
     fields = next(csv.reader([header.lstrip("\ufeff")], delimiter=delimiter), [])  # a UTF-8 BOM from Excel
     columns: list[str] = []
@@ -1112,17 +1017,17 @@ class _Replay:
 
 
 @dataclass
-class _CsvPlan:
-    """The pass-through columns of some inputs, known before their records are read (see _plan_csv)."""
+class CsvPlan:
+    """The pass-through columns of some inputs, known before their records are read (see plan_csv)."""
 
     columns: list[str]  # union over the CSV inputs, in first-seen order
     sources: frozenset[str]  # the paths (as given; "-" for stdin) read as CSV
     stdin: Any  # the stream to read "-" from: stdin itself, or one that hands the peeked header out again
 
 
-def _plan_csv(
-    paths: Sequence[str], input_format: str | None, stdin: TextIO | None, options: _CsvOptions
-) -> _CsvPlan:
+def plan_csv(
+    paths: Sequence[str], input_format: str | None, stdin: TextIO | None, options: CsvOptions
+) -> CsvPlan:
     """Which inputs are CSV and their pass-through columns (:func:`csv_columns`), before reading any record.
 
     Columns of a file that cannot be read, or lacks its SMILES / id column, are left out: reading it gives
@@ -1157,185 +1062,12 @@ def _plan_csv(
         sources.add(path)
         with contextlib.suppress(ValueError):
             columns.update(dict.fromkeys(csv_columns(path, options.smiles_column, options.id_column)))
-    return _CsvPlan(list(columns), frozenset(sources), stdin)
+    return CsvPlan(list(columns), frozenset(sources), stdin)
 
 
 # --------------------------------------------------------------------------------------------------------
 # RDKit helpers
 # --------------------------------------------------------------------------------------------------------
-
-
-def _embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
-    """Embed ``mol`` in 3D in place (ETKDGv3, then MMFF or UFF).
-
-    Returns notes, the first of the form ``"RDKit ETKDG+MMFF"`` for the caller to complete.
-    """
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    with _rdkit_messages() as messages:
-        status = AllChem.EmbedMolecule(mol, params)
-        if status != 0:
-            # The distance-geometry start fails for some strained or large molecules; random starting
-            # coordinates are RDKit's documented fallback.
-            params.useRandomCoords = True
-            status = AllChem.EmbedMolecule(mol, params)
-    if status != 0:
-        detail = _clean_rdkit_messages(messages)
-        raise ValueError(
-            "RDKit ETKDG could not generate 3D coordinates, also from random starting coordinates"
-            + (f" (RDKit: {detail})" if detail else "")
-        )
-    with _rdkit_messages():
-        if AllChem.MMFFHasAllMoleculeParams(mol):
-            field_name, not_converged = "MMFF", AllChem.MMFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
-        elif AllChem.UFFHasAllMoleculeParams(mol):
-            field_name, not_converged = "UFF", AllChem.UFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
-        else:
-            return ["RDKit ETKDG, not optimised: neither MMFF nor UFF has parameters for this molecule"]
-    notes = [f"RDKit ETKDG+{field_name}"]
-    if field_name == "UFF":
-        notes.append("MMFF has no parameters for this molecule: optimised with UFF")
-    if not_converged:
-        notes.append(f"{field_name} optimisation did not converge in {_MAX_FF_ITERS} steps")
-    return notes
-
-
-def _bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
-    """Bonds ``[M,2]`` (0-based atom indices) and orders ``[M]`` of an RDKit molecule."""
-    pairs: list[tuple[int, int]] = []
-    values: list[float] = []
-    for bond in mol.GetBonds():
-        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        kind = Chem.BondType.AROMATIC if bond.GetIsAromatic() else bond.GetBondType()
-        if kind not in _BOND_ORDERS:
-            raise ValueError(
-                f"bond between atoms {i + 1} and {j + 1} is of RDKit type {kind}, which se3mol cannot "
-                "represent (single, double, triple, aromatic or dative only)"
-            )
-        pairs.append((i, j))
-        values.append(_BOND_ORDERS[kind])
-    bonds = np.array(pairs, dtype=np.int64).reshape(-1, 2)  # [M,2]
-    orders = np.array(values, dtype=np.float64)  # [M]
-    return bonds, orders
-
-
-def _rdkit_from_coordinates(mol: Molecule) -> Chem.RWMol:
-    """An RDKit molecule of bare atoms with ``mol``'s coordinates and no bonds."""
-    rd = Chem.RWMol()
-    for zi in mol.z:
-        rd.AddAtom(Chem.Atom(int(zi)))
-    conf = Chem.Conformer(mol.n_atoms)
-    for i, p in enumerate(mol.pos):
-        conf.SetAtomPosition(i, p.tolist())
-    rd.AddConformer(conf, assignId=True)
-    return rd
-
-
-def _perceive_rdkit(mol: Molecule) -> tuple[Chem.RWMol, str | None]:
-    """RDKit molecule with perceived bonds, and a note if only connectivity could be determined."""
-    rd = _rdkit_from_coordinates(mol)
-    with _rdkit_messages() as messages:
-        try:
-            rdDetermineBonds.DetermineBonds(rd, charge=int(mol.charge))
-            with contextlib.suppress(Exception):  # aromatic flags are a nicety; Kekule orders stand
-                Chem.SanitizeMol(rd)
-            return rd, None
-        except Exception as exc:  # RDKit raises ValueError or RuntimeError here
-            orders_error = str(exc) or _clean_rdkit_messages(messages)
-        rd = _rdkit_from_coordinates(mol)  # DetermineBonds may have left partial bonds behind
-        try:
-            rdDetermineBonds.DetermineConnectivity(rd)
-        except Exception as exc:
-            detail = str(exc) or _clean_rdkit_messages(messages)
-            raise ValueError(f"could not perceive bonds from the coordinates (RDKit: {detail})") from None
-    note = (
-        f"bond orders could not be determined from the coordinates with charge {mol.charge} "
-        f"(RDKit: {orders_error}); connectivity only, every bond set to single"
-    )
-    return rd, note
-
-
-def _smiles_or_empty(rd: Chem.Mol) -> str:
-    try:
-        return Chem.MolToSmiles(Chem.RemoveHs(rd))
-    except Exception:  # best effort
-        return ""
-
-
-class _CollectRDKitLog(logging.Filter):
-    """Logger filter that keeps RDKit's messages and stops them from being printed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            self.messages.append(record.getMessage())
-        return False
-
-
-_rdkit_log_routed = False
-
-
-@contextlib.contextmanager
-def _rdkit_messages() -> Iterator[list[str]]:
-    """Collect RDKit's warning and error messages logged inside the block (instead of printing them).
-
-    RDKit reports molfile syntax errors on its *warning* channel (``rdBase.CaptureErrorLog`` sees only
-    errors), so both channels are taken from the Python logger RDKit can be routed to.
-    """
-    global _rdkit_log_routed
-    if not _rdkit_log_routed:
-        before = rdBase.LogStatus()
-        rdBase.LogToPythonLogger()
-        for level in ("rdApp.debug", "rdApp.info"):  # LogToPythonLogger switches these on; keep them as were
-            if f"{level}:disabled" in before:
-                rdBase.DisableLog(level)
-        _rdkit_log_routed = True
-    status = rdBase.LogStatus()
-    switched_on = [level for level in ("rdApp.warning", "rdApp.error") if f"{level}:disabled" in status]
-    for level in switched_on:
-        rdBase.EnableLog(level)
-    collector = _CollectRDKitLog()
-    logger = logging.getLogger("rdkit")
-    # First in line: logging stops at the first filter that rejects, so a nested capture must come first.
-    logger.filters.insert(0, collector)
-    try:
-        yield collector.messages
-    finally:
-        logger.removeFilter(collector)
-        for level in switched_on:
-            rdBase.DisableLog(level)
-
-
-_TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s?")
-# Lines of RDKit's invariant-violation reports that say nothing to a chemist.
-_NOISE = re.compile(
-    r"^(\*+|-+|[~^ ]+|Stacktrace:?|\d+# .*|Violation occurred .*|Failed Expression: .*|.*\bViolation)$"
-)
-
-
-def _clean_rdkit_messages(messages: list[str], drop: tuple[str, ...] = ()) -> str:
-    """RDKit log lines as one message: timestamps, stack traces and repeats removed, ``"; "``-joined."""
-    kept: list[str] = []
-    for message in messages:
-        for line in message.splitlines():
-            line = _TIMESTAMP.sub("", line).strip()
-            if line and line not in drop and not _NOISE.match(line) and line not in kept:
-                kept.append(line)
-    return "; ".join(kept)
-
-
-def _smiles_error_detail(messages: list[str], smiles: str) -> str:
-    """RDKit's SMILES complaint without its echo of the input and its caret drawing."""
-    lines = []
-    for message in messages:
-        for line in message.splitlines():
-            line = _TIMESTAMP.sub("", line).strip().removeprefix("SMILES Parse Error:").strip()
-            if not line.startswith("Failed parsing SMILES"):
-                lines.append(line.rstrip(":"))
-    return _clean_rdkit_messages(lines, drop=(smiles,))
 
 
 def _number_or_text(text: str) -> Any:

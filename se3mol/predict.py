@@ -184,11 +184,11 @@ class Predictor:
         The headers of CSV inputs are read here too (from stdin: its first line, handed on to the reader),
         so that :attr:`columns` is complete when this returns: a writer can put out its header first.
         """
-        from se3mol.io import _CsvOptions, _plan_csv, parse_shard, read_records
+        from se3mol.io import CsvOptions, parse_shard, plan_csv, read_records
 
         if shard is not None:
             parse_shard(shard)  # a bad shard is refused before stdin is looked at
-        plan = _plan_csv(paths, input_format, stdin, _CsvOptions(smiles_column, id_column))
+        plan = plan_csv(paths, input_format, stdin, CsvOptions(smiles_column, id_column))
         records = read_records(paths, input_format, stdin=plan.stdin, embed_seed=embed_seed, shard=shard,
                                smiles_column=smiles_column, id_column=id_column)
         passthrough = _PassThrough(self._output_names(plan.columns), plan.sources)
@@ -353,7 +353,7 @@ class Predictor:
         if warnings:
             row["warning"] = "; ".join(warnings)
         if any(m.graph.needs_bonds for m in self.models) and mol.bonds is None:
-            from se3mol.io import perceive_bonds
+            from se3mol.chem import perceive_bonds
 
             mol = perceive_bonds(mol)
         return mol

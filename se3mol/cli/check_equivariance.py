@@ -61,7 +61,7 @@ def check_equivariance(
             if not mols:
                 raise ValueError(f"no molecules in {input_}")
         if net.graph.needs_bonds:
-            from se3mol.io import perceive_bonds
+            from se3mol.chem import perceive_bonds
 
             mols = [m if m.bonds is not None else perceive_bonds(m) for m in mols]
         batch = collate(mols, net.graph)

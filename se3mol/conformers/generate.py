@@ -171,15 +171,15 @@ def molecule_from_smiles(smiles: str) -> Chem.Mol:
     Raises:
         ValueError: for an empty or invalid SMILES (with RDKit's reason), or one without atoms.
     """
-    from se3mol.io import _rdkit_messages, _smiles_error_detail
+    from se3mol.chem import rdkit_messages, smiles_error_detail
 
     text = smiles.strip()
     if not text:
         raise ValueError("empty SMILES")
-    with _rdkit_messages() as messages:
+    with rdkit_messages() as messages:
         mol = Chem.MolFromSmiles(text)
     if mol is None:
-        detail = _smiles_error_detail(messages, text)
+        detail = smiles_error_detail(messages, text)
         raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
     if mol.GetNumAtoms() == 0:
         raise ValueError(f"SMILES {text!r} has no atoms")
@@ -249,7 +249,7 @@ class EtkdgMethod:
         return []  # distance geometry is not fitted to a set of molecules
 
     def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-        from se3mol.io import _clean_rdkit_messages, _rdkit_messages
+        from se3mol.chem import clean_rdkit_messages, rdkit_messages
 
         work = Chem.Mol(mol)
         params = AllChem.ETKDGv3()
@@ -257,7 +257,7 @@ class EtkdgMethod:
         params.numThreads = 1
         params.maxIterations = self.max_attempts
         notes: list[str] = []
-        with _rdkit_messages() as messages:
+        with rdkit_messages() as messages:
             ids = list(AllChem.EmbedMultipleConfs(work, numConfs=n, params=params))
             if len(ids) < n:
                 params.useRandomCoords = True
@@ -268,7 +268,7 @@ class EtkdgMethod:
                     notes.append(f"{len(extra)} of {n} conformers embedded from random starting coordinates")
                 ids += extra
         if not ids:
-            detail = _clean_rdkit_messages(messages)
+            detail = clean_rdkit_messages(messages)
             raise ValueError("RDKit ETKDG could not embed this molecule, also from random starting coordinates"
                              + (f" (RDKit: {detail})" if detail else ""))
         if len(ids) < n:
@@ -400,17 +400,17 @@ def select_conformers(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarra
     (``benchmarks/results/conformer_selection_diverse.md``). Raises nothing: without MMFF94 parameters the
     conformers are not ranked by strain (step 2 keeps them all), with a note.
     """
+    from se3mol.chem import rdkit_messages
     from se3mol.conformers.geometry import clashes, nonbonded_pairs, stretched_bonds
     from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
     from se3mol.conformers.stereo import stereo_targets, stereo_wrong
-    from se3mol.io import _rdkit_messages
 
     k = len(pos)
     if k <= n:
         return pos, []
     notes: list[str] = []
     work = Chem.Mol(mol)  # MMFF typing rewrites aromaticity flags; keep them off the molecule written out
-    with _rdkit_messages():
+    with rdkit_messages():
         props = AllChem.MMFFGetMoleculeProperties(work)
     if props is None:
         energy = np.zeros(k)
@@ -509,11 +509,11 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
     Raises:
         ValueError: if MMFF94 has no parameters for the molecule.
     """
+    from se3mol.chem import rdkit_messages
     from se3mol.conformers.stereo import stereo_targets, stereo_wrong
-    from se3mol.io import _rdkit_messages
 
     work = Chem.Mol(mol)
-    with _rdkit_messages():
+    with rdkit_messages():
         props = AllChem.MMFFGetMoleculeProperties(work)
     if props is None:
         raise ValueError("MMFF94 has no parameters for this molecule; run without --relax")

@@ -295,13 +295,13 @@ def read_conformer_groups(path: str | Path, match_by: str = "smiles"
     Raises:
         OSError: if the file cannot be opened.
     """
-    from se3mol.io import _rdkit_messages
+    from se3mol.chem import rdkit_messages
 
     groups: dict[str, list[Chem.Mol]] = {}
     labels: dict[str, str] = {}
     errors: list[str] = []
     path = Path(path)
-    with open(path, "rb") as fh, _rdkit_messages() as messages:
+    with open(path, "rb") as fh, rdkit_messages() as messages:
         for n, mol in enumerate(Chem.ForwardSDMolSupplier(fh, removeHs=False, sanitize=True), start=1):
             if mol is None:
                 detail = "; ".join(m.strip() for m in messages[-3:]) if messages else "unreadable molblock"

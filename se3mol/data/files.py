@@ -311,7 +311,8 @@ class LabelledDataset(PackedMolecules):
                        keep_fields: Sequence[str] = ()) -> LabelledDataset:
         """Build from a pandas DataFrame: a SMILES column (embedded in 3D, seeded) or a ``molecule``
         column of :class:`~se3mol.molecule.Molecule` objects, and one column per target."""
-        from se3mol.io import Record, embed_smiles
+        from se3mol.chem import embed_smiles
+        from se3mol.io import Record
 
         targets = _as_targets(targets)
         use_molecules = "molecule" in df.columns

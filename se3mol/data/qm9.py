@@ -281,7 +281,7 @@ def attach_bonds(qm9: QM9, cache: Path | None = None, workers: int | None = None
 
 
 def _perceive_chunk(args) -> tuple[Tensor, Tensor, Tensor, int]:
-    from se3mol.io import perceive_bonds
+    from se3mol.chem import perceive_bonds
     from se3mol.molecule import Molecule
 
     z, pos, counts, offsets, ks = args

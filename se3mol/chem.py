@@ -1,0 +1,288 @@
+"""RDKit helpers: 3D embedding, bond perception, RDKit <-> :class:`~se3mol.molecule.Molecule`, and RDKit's
+log turned into messages a chemist can read.
+
+The readers (:mod:`se3mol.io`), the conformer generator and its metrics all go through these functions;
+nothing outside this module calls RDKit's embedding or bond perception directly.
+
+RDKit explains a failed parse only through its log, so the first use routes RDKit's log through Python's
+``logging`` module (``rdBase.LogToPythonLogger()``, logger ``"rdkit"``, a process-wide RDKit setting), and
+:func:`rdkit_messages` collects what RDKit says inside its block instead of letting it reach stderr. That
+interception is not thread-safe: call RDKit from one thread at a time.
+
+>>> mol = embed_smiles("CCO", seed=0)
+>>> mol.formula, len(mol.bonds)
+('C2H6O', 8)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import AllChem, rdDetermineBonds
+
+from se3mol.molecule import Molecule
+
+__all__ = [
+    "bonds_from_rdkit", "clean_rdkit_messages", "embed_3d", "embed_smiles", "molecule_from_rdkit", "perceive_bonds",
+    "perceive_rdkit", "rdkit_from_coordinates", "rdkit_messages", "smiles_error_detail", "smiles_or_empty",
+]
+
+_MAX_FF_ITERS = 2000
+_BOND_ORDERS = {
+    Chem.BondType.SINGLE: 1.0,
+    Chem.BondType.DOUBLE: 2.0,
+    Chem.BondType.TRIPLE: 3.0,
+    Chem.BondType.AROMATIC: 1.5,
+    Chem.BondType.DATIVE: 1.0,
+}
+def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
+    """Build a 3D molecule with hydrogens from a SMILES string.
+
+    RDKit ETKDGv3 (seeded with ``seed``; retried from random coordinates if that fails), then MMFF94
+    optimisation, or UFF when MMFF has no parameters for the molecule. The note on the molecule says which.
+
+    Raises:
+        ValueError: if the SMILES does not parse or no 3D coordinates can be generated.
+    """
+    text = smiles.strip()
+    if not text:
+        raise ValueError("empty SMILES")
+    if not text.isascii():
+        # SMILES are ASCII. RDKit would echo the string cut at a byte position in its error message, which
+        # then cannot be decoded and escapes as a SystemError instead of an invalid-SMILES result.
+        k, char = next((k, c) for k, c in enumerate(text) if not c.isascii())
+        raise ValueError(f"invalid SMILES {text!r}: non-ASCII character {char!r} at position {k + 1} "
+                         "(SMILES use plain ASCII only)")
+    with rdkit_messages() as messages:
+        try:
+            mol = Chem.MolFromSmiles(text)
+        except Exception:  # a message RDKit could not hand to Python; the SMILES is bad either way
+            messages.append("RDKit could not parse it (its error message was unreadable)")
+            mol = None
+    if mol is None:
+        detail = smiles_error_detail(messages, text)
+        raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
+    if mol.GetNumAtoms() == 0:
+        raise ValueError(f"SMILES {text!r} has no atoms")
+    canonical = Chem.MolToSmiles(mol)
+    mol = Chem.AddHs(mol)
+    try:
+        notes = embed_3d(mol, seed)
+    except ValueError as exc:
+        raise ValueError(f"SMILES {text!r}: {exc}") from None
+    molecule = molecule_from_rdkit(mol)
+    molecule.name = name
+    molecule.smiles = canonical
+    molecule.notes = [f"3D coordinates embedded from SMILES ({notes[0]}, seed {seed})", *notes[1:]]
+    return molecule
+def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
+    """Convert an RDKit molecule with a conformer to a :class:`Molecule`.
+
+    Takes conformer 0's coordinates, every atom as it is (no H added or removed), bonds with their orders
+    (aromatic 1.5, dative 1), the sum of formal charges, the name from ``_Name`` and the canonical SMILES
+    with hydrogens removed.
+
+    Raises:
+        ValueError: if the molecule has no conformer or has a bond type other than single, double,
+            triple, aromatic or dative.
+    """
+    if mol.GetNumConformers() == 0:
+        raise ValueError("no coordinates: the RDKit molecule has no conformer")
+    pos = np.asarray(mol.GetConformer(0).GetPositions(), dtype=np.float64)  # [N,3]
+    atoms = list(mol.GetAtoms())  # RDKit's atom sequence is slow to index; walk it once
+    z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)  # [N]
+    bonds, orders = bonds_from_rdkit(mol)
+    try:
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
+    except Exception:  # RDKit raises several exception types; a SMILES is only a label here
+        smiles = ""
+    return Molecule(
+        z=z,
+        pos=pos,
+        bonds=bonds,
+        bond_orders=orders,
+        charge=int(sum(a.GetFormalCharge() for a in atoms)),
+        name=mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "",
+        smiles=smiles,
+        radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in atoms)),
+    )
+def perceive_bonds(mol: Molecule) -> Molecule:
+    """Return a copy of ``mol`` with bonds and bond orders perceived from its coordinates.
+
+    Uses RDKit ``rdDetermineBonds.DetermineBonds`` with the molecule's total charge. When no consistent set
+    of bond orders exists (radicals, wrong charge, metals), falls back to ``DetermineConnectivity``: every
+    bond single, with a note saying so.
+
+    Raises:
+        ValueError: if even the connectivity cannot be determined.
+    """
+    rd, note = perceive_rdkit(mol)
+    bonds, orders = bonds_from_rdkit(rd)
+    smiles = mol.smiles
+    if not smiles and note is None:
+        smiles = smiles_or_empty(rd)
+    notes = [*mol.notes, note or "bonds perceived from coordinates (RDKit DetermineBonds)"]
+    return replace(mol, bonds=bonds, bond_orders=orders, smiles=smiles, notes=notes)
+def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
+    """Embed ``mol`` in 3D in place (ETKDGv3, then MMFF or UFF).
+
+    Returns notes, the first of the form ``"RDKit ETKDG+MMFF"`` for the caller to complete.
+    """
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    with rdkit_messages() as messages:
+        status = AllChem.EmbedMolecule(mol, params)
+        if status != 0:
+            # The distance-geometry start fails for some strained or large molecules; random starting
+            # coordinates are RDKit's documented fallback.
+            params.useRandomCoords = True
+            status = AllChem.EmbedMolecule(mol, params)
+    if status != 0:
+        detail = clean_rdkit_messages(messages)
+        raise ValueError(
+            "RDKit ETKDG could not generate 3D coordinates, also from random starting coordinates"
+            + (f" (RDKit: {detail})" if detail else "")
+        )
+    with rdkit_messages():
+        if AllChem.MMFFHasAllMoleculeParams(mol):
+            field_name, not_converged = "MMFF", AllChem.MMFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
+        elif AllChem.UFFHasAllMoleculeParams(mol):
+            field_name, not_converged = "UFF", AllChem.UFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
+        else:
+            return ["RDKit ETKDG, not optimised: neither MMFF nor UFF has parameters for this molecule"]
+    notes = [f"RDKit ETKDG+{field_name}"]
+    if field_name == "UFF":
+        notes.append("MMFF has no parameters for this molecule: optimised with UFF")
+    if not_converged:
+        notes.append(f"{field_name} optimisation did not converge in {_MAX_FF_ITERS} steps")
+    return notes
+def bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
+    """Bonds ``[M,2]`` (0-based atom indices) and orders ``[M]`` of an RDKit molecule."""
+    pairs: list[tuple[int, int]] = []
+    values: list[float] = []
+    for bond in mol.GetBonds():
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        kind = Chem.BondType.AROMATIC if bond.GetIsAromatic() else bond.GetBondType()
+        if kind not in _BOND_ORDERS:
+            raise ValueError(
+                f"bond between atoms {i + 1} and {j + 1} is of RDKit type {kind}, which se3mol cannot "
+                "represent (single, double, triple, aromatic or dative only)"
+            )
+        pairs.append((i, j))
+        values.append(_BOND_ORDERS[kind])
+    bonds = np.array(pairs, dtype=np.int64).reshape(-1, 2)  # [M,2]
+    orders = np.array(values, dtype=np.float64)  # [M]
+    return bonds, orders
+def rdkit_from_coordinates(mol: Molecule) -> Chem.RWMol:
+    """An RDKit molecule of bare atoms with ``mol``'s coordinates and no bonds."""
+    rd = Chem.RWMol()
+    for zi in mol.z:
+        rd.AddAtom(Chem.Atom(int(zi)))
+    conf = Chem.Conformer(mol.n_atoms)
+    for i, p in enumerate(mol.pos):
+        conf.SetAtomPosition(i, p.tolist())
+    rd.AddConformer(conf, assignId=True)
+    return rd
+def perceive_rdkit(mol: Molecule) -> tuple[Chem.RWMol, str | None]:
+    """RDKit molecule with perceived bonds, and a note if only connectivity could be determined."""
+    rd = rdkit_from_coordinates(mol)
+    with rdkit_messages() as messages:
+        try:
+            rdDetermineBonds.DetermineBonds(rd, charge=int(mol.charge))
+            with contextlib.suppress(Exception):  # aromatic flags are a nicety; Kekule orders stand
+                Chem.SanitizeMol(rd)
+            return rd, None
+        except Exception as exc:  # RDKit raises ValueError or RuntimeError here
+            orders_error = str(exc) or clean_rdkit_messages(messages)
+        rd = rdkit_from_coordinates(mol)  # DetermineBonds may have left partial bonds behind
+        try:
+            rdDetermineBonds.DetermineConnectivity(rd)
+        except Exception as exc:
+            detail = str(exc) or clean_rdkit_messages(messages)
+            raise ValueError(f"could not perceive bonds from the coordinates (RDKit: {detail})") from None
+    note = (
+        f"bond orders could not be determined from the coordinates with charge {mol.charge} "
+        f"(RDKit: {orders_error}); connectivity only, every bond set to single"
+    )
+    return rd, note
+def smiles_or_empty(rd: Chem.Mol) -> str:
+    try:
+        return Chem.MolToSmiles(Chem.RemoveHs(rd))
+    except Exception:  # best effort
+        return ""
+class _CollectRDKitLog(logging.Filter):
+    """Logger filter that keeps RDKit's messages and stops them from being printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            self.messages.append(record.getMessage())
+        return False
+@contextlib.contextmanager
+def rdkit_messages() -> Iterator[list[str]]:
+    """Collect RDKit's warning and error messages logged inside the block (instead of printing them).
+
+    RDKit reports molfile syntax errors on its *warning* channel (``rdBase.CaptureErrorLog`` sees only
+    errors), so both channels are taken from the Python logger RDKit can be routed to.
+    """
+    global _rdkit_log_routed
+    if not _rdkit_log_routed:
+        before = rdBase.LogStatus()
+        rdBase.LogToPythonLogger()
+        for level in ("rdApp.debug", "rdApp.info"):  # LogToPythonLogger switches these on; keep them as were
+            if f"{level}:disabled" in before:
+                rdBase.DisableLog(level)
+        _rdkit_log_routed = True
+    status = rdBase.LogStatus()
+    switched_on = [level for level in ("rdApp.warning", "rdApp.error") if f"{level}:disabled" in status]
+    for level in switched_on:
+        rdBase.EnableLog(level)
+    collector = _CollectRDKitLog()
+    logger = logging.getLogger("rdkit")
+    # First in line: logging stops at the first filter that rejects, so a nested capture must come first.
+    logger.filters.insert(0, collector)
+    try:
+        yield collector.messages
+    finally:
+        logger.removeFilter(collector)
+        for level in switched_on:
+            rdBase.DisableLog(level)
+def clean_rdkit_messages(messages: list[str], drop: tuple[str, ...] = ()) -> str:
+    """RDKit log lines as one message: timestamps, stack traces and repeats removed, ``"; "``-joined."""
+    kept: list[str] = []
+    for message in messages:
+        for line in message.splitlines():
+            line = _TIMESTAMP.sub("", line).strip()
+            if line and line not in drop and not _NOISE.match(line) and line not in kept:
+                kept.append(line)
+    return "; ".join(kept)
+def smiles_error_detail(messages: list[str], smiles: str) -> str:
+    """RDKit's SMILES complaint without its echo of the input and its caret drawing."""
+    lines = []
+    for message in messages:
+        for line in message.splitlines():
+            line = _TIMESTAMP.sub("", line).strip().removeprefix("SMILES Parse Error:").strip()
+            if not line.startswith("Failed parsing SMILES"):
+                lines.append(line.rstrip(":"))
+    return clean_rdkit_messages(lines, drop=(smiles,))
+
+
+_rdkit_log_routed = False
+
+
+
+
+_TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s?")
+# Lines of RDKit's invariant-violation reports that say nothing to a chemist.
+_NOISE = re.compile(
+    r"^(\*+|-+|[~^ ]+|Stacktrace:?|\d+# .*|Violation occurred .*|Failed Expression: .*|.*\bViolation)$"
+)
