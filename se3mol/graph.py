@@ -152,7 +152,7 @@ def bond_list(mols: Sequence[Molecule]) -> tuple[Tensor, Tensor]:
         if m.bonds is None:
             raise ValueError(f"molecule {m.name or '?'} has no bonds; a bond graph needs them")
         pairs.append(m.bonds + offset)
-        types.append(_bond_type_index(m.bond_orders))
+        types.append(bond_type_index(m.bond_orders))
         offset += m.n_atoms
     if not pairs or sum(len(p) for p in pairs) == 0:
         return torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, dtype=torch.long)
@@ -162,10 +162,10 @@ def bond_list(mols: Sequence[Molecule]) -> tuple[Tensor, Tensor]:
 def bond_edges(mols: Sequence[Molecule]) -> tuple[Tensor, Tensor]:
     """Covalent bonds in both directions ``[2,E]`` and one-hot bond types ``[E,NUM_BOND_TYPES]``."""
     pairs, types = bond_list(mols)
-    return _both_directions(pairs, types)
+    return both_directions(pairs, types)
 
 
-def _both_directions(pairs: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
+def both_directions(pairs: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
     ei = torch.cat([pairs, pairs.flip(1)]).T.contiguous()  # [2,2Eb]
     attr = torch.nn.functional.one_hot(torch.cat([types, types]), NUM_BOND_TYPES).to(torch.get_default_dtype())
     return ei, attr
@@ -209,7 +209,7 @@ def hop_edges(counts: Tensor, pairs: Tensor, types: Tensor, max_hops: int | None
     return ei, attr
 
 
-def _bond_type_index(orders: np.ndarray) -> np.ndarray:
+def bond_type_index(orders: np.ndarray) -> np.ndarray:
     lookup = np.asarray(BOND_TYPES)
     idx = np.abs(orders[:, None] - lookup[None, :]).argmin(axis=1)
     return idx.astype(np.int64)
@@ -244,5 +244,5 @@ def build_batch(
             raise ValueError(f"{graph.kind} graph needs the molecules' bonds")
         pairs, types = bond_list(mols)
         ei, edge_attr = (hop_edges(counts, pairs, types, graph.max_hops) if graph.kind == "hops"
-                         else _both_directions(pairs, types))
+                         else both_directions(pairs, types))
     return Batch(z=z.long(), pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=edge_attr, y=y)

@@ -163,10 +163,16 @@ def _close_output(fh: TextIO | None, tmp: Path | None, path: Path | None, succes
             os.fsync(fh.fileno())
         fh.close()
         if success:
-            from se3mol.training.checkpoint import _umask_mode
-
-            os.chmod(tmp, _umask_mode())
+            os.chmod(tmp, file_mode())
             os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def file_mode() -> int:
+    """The permissions a plain ``open()`` would give a new file (0666 less the umask)."""
+    # mkstemp creates 0600 files; a finished file should get the permissions a plain open() would give.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -133,15 +133,15 @@ class PackedMolecules:
 
     def _bond_batch(self, mol_idx: Tensor, z: Tensor, pos: Tensor, counts: Tensor, y: Tensor | None,
                     graph: GraphConfig) -> Batch:
-        from se3mol.graph import _bond_type_index, _both_directions, hop_edges
+        from se3mol.graph import bond_type_index, both_directions, hop_edges
 
         bc = self.bond_counts[mol_idx]  # [B]
         bond_start = (torch.cumsum(self.bond_counts, 0) - self.bond_counts)[mol_idx]
         rows = torch.repeat_interleave(bond_start - (torch.cumsum(bc, 0) - bc), bc) + torch.arange(int(bc.sum()))
         atom_offset = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, bc)  # [Eb]
         pairs = self.bonds[rows].long() + atom_offset[:, None]  # [Eb,2]
-        t = torch.from_numpy(_bond_type_index(self.bond_orders[rows].double().numpy()))
-        ei, attr = hop_edges(counts, pairs, t, graph.max_hops) if graph.kind == "hops" else _both_directions(pairs, t)
+        t = torch.from_numpy(bond_type_index(self.bond_orders[rows].double().numpy()))
+        ei, attr = hop_edges(counts, pairs, t, graph.max_hops) if graph.kind == "hops" else both_directions(pairs, t)
         attr = attr.to(pos.dtype)
         batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
         return Batch(z=z, pos=pos, edge_index=ei, batch=batch, num_graphs=len(counts), edge_attr=attr, y=y)

@@ -18,19 +18,13 @@ import torch
 
 from se3mol._version import __version__
 from se3mol.nn.model import MoleculeModel
+from se3mol.writers import file_mode
 
 FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable se3mol checkpoint (corrupt, foreign, or of another format)."""
-
-
-def _umask_mode() -> int:
-    # mkstemp creates 0600 files; a finished file should get the permissions a plain open() would give.
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _atomic_write(path: str | Path, write: Callable[[IO], None], text: bool) -> None:
@@ -42,7 +36,7 @@ def _atomic_write(path: str | Path, write: Callable[[IO], None], text: bool) -> 
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
