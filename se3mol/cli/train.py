@@ -125,8 +125,11 @@ def train(
         _launch_torchrun(nproc)
     main = is_main_process()  # under torchrun, rank 0 reports; the others would only repeat it
     try:
+        # An ensemble's run directory holds member-K/ run directories; the first one's config stands for it.
+        run_config = (resume / "member-0" / "config.json") if resume and (resume / "member-0").is_dir() else (
+            resume / "config.json" if resume else None)
         base = TrainConfig.from_json(config) if config else (
-            TrainConfig.from_json(resume / "config.json") if resume else TrainConfig())
+            TrainConfig.from_json(run_config) if run_config else TrainConfig())
     except ValueError as exc:
         fail(str(exc), EXIT_FAILURE)
     if data is not None and dataset != "qm9":

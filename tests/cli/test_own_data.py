@@ -78,6 +78,10 @@ def test_ensemble_trains_members_on_one_split_and_fine_tunes_a_shipped_represent
     assert torch.equal(a["split"]["test"], b["split"]["test"])  # one split
     assert a["train_config"]["seed"] + 1 == b["train_config"]["seed"]
     assert len(json.loads((out / "ensemble.json").read_text())["test_mae"]["Cv"]) == 2
+    (out / "member-1" / "results.json").unlink()  # as if the run had stopped before its second member finished
+    again = runner.invoke(app, ["train", "--resume", str(out)])
+    assert again.exit_code == 0, again.stderr
+    assert "finished already" in again.stderr and (out / "member-1" / "results.json").is_file()
     e = runner.invoke(app, ["evaluate", str(out), str(sdf), "--plot", str(tmp_path / "p.png")])
     assert e.exit_code == 0 and "ensemble of 2" in e.stderr
     p = runner.invoke(app, ["predict", str(sdf), "--model", str(out)])
