@@ -137,3 +137,24 @@ def test_energy_and_forces_from_extxyz_train_together(tmp_path):
     bad = runner.invoke(app, ["train", "--data", str(path), "--target", "gap:eV", "--forces", "forces",
                               "--out", str(tmp_path / "x"), *TINY])
     assert bad.exit_code == 1 and "energy summed over atoms" in bad.stderr
+
+
+def test_the_own_data_example_runs_as_written(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    wrapper = tmp_path / "se3mol"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m se3mol \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "SE3MOL": str(wrapper), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "2",
+           "HOME": str(tmp_path)}
+    r = subprocess.run(["bash", str(ROOT / "examples" / "own_data.sh")], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split(" | ") for line in r.stdout.splitlines() if " | " in line]
+    assert [x[0] for x in rows] == ["ethanol", "pyridine", "glycine", "urea", "trifluoromethanol"]
+    assert all(x[1] == "ok" and 5 < float(x[2]) < 60 and 1 < float(x[3]) < 15 for x in rows[:4])
+    assert rows[4][1] == "error" and "element(s) F" in rows[4][4]
+    assert (tmp_path / "se3mol-own-data" / "parity.png").is_file()
