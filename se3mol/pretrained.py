@@ -93,21 +93,16 @@ def load_pretrained(spec: str | os.PathLike = DEFAULT_MODEL,
 def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the conformer score model stored in checkpoint ``path``; returns it (eval mode) and the checkpoint."""
     from se3mol.conformers.score import ScoreModel  # on use: conformers pull in RDKit-heavy modules
-    from se3mol.training.checkpoint import CheckpointError, read_checkpoint
+    from se3mol.training.checkpoint import read_checkpoint, rebuild
 
     ckpt = read_checkpoint(path)
-    try:
-        model = ScoreModel.from_description(ckpt["model"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a usable conformer score model checkpoint: {exc}") from None
-    return model.to(device).eval(), ckpt
+    return rebuild(ScoreModel, ckpt, path, device, "not a usable conformer score model checkpoint"), ckpt
 
 
 def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild whatever model checkpoint ``path`` holds, dispatching on its recorded kind: a property model
     (:func:`load_model`), a conformer score model (:func:`load_score_model`) or an N-body dynamics model."""
-    from se3mol.training.checkpoint import CheckpointError, load_model, read_checkpoint
+    from se3mol.training.checkpoint import CheckpointError, load_model, read_checkpoint, rebuild
 
     ckpt = read_checkpoint(path)
     kind = ckpt["model"].get("kind")
@@ -118,10 +113,5 @@ def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torc
     if kind == "dynamics":
         from se3mol.nn.dynamics import DynamicsModel
 
-        try:
-            model = DynamicsModel.from_description(ckpt["model"])
-            model.load_state_dict(ckpt["state_dict"])
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a usable dynamics model checkpoint: {exc}") from None
-        return model.to(device).eval(), ckpt
+        return rebuild(DynamicsModel, ckpt, path, device, "not a usable dynamics model checkpoint"), ckpt
     raise CheckpointError(f"{path} holds a {kind!r} model, which no loader here reads")

@@ -125,9 +125,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mo
     ckpt = read_checkpoint(path)
     if "kind" in ckpt["model"]:
         raise CheckpointError(f"{path} holds a {ckpt['model']['kind']} model, not a property model")
+    return rebuild(MoleculeModel, ckpt, path, device, "checkpoint does not match its model description"), ckpt
+
+
+def rebuild(cls: Any, ckpt: dict[str, Any], path: str | Path, device: str | torch.device = "cpu",
+            what: str = "checkpoint does not match its model description") -> torch.nn.Module:
+    """``cls.from_description`` of checkpoint ``ckpt`` with its weights, in eval mode on ``device``;
+    a mismatch is a :class:`CheckpointError` saying ``what`` is wrong with ``path``."""
     try:
-        model = MoleculeModel.from_description(ckpt["model"])
+        model = cls.from_description(ckpt["model"])
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: checkpoint does not match its model description: {exc}") from None
-    return model.to(device).eval(), ckpt
+        raise CheckpointError(f"{path}: {what}: {exc}") from None
+    return model.to(device).eval()
