@@ -109,14 +109,9 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
     for p in paths:
         if not os.path.isfile(p):
             raise ValueError(f"data file {p} does not exist")
-    kwargs: dict[str, Any] = {"embed_seed": embed_seed}
-    if smiles_column is not None:
-        kwargs["smiles_column"] = smiles_column
-    if id_column is not None:
-        kwargs["id_column"] = id_column
-
     def renamed():
-        for rec in read_records([os.fspath(p) for p in paths], input_format, **kwargs):
+        for rec in read_records([os.fspath(p) for p in paths], input_format, embed_seed=embed_seed,
+                                smiles_column=smiles_column, id_column=id_column):
             if rec.molecule is not None:
                 rec.properties = {**rec.properties, **{t: rec.properties.get(f) for t, f in fields.items()}}
             yield rec

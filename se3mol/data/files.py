@@ -292,12 +292,8 @@ class LabelledDataset(PackedMolecules):
                 return cls._from_cache(torch.load(path, weights_only=True))
             except Exception:  # noqa: BLE001  (a corrupt cache is rebuilt, not fatal)
                 path.unlink(missing_ok=True)
-        kwargs: dict[str, Any] = {"embed_seed": embed_seed}
-        if smiles_column is not None:
-            kwargs["smiles_column"] = smiles_column
-        if id_column is not None:
-            kwargs["id_column"] = id_column
-        records = read_records(paths, input_format, **kwargs)
+        records = read_records(paths, input_format, embed_seed=embed_seed, smiles_column=smiles_column,
+                               id_column=id_column)
         ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces)
         if path is not None:
             from se3mol.training.checkpoint import atomic_save
