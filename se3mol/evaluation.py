@@ -93,7 +93,7 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
     from se3mol.io import read_records
     from se3mol.pretrained import resolve_checkpoints
     from se3mol.training.checkpoint import load_model
-    from se3mol.training.loop import regression_metrics
+    from se3mol.training.metrics import regression_metrics
 
     specs = [model] if isinstance(model, str | os.PathLike) else list(model)
     ckpts = [p for s in specs for p in resolve_checkpoints(s)]

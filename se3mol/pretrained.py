@@ -115,3 +115,18 @@ def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torc
 
         return rebuild(DynamicsModel, ckpt, path, device, "not a usable dynamics model checkpoint"), ckpt
     raise CheckpointError(f"{path} holds a {kind!r} model, which no loader here reads")
+
+
+def recorded_model_config(spec: str | os.PathLike) -> dict[str, Any]:
+    """The model settings (``--set`` keys) recorded in checkpoint ``spec`` (a path or a shipped model's
+    name), as ``--init-from`` takes them over. Raises ``ValueError`` for a missing or unusable checkpoint."""
+    from se3mol.conformers.score import ScoreModel, recorded_config  # on use, as in load_score_model
+    from se3mol.training.checkpoint import read_checkpoint
+
+    try:
+        model = read_checkpoint(resolve_checkpoint(spec))["model"]
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    if model.get("kind") == ScoreModel.kind:
+        return recorded_config(model)
+    return dict(model.get("config", {}))

@@ -30,21 +30,6 @@ def _parse_model_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _checkpoint_model_config(spec: str) -> dict[str, Any]:
-    """The model settings recorded in checkpoint ``spec`` (path or shipped model name), for --init-from."""
-    from se3mol.conformers.score import ScoreModel, recorded_config
-    from se3mol.pretrained import resolve_checkpoint
-    from se3mol.training.checkpoint import read_checkpoint
-
-    try:
-        model = read_checkpoint(resolve_checkpoint(spec))["model"]
-        if model.get("kind") == ScoreModel.kind:
-            return recorded_config(model)
-        return dict(model.get("config", {}))
-    except (FileNotFoundError, ValueError) as exc:
-        fail(f"--init-from {spec}: {exc}", EXIT_FAILURE)
-
-
 def train(
     model: Annotated[str | None, typer.Option(
         help=f"Model family: {', '.join(model_names(True))} (default egnn; clofnet for --task conformers).")] = None,
@@ -115,6 +100,8 @@ def train(
     With --task conformers, train the conformer score model (ClofNet, denoising score matching on
     coordinates, noise 10 -> 0.01 A in 50 levels) on QM9's training geometries or an SDF collection.
     """
+    from se3mol.pretrained import recorded_model_config
+    from se3mol.tasks.run import is_ensemble, run_config_path
     from se3mol.training import TrainConfig
     from se3mol.training.distributed import is_main_process, launched_by_torchrun
 
@@ -125,11 +112,7 @@ def train(
         _launch_torchrun(nproc)
     main = is_main_process()  # under torchrun, rank 0 reports; the others would only repeat it
     try:
-        # An ensemble's run directory holds member-K/ run directories; the first one's config stands for it.
-        run_config = (resume / "member-0" / "config.json") if resume and (resume / "member-0").is_dir() else (
-            resume / "config.json" if resume else None)
-        base = TrainConfig.from_json(config) if config else (
-            TrainConfig.from_json(run_config) if run_config else TrainConfig())
+        base = TrainConfig.from_json(config or run_config_path(resume)) if (config or resume) else TrainConfig()
     except ValueError as exc:
         fail(str(exc), EXIT_FAILURE)
     if data is not None and dataset != "qm9":
@@ -155,14 +138,17 @@ def train(
         "forces": forces, "forces_weight": forces_weight,
     }.items() if v is not None}
     if init_from and not resume:
-        overrides["model_config"] = _checkpoint_model_config(init_from)
+        try:
+            overrides["model_config"] = recorded_model_config(init_from)
+        except ValueError as exc:
+            fail(f"--init-from {init_from}: {exc}", EXIT_FAILURE)
     if set_:
         overrides["model_config"] = {**overrides.get("model_config", base.model_config), **_parse_model_options(set_)}
     try:
         cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
     except (ValueError, TypeError) as exc:
         fail(str(exc), EXIT_USAGE)
-    if ensemble > 1 or (resume and (resume / "member-0").is_dir()):
+    if ensemble > 1 or (resume and is_ensemble(resume)):
         if nproc > 1:
             fail("--ensemble trains its members one after another; leave out --nproc", EXIT_USAGE)
         _train_ensemble(cfg, ensemble, resume)
@@ -172,7 +158,7 @@ def train(
 
     if not main:
         return
-    if cfg.task in ("conformers", "nbody"):
+    if result.metric != "mae":
         err.print(f"best epoch {result.best_epoch}: validation {result.val}, test {result.test}")
         err.print(f"run directory: {result.out}")
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "val": result.val,
@@ -185,32 +171,25 @@ def train(
 
 def _run_one(cfg, resume: Path | None, main: bool = True):
     """Train (or resume) one run; returns the trainer and its result. Bad data or settings end with exit 1."""
-    from se3mol.training import trainer_class
+    from se3mol.tasks.run import train_run
 
     progress = _ProgressView(cfg.epochs, enabled=main)
-    try:
-        trainer = trainer_class(cfg.task)(cfg, progress=progress)
-        _data_summary(trainer, main)
+
+    def ready(trainer) -> None:
+        if not main:
+            return
+        if summary := trainer.task.summary():
+            err.print(summary, highlight=False, markup=False, soft_wrap=True)
+        if trainer.task.init_note:
+            err.print(f"init: {trainer.task.init_note}", highlight=False, markup=False)
         if resume:
-            trainer.resume(resume / "last.pt")
-            if main:
-                err.print(f"resumed {resume} at epoch {trainer.epoch}, step {trainer.global_step}")
+            err.print(f"resumed {resume} at epoch {trainer.epoch}, step {trainer.global_step}")
+
+    try:
         with progress:
-            result = trainer.train()
+            return train_run(cfg, resume, progress=progress, on_ready=ready)
     except (ValueError, ImportError) as exc:
         fail(str(exc), EXIT_FAILURE)
-    return trainer, result
-
-
-def _data_summary(trainer, main: bool) -> None:
-    from se3mol.data.files import LabelledDataset
-
-    if main and isinstance(trainer.data, LabelledDataset):
-        sizes = ", ".join(f"{k} {len(v)}" for k, v in trainer.split.items())
-        err.print(f"data: {trainer.data.summary()}; split {trainer.cfg.split}: {sizes}; per-record reasons in "
-                  f"{Path(trainer.cfg.out) / 'data_report.csv'}", highlight=False, markup=False, soft_wrap=True)
-    if main and trainer.init_note:
-        err.print(f"init: {trainer.init_note}", highlight=False, markup=False)
 
 
 def _report(trainer, result) -> None:
@@ -221,13 +200,13 @@ def _report(trainer, result) -> None:
     for c, justify in (("target", "left"), ("test MAE", "right"), ("test RMSE", "right"), ("test R^2", "right"),
                        ("n", "right"), ("val MAE", "right")):
         table.add_column(c, justify=justify)
-    for t in trainer.targets:
+    for t in trainer.task.targets:
         m = metrics.get(t.name, {})
         table.add_row(f"{t.name} ({t.unit})" if t.unit else t.name, f"{result.test_mae[t.name]:.4g}",
                       f"{m.get('rmse', float('nan')):.4g}", f"{m.get('r2', float('nan')):.3f}", str(m.get("n", "")),
                       f"{result.val_mae[t.name]:.4g}")
     if "forces" in result.test_mae:
-        table.add_row(f"forces ({trainer.targets[0].unit}/A)", f"{result.test_mae['forces']:.4g}", "", "", "",
+        table.add_row(f"forces ({trainer.task.targets[0].unit}/A)", f"{result.test_mae['forces']:.4g}", "", "", "",
                       f"{result.val_mae['forces']:.4g}")
     err.print(table)
     err.print(f"run directory: {result.out}")
@@ -235,43 +214,18 @@ def _report(trainer, result) -> None:
 
 def _train_ensemble(cfg, n: int, resume: Path | None) -> None:
     """Members ``OUT/member-K`` with seeds ``seed + K`` on one split; resumes unfinished members."""
-    from dataclasses import replace
+    from se3mol.tasks.run import train_ensemble
 
-    from se3mol.training.checkpoint import atomic_write_text
-
-    root = Path(cfg.out)
-    if resume:
-        n = max(n, len(list(root.glob("member-*"))))
-    results = []
-    for k in range(n):
-        member = root / f"member-{k}"
-        mcfg = replace(cfg, seed=cfg.seed + k, out=str(member))
-        done = (member / "results.json").is_file()
-        if done:
-            err.print(f"member {k + 1} of {n}: finished already ({member})")
-        else:
-            err.print(f"member {k + 1} of {n}: seed {mcfg.seed}, {member}")
-            again = resume is not None and (member / "last.pt").is_file()
-            if again:
-                from se3mol.training import TrainConfig
-
-                mcfg = TrainConfig.from_json(member / "config.json")
-            _run_one(mcfg, member if again else None)
-        results.append(json.loads((member / "results.json").read_text()))
-    names = list(results[0]["test_mae"])
-    summary = {"members": [f"member-{k}" for k in range(n)],
-               "test_mae": {t: [r["test_mae"][t] for r in results] for t in names},
-               "units": results[0].get("units", {})}
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", root / "ensemble.json")
-    table = Table(title=f"Ensemble of {n}: test MAE of each member")
+    ens = train_ensemble(cfg, n, resume is not None, run=_run_one, log=err.print)
+    table = Table(title=f"Ensemble of {len(ens.members)}: test metrics of each member")
     table.add_column("target")
-    for k in range(n):
+    for k in range(len(ens.members)):
         table.add_column(f"member {k}", justify="right")
-    for t in names:
-        table.add_row(t, *(f"{v:.4g}" for v in summary["test_mae"][t]))
+    for t, values in ens.test.items():
+        table.add_row(t, *(f"{v:.4g}" for v in values))
     err.print(table)
-    err.print(f"run directory: {root} (predict with --model {root} for the mean and _std)")
-    print(json.dumps({"out": str(root), "members": n, "test_mae": summary["test_mae"]}))
+    err.print(f"run directory: {ens.out} (predict with --model {ens.out} for the mean and _std)")
+    print(json.dumps({"out": str(ens.out), "members": len(ens.members), "test_mae": ens.test}))
 
 
 def _parse_fractions(text: str) -> list[float]:

@@ -15,8 +15,10 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,6 +132,21 @@ class PackedMolecules:
         starts = self.offsets[mol_idx]
         return torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts) + torch.arange(
             int(counts.sum()))
+
+    def composition(self, mol_idx: Tensor) -> Tensor:
+        """Atoms of each element in molecules ``mol_idx [B]``: ``[B,119]`` (float64)."""
+        mol_of_atom = torch.repeat_interleave(torch.arange(len(self)), self.counts)  # [A]
+        full = torch.zeros(len(self), 119, dtype=torch.float64)
+        full.index_put_((mol_of_atom, self.z.long()), torch.ones(len(mol_of_atom), dtype=torch.float64),
+                        accumulate=True)
+        return full[mol_idx]
+
+    def domain(self, mol_idx: Tensor, elements: Sequence[int]) -> dict[str, Any]:
+        """What a model trained on molecules ``mol_idx [B]`` has seen, for predict's extrapolation warnings:
+        its ``elements``, and the largest molecule (atoms, heavy atoms); all neutral."""
+        heavy = (self.composition(mol_idx)[:, 2:].sum(1)).long()  # [B]  (column 1 counts hydrogens)
+        return {"elements": list(elements), "max_atoms": int(self.counts[mol_idx].max()),
+                "max_heavy_atoms": int(heavy.max()), "charge": 0}
 
     def _bond_batch(self, mol_idx: Tensor, z: Tensor, pos: Tensor, counts: Tensor, y: Tensor | None,
                     graph: GraphConfig) -> Batch:

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+#: The tasks a run can train (``se3mol.tasks`` has one class for each).
+TASKS = ("properties", "conformers", "nbody")
+
 # Settings that may differ on resume without changing the computation.
 RESUME_FREE = {"device", "out", "resume"}
 
@@ -76,8 +79,8 @@ class TrainConfig:
         return asdict(self)
 
     def __post_init__(self) -> None:
-        if self.task not in ("properties", "conformers", "nbody"):
-            raise ValueError(f"unknown task {self.task!r}; choose properties, conformers or nbody")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose {', '.join(TASKS)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

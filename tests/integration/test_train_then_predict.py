@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from se3mol.cli.app import app
+from se3mol.tasks import make_task
 from se3mol.training import TrainConfig, Trainer, evaluate
 from tests.conftest import FIXTURES
 
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def test_two_epochs_lower_val_mae_and_predict_reads_the_result(tmp_path):
     cfg = TrainConfig(model_config={"hidden": 32, "layers": 3}, targets=["U0", "gap"], epochs=2, batch_size=25,
                       limit=300, lr=2e-3, warmup_steps=5, ema_decay=0.8, seed=0, out=str(tmp_path / "run"))
-    trainer = Trainer(cfg)
-    before = evaluate(trainer.model, trainer.data, trainer.split["val"], trainer.graph, torch.device("cpu"))
+    trainer = Trainer(make_task(cfg))
+    before = evaluate(trainer.model, trainer.data, trainer.split["val"], trainer.task.graph, torch.device("cpu"))
     result = trainer.train()
     history = [r["val_mae_U0_meV"] for r in trainer.history]
     assert len(history) == 2 and history[1] < history[0]

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from se3mol.cli.app import app
 from se3mol.conformers.data import conformer_dataset
 from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
-from se3mol.conformers.training import ConformerTrainer
-from se3mol.training import TrainConfig
+from se3mol.tasks import make_task
+from se3mol.training import TrainConfig, Trainer
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -53,7 +53,7 @@ def test_sdf_collection_is_split_by_molecule(conformer_sdf):
 
 
 def test_resume_mid_run_is_exact_and_the_checkpoint_samples(tmp_path, conformer_sdf):
-    full = ConformerTrainer(_cfg(tmp_path / "a", conformer_sdf, save_every=2))
+    full = Trainer(make_task(_cfg(tmp_path / "a", conformer_sdf, save_every=2)))
     full.train()
 
     class Interrupted(Exception):
@@ -64,8 +64,8 @@ def test_resume_mid_run_is_exact_and_the_checkpoint_samples(tmp_path, conformer_
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        ConformerTrainer(_cfg(tmp_path / "b", conformer_sdf, save_every=2), progress=die).train()
-    resumed = ConformerTrainer(_cfg(tmp_path / "b", conformer_sdf, save_every=2))
+        Trainer(make_task(_cfg(tmp_path / "b", conformer_sdf, save_every=2)), progress=die).train()
+    resumed = Trainer(make_task(_cfg(tmp_path / "b", conformer_sdf, save_every=2)))
     resumed.resume(tmp_path / "b" / "last.pt")
     resumed.train()
     sa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
@@ -100,31 +100,31 @@ def test_cli_trains_and_refuses_other_models_and_bad_files(tmp_path, conformer_s
 
 def test_a_score_model_fine_tunes_onto_the_three_hop_graph_but_not_onto_other_settings(tmp_path, conformer_sdf):
     small = {"hidden": 16, "layers": 2, "num_rbf": 8, "frame_features": 8, "sigma_features": 8}
-    ConformerTrainer(_cfg(tmp_path / "all", conformer_sdf, epochs=1,
-                          model_config={**small, "max_hops": None})).train()
+    Trainer(make_task(_cfg(tmp_path / "all", conformer_sdf, epochs=1,
+                               model_config={**small, "max_hops": None}))).train()
     best = str(tmp_path / "all" / "best.pt")
-    tuned = ConformerTrainer(_cfg(tmp_path / "near", conformer_sdf, epochs=1, init_from=best,
-                                  model_config={**small, "max_hops": 3}))
+    tuned = Trainer(make_task(_cfg(tmp_path / "near", conformer_sdf, epochs=1, init_from=best,
+                                   model_config={**small, "max_hops": 3})))
     saved = torch.load(best, weights_only=True)["state_dict"]
     assert all(torch.equal(saved[k], v) for k, v in tuned.module.state_dict().items())
-    assert tuned.module.graph.max_hops == 3 and tuned.graph.max_hops == 3
+    assert tuned.module.graph.max_hops == 3 and tuned.task.graph.max_hops == 3
     tuned.train()
     with pytest.raises(ValueError, match="its model differs.*r_max"):
-        ConformerTrainer(_cfg(tmp_path / "other", conformer_sdf, init_from=best,
-                              model_config={**small, "max_hops": 3, "r_max": 6.0}))
+        Trainer(make_task(_cfg(tmp_path / "other", conformer_sdf, init_from=best,
+                               model_config={**small, "max_hops": 3, "r_max": 6.0})))
 
 
 def test_init_from_a_checkpoint_written_before_max_hops_keeps_every_pair(tmp_path, conformer_sdf):
-    from se3mol.cli.train import _checkpoint_model_config
+    from se3mol.pretrained import recorded_model_config
 
     small = {"hidden": 16, "layers": 2, "num_rbf": 8, "frame_features": 8, "sigma_features": 8}
-    ConformerTrainer(_cfg(tmp_path / "all", conformer_sdf, epochs=1,
-                          model_config={**small, "max_hops": None})).train()
+    Trainer(make_task(_cfg(tmp_path / "all", conformer_sdf, epochs=1,
+                               model_config={**small, "max_hops": None}))).train()
     ckpt = torch.load(tmp_path / "all" / "best.pt", weights_only=True)
     del ckpt["model"]["config"]["max_hops"]  # as the score models before the option recorded themselves
     torch.save(ckpt, tmp_path / "old.pt")
-    assert _checkpoint_model_config(str(tmp_path / "old.pt"))["max_hops"] is None
-    assert _checkpoint_model_config(str(tmp_path / "all" / "best.pt"))["max_hops"] is None
+    assert recorded_model_config(str(tmp_path / "old.pt"))["max_hops"] is None
+    assert recorded_model_config(str(tmp_path / "all" / "best.pt"))["max_hops"] is None
     from se3mol.pretrained import load_score_model
 
     model, _ = load_score_model(tmp_path / "old.pt")

@@ -9,7 +9,7 @@ import torch
 from se3mol.data.files import MIN_MOLECULES, LabelledDataset, split_dataset
 from se3mol.data.splits import column_split, murcko_scaffold, random_split, scaffold_split
 from se3mol.targets import parse_target_spec
-from se3mol.training.loop import masked_l1, regression_metrics
+from se3mol.training.metrics import masked_l1, regression_metrics
 
 
 def write_labelled_sdf(path, qm9, n=40, bad=True):
@@ -159,11 +159,10 @@ def test_missing_labels_give_neither_loss_nor_gradient():
 
 def test_sum_pooled_targets_get_per_element_offsets_from_the_compositions():
     from se3mol.nn.model import build_model
-    from se3mol.training.loop import composition
 
     ds = LabelledDataset.from_dataframe(__import__("pandas").DataFrame(
         {"smiles": ["C", "CC", "CCO", "O", "CN", "NN", "CCCC", "OCO"], "e": [0.0] * 8}), ["e:eV"])
-    comp = composition(ds, torch.arange(len(ds)))  # [M,119]
+    comp = ds.composition(torch.arange(len(ds)))  # [M,119]
     assert comp[2, 6] == 2 and comp[2, 8] == 1 and comp[2, 1] == 6
     ref = torch.zeros(119, dtype=torch.float64)
     ref[[1, 6, 7, 8]] = torch.tensor([-13.6, -1029.0, -1484.0, -2041.0], dtype=torch.float64)
@@ -203,7 +202,7 @@ def _ch4_frames(path, n=40, bad_shape_at=None):
 def test_forces_are_read_per_atom_and_derived_forces_rotate_with_the_molecule(tmp_path):
     from se3mol.graph import GraphConfig
     from se3mol.nn.model import build_model
-    from se3mol.training.loop import predicted_forces
+    from se3mol.training.metrics import predicted_forces
 
     path = _ch4_frames(tmp_path / "ch4.extxyz", n=6)
     ds = LabelledDataset.from_files([path], ["energy:eV"], forces="forces", cache=False)

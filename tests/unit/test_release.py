@@ -1,4 +1,4 @@
-"""se3mol.training.release: refreshing a shipped conformer model's benchmark figures."""
+"""se3mol.release: refreshing a shipped conformer model's benchmark figures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from se3mol.training.release import main, refresh_benchmarks
+from se3mol.release import main, refresh_benchmarks
 
 
 def _bench(tmp_path, name, cov):

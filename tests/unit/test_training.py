@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from se3mol.tasks import make_task
 from se3mol.training import TrainConfig, Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -25,7 +26,7 @@ def _cfg(out, **kw):
 
 
 def test_resume_mid_run_is_exact(tmp_path, qm9):
-    full = Trainer(_cfg(tmp_path / "a", save_every=2), data=qm9)
+    full = Trainer(make_task(_cfg(tmp_path / "a", save_every=2), qm9))
     full.train()
 
     class Interrupted(Exception):
@@ -36,8 +37,8 @@ def test_resume_mid_run_is_exact(tmp_path, qm9):
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        Trainer(_cfg(tmp_path / "b", save_every=2), data=qm9, progress=die_at_step_5).train()
-    resumed = Trainer(_cfg(tmp_path / "b", save_every=2), data=qm9)
+        Trainer(make_task(_cfg(tmp_path / "b", save_every=2), qm9), progress=die_at_step_5).train()
+    resumed = Trainer(make_task(_cfg(tmp_path / "b", save_every=2), qm9))
     resumed.resume(tmp_path / "b" / "last.pt")
     assert (resumed.epoch, resumed.step_in_epoch, resumed.global_step) == (1, 1, 4)
     resumed.train()
@@ -54,15 +55,15 @@ def test_resume_mid_run_is_exact(tmp_path, qm9):
 
 
 def test_changed_configuration_is_refused(tmp_path, qm9):
-    t = Trainer(_cfg(tmp_path / "c", epochs=1), data=qm9)
+    t = Trainer(make_task(_cfg(tmp_path / "c", epochs=1), qm9))
     t.train()
-    other = Trainer(_cfg(tmp_path / "c", epochs=1, lr=1e-3, batch_size=8), data=qm9)
+    other = Trainer(make_task(_cfg(tmp_path / "c", epochs=1, lr=1e-3, batch_size=8), qm9))
     with pytest.raises(ValueError, match="changed configuration: .*lr: 0.0005 -> 0.001"):
         other.resume(tmp_path / "c" / "last.pt")
 
 
 def test_run_directory_contents(tmp_path, qm9):
-    Trainer(_cfg(tmp_path / "d", epochs=1), data=qm9).train()
+    Trainer(make_task(_cfg(tmp_path / "d", epochs=1), qm9)).train()
     d = tmp_path / "d"
     for f in ("config.json", "metrics.csv", "best.pt", "last.pt", "results.json", "learning_curve.png",
               "parity_test.png"):
@@ -97,7 +98,7 @@ def test_time_budget_ends_the_run_and_fits_the_schedule(tmp_path, qm9, monkeypat
             return float(next(ticks))
 
     monkeypatch.setattr(loop, "time", Clock)
-    t = Trainer(_cfg(tmp_path / "t", epochs=1000, max_time=40.0), data=qm9)
+    t = Trainer(make_task(_cfg(tmp_path / "t", epochs=1000, max_time=40.0), qm9))
     result = t.train()
     assert 3 <= result.epochs_run < 1000  # ended by the budget, not by --epochs
     assert 40.0 <= t.elapsed < 40.0 + 3 * t.steps_per_epoch  # stopped within an epoch of the budget
@@ -108,26 +109,26 @@ def test_time_budget_ends_the_run_and_fits_the_schedule(tmp_path, qm9, monkeypat
 
 
 def test_init_from_starts_at_the_checkpoints_weights_and_refuses_another_model(tmp_path, qm9):
-    Trainer(_cfg(tmp_path / "base", epochs=1), data=qm9).train()
+    Trainer(make_task(_cfg(tmp_path / "base", epochs=1), qm9)).train()
     best = tmp_path / "base" / "best.pt"
     saved = torch.load(best, weights_only=True)["state_dict"]
-    tuned = Trainer(_cfg(tmp_path / "ft", epochs=1, seed=7, init_from=str(best)), data=qm9)
+    tuned = Trainer(make_task(_cfg(tmp_path / "ft", epochs=1, seed=7, init_from=str(best)), qm9))
     got = tuned.module.state_dict()
     assert all(torch.equal(saved[k], got[k]) for k in saved)
-    fresh = Trainer(_cfg(tmp_path / "fresh", epochs=1, seed=7), data=qm9).module.state_dict()
+    fresh = Trainer(make_task(_cfg(tmp_path / "fresh", epochs=1, seed=7), qm9)).module.state_dict()
     assert not all(torch.equal(saved[k], fresh[k]) for k in saved)
     tuned.train()
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"] == str(best)
     with pytest.raises(ValueError, match="its model differs.*'hidden': 16.*'hidden': 8"):
-        Trainer(_cfg(tmp_path / "x", model_config={"hidden": 8, "layers": 2}, init_from=str(best)), data=qm9)
+        Trainer(make_task(_cfg(tmp_path / "x", model_config={"hidden": 8, "layers": 2}, init_from=str(best)), qm9))
     with pytest.raises(ValueError, match="no shipped model called 'nope'"):
-        Trainer(_cfg(tmp_path / "y", init_from="nope"), data=qm9)
+        Trainer(make_task(_cfg(tmp_path / "y", init_from="nope"), qm9))
 
 
 def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, qm9):
-    Trainer(_cfg(tmp_path / "e", epochs=1), data=qm9).train()
+    Trainer(make_task(_cfg(tmp_path / "e", epochs=1), qm9)).train()
     first = json.loads((tmp_path / "e" / "results.json").read_text())
-    longer = Trainer(_cfg(tmp_path / "e", epochs=3), data=qm9)
+    longer = Trainer(make_task(_cfg(tmp_path / "e", epochs=3), qm9))
     longer.resume(tmp_path / "e" / "last.pt")
     assert longer.epoch == 1 and longer.total_steps == 3 * longer.steps_per_epoch
     lr_after_first = longer.sched.get_last_lr()[0]
@@ -137,4 +138,4 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, qm9):
     assert longer.history[2]["lr"] < longer.history[1]["lr"]
     assert json.loads((tmp_path / "e" / "results.json").read_text())["epochs_run"] == 3 != first["epochs_run"]
     with pytest.raises(ValueError, match="epochs: 3 -> 2"):  # fewer epochs is still a changed configuration
-        Trainer(_cfg(tmp_path / "e", epochs=2), data=qm9).resume(tmp_path / "e" / "last.pt")
+        Trainer(make_task(_cfg(tmp_path / "e", epochs=2), qm9)).resume(tmp_path / "e" / "last.pt")

@@ -17,7 +17,7 @@ import torch
 from se3mol.data.qm9 import SPLIT_SIZES, load_qm9
 from se3mol.graph import GraphConfig
 from se3mol.training.checkpoint import atomic_save, atomic_write_text, load_model
-from se3mol.training.loop import evaluate, training_domain
+from se3mol.training.metrics import evaluate
 
 
 def _cpu_name() -> str:
@@ -48,7 +48,7 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
         metrics["test_mae"] = evaluate(model, data, test, graph, torch.device("cpu"))
         metrics["test_n"] = int(len(test))
     if "domain" not in ckpt:
-        ckpt["domain"] = training_domain(data, split["train"].long(), model.elements)
+        ckpt["domain"] = data.domain(split["train"].long(), model.elements)
     history = _history(run_dir)
     wall = metrics.get("wall_time_s") or (history[-1]["time_s"] if history else None)
     ckpt["metrics"] = metrics
@@ -121,7 +121,7 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
     if not metrics.get("test") and ckpt.get("data", {}).get("dataset") == "qm9":
         # a stopped run: measure the test DSM loss here, as the trainer's finish() would have
         from se3mol.conformers.data import conformer_dataset
-        from se3mol.conformers.training import VAL_MOLECULES, dsm_loss_on
+        from se3mol.tasks.conformer_score import VAL_MOLECULES, dsm_loss_on
 
         data, split, _ = conformer_dataset("qm9")
         test = split["test"][:VAL_MOLECULES]
@@ -189,8 +189,8 @@ def refresh_benchmarks(name: str, models_dir: str | Path = "models",
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m se3mol.training.release RUN_DIR NAME --command "se3mol train ..."``, or
-    ``python -m se3mol.training.release --refresh-benchmarks NAME`` for a conformer model's card alone."""
+    """``python -m se3mol.release RUN_DIR NAME --command "se3mol train ..."``, or
+    ``python -m se3mol.release --refresh-benchmarks NAME`` for a conformer model's card alone."""
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__)

@@ -1,0 +1,182 @@
+"""Molecular properties: QM9 targets or the labels of your own molecules (``se3mol train --task properties``).
+
+Loss: L1 on standardised targets (each target in units of its spread on the training split), averaged
+over the labels present (a missing label, NaN, carries no loss and no gradient). With ``forces``, the
+negative gradient of the first target (an energy) is also trained on per-atom force labels. Reported:
+MAE per target in its unit on validation and test, plus RMSE and R^2 on test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from se3mol.data.files import LabelledDataset, split_dataset
+from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
+from se3mol.graph import GraphConfig
+from se3mol.nn.model import QM9_ELEMENTS, build_model
+from se3mol.pretrained import resolve_checkpoint
+from se3mol.targets import Target, get_target
+from se3mol.tasks.base import Task
+from se3mol.training.checkpoint import model_checkpoint, read_checkpoint
+from se3mol.training.config import TrainConfig
+from se3mol.training.metrics import (
+    evaluate,
+    force_mae,
+    masked_force_l1,
+    masked_l1,
+    predicted_forces,
+    regression_metrics,
+)
+from se3mol.training.plots import learning_curve, parity_plot
+
+
+class PropertyTask(Task):
+    """Molecular properties on QM9 (``dataset`` ``qm9``, its standard split) or on a file of your own
+    labelled molecules (a :class:`~se3mol.data.files.LabelledDataset`, split as the config says).
+
+    Both data sets offer the same interface, so nothing after ``__init__`` knows which it is. ``data``
+    may be given in memory (a QM9 already loaded, or a ``LabelledDataset`` built in Python); the config
+    then records it as ``<in-memory LabelledDataset>`` with its targets.
+    """
+
+    name = "properties"
+    metric = "mae"
+    val_key, test_key = "val_mae", "test_mae"
+
+    def __init__(self, config: TrainConfig, data: QM9 | LabelledDataset | None = None) -> None:
+        if isinstance(data, LabelledDataset) and config.dataset == "qm9":
+            config = replace(config, dataset="<in-memory LabelledDataset>",
+                             targets=[f"{t.name}:{t.unit}:{t.pooling}" for t in data.targets])
+        self.config = config
+        self.graph = GraphConfig(config.graph, config.cutoff)
+        self.split_info: dict[str, Any] = {"seed": SPLIT_SEED}
+        if config.dataset == "qm9":
+            self.targets: list[Target] = [get_target(t) for t in config.targets]
+            self.data: QM9 | LabelledDataset = data if data is not None else load_qm9()
+            split = standard_split(len(self.data), SPLIT_SEED)
+            self.elements: tuple[int, ...] = QM9_ELEMENTS
+        else:
+            pretrained = self._init_elements()
+            self.data, split = data_from_config(config, pretrained, data)
+            self.targets = list(self.data.targets)
+            self.split_info = {"method": config.split, "fractions": list(config.split_fractions),
+                               "seed": config.split_seed, "val_data": config.val_data,
+                               "test_data": config.test_data}
+            self.elements = pretrained or self.data.elements
+        if config.forces:
+            if getattr(self.data, "forces", None) is None:
+                raise ValueError(f"--forces {config.forces}: the data has no per-atom forces")
+            if self.targets[0].kind != "scalar" or self.targets[0].pooling != "sum":
+                raise ValueError(f"--forces trains the gradient of the first target, an energy summed over atoms; "
+                                 f"{self.targets[0].name} is pooled by {self.targets[0].pooling}")
+        self.target_names = [t.name for t in self.targets]
+        if config.limit:
+            split = {k: v[: config.limit] for k, v in split.items()}
+        self.split = split
+        if self.graph.needs_bonds:
+            attach_bonds(self.data)
+
+    def _init_elements(self) -> tuple[int, ...] | None:
+        """The elements of the model fine-tuned from (``init_from``): the data is limited to them."""
+        if not self.config.init_from:
+            return None
+        try:
+            ckpt = read_checkpoint(resolve_checkpoint(self.config.init_from))
+        except FileNotFoundError as exc:
+            raise ValueError(f"--init-from {self.config.init_from}: {exc}") from None
+        return tuple(ckpt["model"].get("elements", QM9_ELEMENTS))
+
+    # ------------------------------------------------------------------ model and loss
+    def build_model(self) -> torch.nn.Module:
+        cfg = self.config
+        model = build_model(cfg.model, self.targets, cfg.model_config, self.elements, self.graph)
+        train_idx = self.split["train"]
+        model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
+                                      self.data.counts[train_idx], self.data.composition(train_idx))
+        self._scale = model.heads.loss_scale()  # [T]
+        self._col_target = model.heads.column_target()  # [D]
+        self._force_scale = 1.0
+        if cfg.forces:
+            f = self.data.forces[self.data.atom_index(train_idx)]  # [A,3]
+            f = f[torch.isfinite(f).all(1)]
+            self._force_scale = float(f.std()) if len(f) > 1 and float(f.std()) > 0 else 1.0
+        return model
+
+    def loss(self, model: torch.nn.Module, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
+        batch = self.data.batch(idx, self.graph, self.target_names).to(device)
+        if self.config.forces:
+            batch = batch.replace(pos=batch.pos.detach().requires_grad_(True))
+        out = model(batch)
+        pred = model.heads.stack(out)  # [B,D]
+        loss = masked_l1(pred, batch.y, self._scale.to(device), self._col_target.to(device), len(self.targets))
+        if self.config.forces:
+            f = predicted_forces(out[self.targets[0].name], batch.pos, create_graph=True)  # [N,3]
+            loss = loss + self.config.forces_weight * masked_force_l1(f, batch.forces) / self._force_scale
+        return loss, batch.num_graphs
+
+    # ------------------------------------------------------------------ metrics
+    def validate(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], float]:
+        val = evaluate(model, self.data, self.split["val"], self.graph, device)
+        terms = [val[t.name] / float(s) for t, s in zip(self.targets, self._scale, strict=True)]
+        if self.config.forces:
+            val["forces"] = force_mae(model, self.data, self.split["val"], self.graph, device)
+            terms.append(self.config.forces_weight * val["forces"] / self._force_scale)
+        return val, float(np.mean(terms))
+
+    def metric_columns(self, val: dict[str, float]) -> dict[str, float]:
+        cols = {f"val_mae_{t.column}": val[t.name] for t in self.targets}
+        if "forces" in val:
+            cols[f"val_mae_forces_{self.targets[0].slug}_A"] = val["forces"]
+        return cols
+
+    def checkpoint(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+        return model_checkpoint(model, domain=self.data.domain(self.split["train"], model.elements), **extra)
+
+    def test(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
+        test_idx = self.split["test"]
+        test, pred, ref = evaluate(model, self.data, test_idx, self.graph, device, return_values=True)
+        full = regression_metrics(pred, ref, model.targets)
+        units = {t.name: t.unit for t in self.targets}
+        if self.config.forces:
+            test["forces"] = force_mae(model, self.data, test_idx, self.graph, device)
+            units["forces"] = f"{self.targets[0].unit}/A"
+        return test, int(len(test_idx)), {"metrics": {"test_metrics": full},
+                                          "results": {"test_metrics": full, "units": units}, "pred": pred,
+                                          "ref": ref}
+
+    def plots(self, history: list[dict[str, Any]], extra: dict[str, Any], out: Path) -> None:
+        """``learning_curve.png`` and ``parity_test.png``."""
+        learning_curve(history, self.targets, out / "learning_curve.png")
+        parity_plot(extra["pred"], extra["ref"], self.targets, out / "parity_test.png")
+
+    # ------------------------------------------------------------------ reports
+    def write_reports(self, out: Path) -> None:
+        """``data_report.csv``: every record of your own data, used or skipped, with the reason."""
+        if isinstance(self.data, LabelledDataset):
+            self.data.write_report(out / "data_report.csv")
+
+    def summary(self) -> str | None:
+        if not isinstance(self.data, LabelledDataset):
+            return None
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split.items())
+        return (f"data: {self.data.summary()}; split {self.config.split}: {sizes}; per-record reasons in "
+                f"{Path(self.config.out) / 'data_report.csv'}")
+
+
+def data_from_config(cfg: TrainConfig, elements: Sequence[int] | None = None,
+                     data: LabelledDataset | None = None) -> tuple[LabelledDataset, dict[str, Tensor]]:
+    """The labelled data set and split a config describes (``dataset`` a file; ``val_data``, ``test_data``)."""
+    keep = [cfg.split.split(":", 1)[1]] if cfg.split.startswith("column:") else []
+    read: dict[str, Any] = dict(targets=cfg.targets, smiles_column=cfg.smiles_column, id_column=cfg.id_column,
+                                embed_seed=cfg.embed_seed, elements=elements, forces=cfg.forces)
+    train = data if data is not None else LabelledDataset.from_files([cfg.dataset], keep_fields=keep, **read)
+    val = LabelledDataset.from_files([cfg.val_data], **read) if cfg.val_data else None
+    test = LabelledDataset.from_files([cfg.test_data], **read) if cfg.test_data else None
+    return split_dataset(train, cfg.split, cfg.split_fractions, cfg.split_seed, val, test)
