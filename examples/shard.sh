@@ -24,4 +24,4 @@ seq 0 $((N - 1)) | xargs -P "$N" -I{} sh -c \
 merged=${TMPDIR:-/tmp}/se3mol-sharded-scores.csv
 { head -n 1 "$out/part0.csv"; tail -q -n +2 "$out"/part*.csv | sort -t, -k1,1n; } > "$merged"
 echo "== $N shards merged into $merged: $(($(wc -l < "$merged") - 1)) rows"
-cut -d, -f1,2,6,8 "$merged"
+cut -d, -f1,2,6,12 "$merged"  # index, id, status, gap_meV

@@ -32,6 +32,7 @@ import torch
 from se3mol.graph import Batch, GraphConfig, collate
 from se3mol.molecule import Molecule
 from se3mol.nn.model import MoleculeModel
+from se3mol.pretrained import DEFAULT_MODEL, load_pretrained, resolve_checkpoints
 from se3mol.targets import Target
 
 BASE_COLUMNS = ("index", "id", "source", "smiles", "n_atoms", "status", "error")
@@ -133,7 +134,6 @@ class Predictor:
     def from_specs(cls, specs: Sequence[str | os.PathLike], batch_size: int = 64,
                    device: str | torch.device = "cpu", prefetch: int = 2) -> Predictor:
         """Load shipped model names, checkpoint paths or run directories (an ensemble's: every member)."""
-        from se3mol.pretrained import load_pretrained, resolve_checkpoints
 
         # A run directory of an ensemble (train --ensemble N) stands for all of its members.
         loaded = [load_pretrained(p, device) for s in specs for p in resolve_checkpoints(s)]
@@ -381,7 +381,7 @@ class Predictor:
         return out_rows
 
 
-def predict(inputs: Sequence[str] | Sequence[Molecule], model: str | Sequence[str] = "qm9-egnn-gap",
+def predict(inputs: Sequence[str] | Sequence[Molecule], model: str | Sequence[str] = DEFAULT_MODEL,
             batch_size: int = 64, device: str = "cpu", shard: tuple[int, int] | str | None = None, *,
             smiles_column: str | None = None, id_column: str | None = None):
     """Score files (paths) or :class:`Molecule` objects; returns a pandas DataFrame, one row per record.

@@ -16,7 +16,7 @@ import torch
 
 from se3mol.nn.model import MoleculeModel
 
-DEFAULT_MODEL = "qm9-egnn-gap"
+DEFAULT_MODEL = "qm9-egnn-all12"
 
 
 def models_dir() -> Path:

@@ -100,14 +100,19 @@ def test_bad_model_and_unwritable_output(tiny_checkpoint, tmp_path):
     assert r.exit_code == EXIT_OUTPUT and "cannot write output" in r.stderr
 
 
-def test_default_shipped_model_scores_the_examples():
-    if not (ROOT / "models" / "qm9-egnn-gap.pt").exists():
+def test_default_shipped_model_writes_all_twelve_qm9_targets_for_the_examples():
+    if not (ROOT / "models" / "qm9-egnn-all12.pt").exists():
         pytest.skip("shipped model not present")
     r = runner.invoke(app, ["predict", str(ROOT / "examples" / "molecules.sdf")])
     assert r.exit_code == 0, r.stderr
+    header = r.stdout.splitlines()[0].split(",")
+    assert header == MODEL_COLUMNS
     rows = _rows(r.stdout)
-    gaps = [float(x["gap_meV"]) for x in rows]
-    assert all(2000 < g < 15000 for g in gaps)  # HOMO-LUMO gaps of small organics: ~4-12 eV
+    assert all(2000 < float(x["gap_meV"]) < 15000 for x in rows)  # HOMO-LUMO gaps of small organics: ~4-12 eV
+    for x in rows:  # the physics the twelve columns must respect, whatever the model's error
+        assert float(x["homo_meV"]) < 0 and float(x["U0_meV"]) < 0 and float(x["alpha_bohr3"]) > 0
+        assert float(x["mu_D"]) >= 0 and float(x["Cv_cal_molK"]) > 0 and float(x["zpve_meV"]) > 0
+        assert float(x["gap_meV"]) == pytest.approx(float(x["lumo_meV"]) - float(x["homo_meV"]), abs=600)
 
 
 def test_models_command_lists_families():
@@ -162,11 +167,13 @@ def test_tensor_target_is_written_as_six_components(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ CSV input
 
-MODEL_COLUMNS = ["index", "id", "source", "smiles", "n_atoms", "status", "error", "gap_meV", "warning", "notes"]
+MODEL_COLUMNS = ["index", "id", "source", "smiles", "n_atoms", "status", "error", "mu_D", "alpha_bohr3", "homo_meV",
+                 "lumo_meV", "gap_meV", "r2_bohr2", "zpve_meV", "U0_meV", "U_meV", "H_meV", "G_meV", "Cv_cal_molK",
+                 "warning", "notes"]
 
 
 def test_csv_input_passes_its_other_columns_through_in_order():
-    if not (ROOT / "models" / "qm9-egnn-gap.pt").exists():
+    if not (ROOT / "models" / "qm9-egnn-all12.pt").exists():
         pytest.skip("shipped model not present")
     r = runner.invoke(app, ["predict", str(FIXTURES / "table.csv"), "--smiles-column", "smiles",
                             "--id-column", "name"])

@@ -181,7 +181,7 @@ def test_bad_shard_is_a_usage_error():
 
 
 def test_shard_example_runs_as_written_and_merges_to_the_unsharded_output(tmp_path):
-    if not (ROOT / "models" / "qm9-egnn-gap.pt").exists():
+    if not (ROOT / "models" / "qm9-egnn-all12.pt").exists():
         pytest.skip("shipped model not present")
     wrapper = tmp_path / "se3mol"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m se3mol \"$@\"\n")
