@@ -93,7 +93,7 @@ def predict_throughput(sdf: Path, n: int, model: str) -> dict:
         rows = sum(1 for _ in out.open()) - 1
     assert rows == n, f"expected {n} rows, got {rows}"
     # In-process: where the time goes (process start-up and model loading excluded).
-    from se3mol.predict import Predictor
+    from se3mol.prediction import Predictor
 
     p = Predictor.from_specs([model])
     t = time.perf_counter()

@@ -57,7 +57,7 @@ def predict(
     """Score molecules with a shipped or trained model. Exit 0 if every record was scored, 3 if some
     could not be (their rows say why), 4 if the model cannot be loaded, 5 if the output cannot be written,
     6 if an input file does not exist, 130 if interrupted; 2 for bad usage."""
-    from se3mol.predict import Predictor
+    from se3mol.prediction import Predictor
     from se3mol.training.checkpoint import CheckpointError
     from se3mol.writers import RowWriter
 
@@ -129,7 +129,7 @@ def predict(
              + (f"; {output} was not written" if output is not None else ""), EXIT_OUTPUT)
     finally:
         if chunks is not None:
-            chunks.close()  # stops the featurising thread now, not at interpreter exit (see se3mol.predict)
+            chunks.close()  # stops the featurising thread now, not at interpreter exit (see se3mol.prediction)
         _set_sigterm(previous)
 
     s = stats

@@ -194,7 +194,7 @@ _PREDICTORS: dict[str, object] = {}
 
 
 def _predictor(checkpoint: Path):
-    from se3mol.predict import Predictor
+    from se3mol.prediction import Predictor
 
     key = str(checkpoint)
     if key not in _PREDICTORS:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from se3mol.io import Record, parse_shard, read_records
-from se3mol.predict import MAX_ERRORS_KEPT, Predictor, predict
+from se3mol.prediction import MAX_ERRORS_KEPT, Predictor, predict
 from tests.conftest import FIXTURES, small_molecules
 
 

@@ -8,7 +8,7 @@ torch releases the GIL inside its kernels, but RDKit's molfile parser and torch'
 both hold it (benchmarks/results/predict_scale.md measures the split). All RDKit work happens in that
 one thread (see :mod:`se3mol.io` on RDKit's log).
 
->>> from se3mol.predict import Predictor            # doctest: +SKIP
+>>> from se3mol.prediction import Predictor            # doctest: +SKIP
 >>> p = Predictor.from_specs(["qm9-egnn-gap"])      # doctest: +SKIP
 >>> rows = list(p.predict_files(["examples/molecules.sdf"]))  # doctest: +SKIP
 
