@@ -60,7 +60,7 @@ from torch import Tensor, nn
 from se3mol.graph import Batch, GraphConfig, full_edges, radius_edges
 from se3mol.molecule import Molecule
 from se3mol.nn.heads import ATOM_SCALAR, ATOM_VECTOR, SCALAR, TENSOR2, VECTOR
-from se3mol.nn.model import MoleculeModel, build_model
+from se3mol.nn.model import Model, build_model
 
 TRANSFORMS: tuple[str, ...] = ("rotation", "reflection", "translation", "permutation")
 # A row whose absolute error is below tolerance * ABS_FLOOR passes even when its relative error
@@ -158,7 +158,7 @@ class EquivarianceReport:
         }
 
 
-def check(model: MoleculeModel, batch: Batch, *, trials: int = 3, seed: int = 0, tolerance: float = 1e-9,
+def check(model: Model, batch: Batch, *, trials: int = 3, seed: int = 0, tolerance: float = 1e-9,
           dtype: torch.dtype = torch.float64) -> EquivarianceReport:
     """Check that every output of ``model`` transforms as its declared kind requires.
 
@@ -236,7 +236,7 @@ def default_molecules() -> list[Molecule]:
     return mols
 
 
-def model_to_check(spec: str | os.PathLike, seed: int = 0) -> MoleculeModel:
+def model_to_check(spec: str | os.PathLike, seed: int = 0) -> Model:
     """The model named by ``spec``, ready for :func:`check`.
 
     A registry name (``egnn``, ``control-mlp``) gives a freshly initialised network of that family with

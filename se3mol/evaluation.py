@@ -133,8 +133,8 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
             out = m(b)
             cols.append(torch.stack([out[t.name].reshape(-1) for t in chosen], 1).double().cpu())
         per_model.append(torch.cat(cols))
-    p = torch.stack(per_model)  # [K,M,D]
-    pred = p.mean(0)
-    std = p.std(0, unbiased=True) if len(models) > 1 else None
+    every = torch.stack(per_model)  # [K,M,D]
+    pred = every.mean(0)
+    std = every.std(0, unbiased=True) if len(models) > 1 else None
     ref = data.y.double()
     return Evaluation(chosen, regression_metrics(pred, ref, chosen), data, pred, ref, std, [str(c) for c in ckpts])

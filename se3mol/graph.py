@@ -151,6 +151,7 @@ def bond_list(mols: Sequence[Molecule]) -> tuple[Tensor, Tensor]:
     for m in mols:
         if m.bonds is None:
             raise ValueError(f"molecule {m.name or '?'} has no bonds; a bond graph needs them")
+        assert m.bond_orders is not None  # Molecule fills them in (single bonds) whenever bonds are given
         pairs.append(m.bonds + offset)
         types.append(bond_type_index(m.bond_orders))
         offset += m.n_atoms

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -177,7 +177,7 @@ class Predictor:
     def predict_file_chunks(self, paths: Sequence[str], input_format: str | None = None,
                             embed_seed: int = 0, stdin=None,
                             shard: tuple[int, int] | str | None = None, *, smiles_column: str | None = None,
-                            id_column: str | None = None) -> Iterator[list[dict[str, Any]]]:
+                            id_column: str | None = None) -> Generator[list[dict[str, Any]], None, None]:
         """The same rows, one list per batch (what a streaming writer flushes at a time).
 
         Arguments are checked here, before anything is read (``ValueError`` for a bad format or shard).
@@ -219,7 +219,7 @@ class Predictor:
         for chunk in self.predict_chunks(records):
             yield from chunk
 
-    def predict_chunks(self, records: Iterable[Any]) -> Iterator[list[dict[str, Any]]]:
+    def predict_chunks(self, records: Iterable[Any]) -> Generator[list[dict[str, Any]], None, None]:
         """Score records ``batch_size`` at a time; yield each chunk's rows in input order.
 
         With ``prefetch > 0`` the records are read and featurised in a background thread; an exception
@@ -228,7 +228,8 @@ class Predictor:
         """
         return self._chunks(records, None)
 
-    def _chunks(self, records: Iterable[Any], passthrough: _PassThrough | None) -> Iterator[list[dict[str, Any]]]:
+    def _chunks(self, records: Iterable[Any],
+                passthrough: _PassThrough | None) -> Generator[list[dict[str, Any]], None, None]:
         prepared = self._prepared_chunks(iter(records), passthrough)
         if self.prefetch:
             prepared = _background(prepared, self.prefetch, self.stats)
@@ -240,7 +241,8 @@ class Predictor:
             self.stats.wall_s += time.perf_counter() - t_start
             prepared.close()
 
-    def _prepared_chunks(self, records: Iterator[Any], passthrough: _PassThrough | None) -> Iterator[_Prepared]:
+    def _prepared_chunks(self, records: Iterator[Any],
+                         passthrough: _PassThrough | None) -> Generator[_Prepared, None, None]:
         """Read ``batch_size`` records at a time and featurise them (the part that can run ahead)."""
         try:
             while True:
@@ -410,7 +412,7 @@ _DONE = object()
 JOIN_TIMEOUT = 5.0  # seconds the consumer waits for the featurising thread to finish its current record
 
 
-def _background(source: Iterator[T], depth: int, stats: PredictStats) -> Iterator[T]:
+def _background(source: Iterator[T], depth: int, stats: PredictStats) -> Generator[T, None, None]:
     """Items of ``source``, produced by a daemon thread at most ``depth`` items ahead, in order.
 
     The queue is bounded, so memory is bounded by ``depth`` items. An exception in ``source`` is re-raised

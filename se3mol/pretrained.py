@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from se3mol.nn.model import MoleculeModel
+from se3mol.nn.model import Model, MoleculeModel
 
 DEFAULT_MODEL = "qm9-egnn-all12"
 
@@ -99,7 +99,7 @@ def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
     return rebuild(ScoreModel, ckpt, path, device, "not a usable conformer score model checkpoint"), ckpt
 
 
-def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
     """Rebuild whatever model checkpoint ``path`` holds, dispatching on its recorded kind: a property model
     (:func:`load_model`), a conformer score model (:func:`load_score_model`) or an N-body dynamics model."""
     from se3mol.training.checkpoint import CheckpointError, load_model, read_checkpoint, rebuild

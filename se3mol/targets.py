@@ -127,9 +127,9 @@ def parse_target_spec(spec: str) -> Target:
     text = spec.strip()
     # A unit may hold colons only in odd cases; split off the pooling from the right when it is one.
     parts = text.split(":")
-    pooling: str | None = None
+    pooling: Pooling | None = None
     if len(parts) >= 3 and parts[-1].strip().lower() in ("sum", "mean"):
-        pooling = parts.pop().strip().lower()
+        pooling = "sum" if parts.pop().strip().lower() == "sum" else "mean"
     name = parts[0].strip()
     unit = ":".join(parts[1:]).strip()
     if not name:

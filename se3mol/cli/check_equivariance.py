@@ -65,8 +65,9 @@ def check_equivariance(
 
             mols = [m if m.bonds is not None else perceive_bonds(m) for m in mols]
         batch = collate(mols, net.graph)
-        if hasattr(net, "with_default_inputs"):  # conditioning inputs (a score model's noise level)
-            batch = net.with_default_inputs(batch)
+        with_inputs = getattr(net, "with_default_inputs", None)
+        if with_inputs is not None:  # conditioning inputs (a score model's noise level)
+            batch = with_inputs(batch)
         report = check(net, batch, trials=trials, seed=seed, tolerance=tolerance)
     except (OSError, ValueError, ImportError) as exc:
         fail(str(exc), EXIT_INPUT)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal, NoReturn
+
 from rich.console import Console
+
+#: How a rich table column is justified.
+Justify = Literal["left", "right"]
 
 # Documented exit codes (README "Exit status").
 EXIT_OK = 0
@@ -18,7 +23,7 @@ EXIT_TERMINATED = 143  # SIGTERM, e.g. a batch system ending the job (128 + SIGT
 err = Console(stderr=True)
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     """Print ``message`` on stderr and exit with ``code``."""
     import typer
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_FAILURE, EXIT_INPUT, EXIT_OUTPUT, err, fail
+from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_FAILURE, EXIT_INPUT, EXIT_OUTPUT, Justify, err, fail
 
 
 def evaluate(
@@ -64,7 +64,9 @@ def evaluate(
     title = f"{model} on {', '.join(p.name for p in inputs)}" + (
         f" (ensemble of {len(ev.models)})" if len(ev.models) > 1 else "")
     table = Table(title=title)
-    for c, justify in (("target", "left"), ("MAE", "right"), ("RMSE", "right"), ("R^2", "right"), ("n", "right")):
+    columns: list[tuple[str, Justify]] = [("target", "left"), ("MAE", "right"), ("RMSE", "right"), ("R^2", "right"),
+                                          ("n", "right")]
+    for c, justify in columns:
         table.add_column(c, justify=justify)
     for t in ev.targets:
         m = ev.metrics[t.name]

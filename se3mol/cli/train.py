@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from se3mol.cli.common import EXIT_FAILURE, EXIT_USAGE, err, fail
+from se3mol.cli.common import EXIT_FAILURE, EXIT_USAGE, Justify, err, fail
 from se3mol.nn.registry import model_names
 
 
@@ -112,7 +112,8 @@ def train(
         _launch_torchrun(nproc)
     main = is_main_process()  # under torchrun, rank 0 reports; the others would only repeat it
     try:
-        base = TrainConfig.from_json(config or run_config_path(resume)) if (config or resume) else TrainConfig()
+        path = config or (run_config_path(resume) if resume else None)
+        base = TrainConfig.from_json(path) if path else TrainConfig()
     except ValueError as exc:
         fail(str(exc), EXIT_FAILURE)
     if data is not None and dataset != "qm9":
@@ -122,7 +123,7 @@ def train(
     if data is not None and not target:
         fail("--data needs at least one --target NAME[:UNIT] naming a field of the file", EXIT_USAGE)
     dataset_value = str(data) if data is not None else dataset
-    overrides = {k: v for k, v in {
+    overrides: dict[str, Any] = {k: v for k, v in {
         "task": ("nbody" if dataset == "nbody" else task) if (task != "properties" or dataset == "nbody"
                                                              or not (config or resume)) else None,
         "model": model or (None if (config or resume) else ("clofnet" if task == "conformers" else "egnn")),
@@ -197,8 +198,9 @@ def _report(trainer, result) -> None:
     metrics = json.loads((Path(result.out) / "results.json").read_text()).get("test_metrics", {})
     table = Table(title=f"Test metrics of best checkpoint (epoch {result.best_epoch}) on {len(trainer.split['test'])}"
                         " test molecules")
-    for c, justify in (("target", "left"), ("test MAE", "right"), ("test RMSE", "right"), ("test R^2", "right"),
-                       ("n", "right"), ("val MAE", "right")):
+    columns: list[tuple[str, Justify]] = [("target", "left"), ("test MAE", "right"), ("test RMSE", "right"),
+                                          ("test R^2", "right"), ("n", "right"), ("val MAE", "right")]
+    for c, justify in columns:
         table.add_column(c, justify=justify)
     for t in trainer.task.targets:
         m = metrics.get(t.name, {})
@@ -291,7 +293,7 @@ class _ProgressView:
             TextColumn("step {task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"),
             TextColumn("{task.fields[val]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=err, disable=not self.live)
-        self.task = None
+        self.task: TaskID | None = None
         self.last_val = "val MAE -"
         self.t_last: float | None = None
 

@@ -27,6 +27,7 @@ from se3mol.graph import NUM_BOND_TYPES, Batch, GraphConfig
 from se3mol.nn.clofnet import ClofNet, ClofNetConfig
 from se3mol.nn.heads import ATOM_VECTOR
 from se3mol.nn.layers import center_positions, mlp, scatter_sum
+from se3mol.nn.model import Model
 
 MAX_DEGREE = 6
 
@@ -53,7 +54,7 @@ class ScoreModelConfig:
     max_hops: int | None = 3
 
 
-class ScoreModel(nn.Module):
+class ScoreModel(Model):
     """ClofNet score network for conformer generation (see the module docstring)."""
 
     kind = "conformer_score"

@@ -127,10 +127,10 @@ class LabelledDataset(PackedMolecules):
             raise ValueError(f"the data has no target(s) {missing}; it has {own}")
         return self.y[mol_idx][:, [own.index(n) for n in names]]
 
-    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[str] | None = None) -> Batch:
-        """A :class:`Batch` of molecules ``mol_idx [B]`` with the named targets as ``y [B,T]``."""
-        y = self.target_values(mol_idx, targets) if targets is not None else None
-        b = super().batch(mol_idx, graph, y.to(torch.get_default_dtype()) if y is not None else None)
+    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: Sequence[str] | None = None) -> Batch:
+        """A :class:`Batch` of molecules ``mol_idx [B]`` with the named targets as ``y [B,T]`` (and, when
+        targets are named and the data has them, per-atom ``forces [N,3]``)."""
+        b = super().batch(mol_idx, graph, targets)
         if self.forces is not None and targets is not None:
             b = b.replace(forces=self.forces[self.atom_index(mol_idx)].to(torch.get_default_dtype()))
         return b
@@ -240,8 +240,8 @@ class LabelledDataset(PackedMolecules):
                 fs.append(f if f is not None else np.full((mol.n_atoms, 3), np.nan, np.float32))
             ids.append(rec.id)
             sources.append(rec.source)
-            for f in keep_fields:
-                kept[f].append(rec.properties.get(f))
+            for key in keep_fields:
+                kept[key].append(rec.properties.get(key))
         ds = cls._pack(mols, np.asarray(ys, dtype=np.float64).reshape(-1, len(targets)), targets, ids, sources,
                        kept, report, n_records)
         if forces is not None:
@@ -278,21 +278,21 @@ class LabelledDataset(PackedMolecules):
         from se3mol.io import read_records
 
         targets = _as_targets(targets)
-        paths = [os.fspath(p) for p in paths]
-        for p in paths:
+        files = [os.fspath(p) for p in paths]
+        for p in files:
             if not os.path.isfile(p):
                 raise ValueError(f"data file {p} does not exist")
         settings = {"targets": [t.to_dict() for t in targets], "smiles_column": smiles_column,
                     "id_column": id_column, "format": input_format, "embed_seed": embed_seed,
                     "elements": sorted(elements) if elements is not None else None, "fields": list(keep_fields),
                     "duplicates": check_duplicates, "forces": forces, "cache_format": CACHE_FORMAT}
-        path = _cache_path(paths, settings) if cache else None
+        path = _cache_path(files, settings) if cache else None
         if path is not None and path.exists():
             try:
                 return cls._from_cache(torch.load(path, weights_only=True))
             except Exception:  # noqa: BLE001  (a corrupt cache is rebuilt, not fatal)
                 path.unlink(missing_ok=True)
-        records = read_records(paths, input_format, embed_seed=embed_seed, smiles_column=smiles_column,
+        records = read_records(files, input_format, embed_seed=embed_seed, smiles_column=smiles_column,
                                id_column=id_column)
         ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces)
         if path is not None:
@@ -358,20 +358,20 @@ class LabelledDataset(PackedMolecules):
                              "in two parts of the split")
         if (self.forces is None) != (other.forces is None):
             raise ValueError("cannot join a data set with forces to one without")
-        both_bonds = self.bonds is not None and other.bonds is not None
+        bond_tables = ([torch.cat(pair) for pair in zip(self.bond_tables(), other.bond_tables(), strict=True)]
+                       if self.bonds is not None and other.bonds is not None else [None, None, None])
         counts = torch.cat([self.counts, other.counts])
         keys = set(self.fields) | set(other.fields)
         return LabelledDataset(
             z=torch.cat([self.z, other.z]), pos=torch.cat([self.pos, other.pos]), counts=counts,
             offsets=torch.cumsum(counts, 0) - counts, smiles=self.smiles + other.smiles,
-            bonds=torch.cat([self.bonds, other.bonds]) if both_bonds else None,
-            bond_orders=torch.cat([self.bond_orders, other.bond_orders]) if both_bonds else None,
-            bond_counts=torch.cat([self.bond_counts, other.bond_counts]) if both_bonds else None,
+            bonds=bond_tables[0], bond_orders=bond_tables[1], bond_counts=bond_tables[2],
             y=torch.cat([self.y, other.y]), targets=self.targets, ids=self.ids + other.ids,
             sources=self.sources + other.sources,
             fields={k: self.fields.get(k, [None] * len(self)) + other.fields.get(k, [None] * len(other)) for k in keys},
             report=self.report + other.report, n_records=self.n_records + other.n_records,
-            forces=torch.cat([self.forces, other.forces]) if self.forces is not None else None,
+            forces=torch.cat([self.forces, other.forces]) if self.forces is not None and other.forces is not None
+            else None,
             forces_key=self.forces_key)
 
 

@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -115,8 +115,14 @@ class PackedMolecules:
     def __len__(self) -> int:
         return int(self.counts.shape[0])
 
-    def batch(self, mol_idx: Tensor, graph: GraphConfig, y: Tensor | None = None) -> Batch:
-        """Build a :class:`Batch` of molecules ``mol_idx [B]`` (with ``y [B,D]`` if given)."""
+    def target_values(self, mol_idx: Tensor, names: list[str]) -> Tensor:
+        """Labels ``[B,D]`` of molecules ``mol_idx [B]`` for targets ``names`` (NaN where missing)."""
+        raise ValueError(f"these molecules carry no labels; asked for {names}")
+
+    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: Sequence[str] | None = None) -> Batch:
+        """Build a :class:`Batch` of molecules ``mol_idx [B]``, with the labels of ``targets`` as ``y [B,D]``
+        when they are named."""
+        y = None if targets is None else self.target_values(mol_idx, list(targets)).to(torch.get_default_dtype())
         counts = self.counts[mol_idx]
         atom = self.atom_index(mol_idx)
         z, pos = self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype())
@@ -148,16 +154,23 @@ class PackedMolecules:
         return {"elements": list(elements), "max_atoms": int(self.counts[mol_idx].max()),
                 "max_heavy_atoms": int(heavy.max()), "charge": 0}
 
+    def bond_tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``bonds [Mb,2]``, ``bond_orders [Mb]`` and ``bond_counts [M]``; a clear error when not attached."""
+        if self.bonds is None or self.bond_orders is None or self.bond_counts is None:
+            raise ValueError("these molecules have no bonds attached: call attach_bonds(data) first")
+        return self.bonds, self.bond_orders, self.bond_counts
+
     def _bond_batch(self, mol_idx: Tensor, z: Tensor, pos: Tensor, counts: Tensor, y: Tensor | None,
                     graph: GraphConfig) -> Batch:
         from se3mol.graph import bond_type_index, both_directions, hop_edges
 
-        bc = self.bond_counts[mol_idx]  # [B]
-        bond_start = (torch.cumsum(self.bond_counts, 0) - self.bond_counts)[mol_idx]
+        bonds, bond_orders, bond_counts = self.bond_tables()
+        bc = bond_counts[mol_idx]  # [B]
+        bond_start = (torch.cumsum(bond_counts, 0) - bond_counts)[mol_idx]
         rows = torch.repeat_interleave(bond_start - (torch.cumsum(bc, 0) - bc), bc) + torch.arange(int(bc.sum()))
         atom_offset = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, bc)  # [Eb]
-        pairs = self.bonds[rows].long() + atom_offset[:, None]  # [Eb,2]
-        t = torch.from_numpy(bond_type_index(self.bond_orders[rows].double().numpy()))
+        pairs = bonds[rows].long() + atom_offset[:, None]  # [Eb,2]
+        t = torch.from_numpy(bond_type_index(bond_orders[rows].double().numpy()))
         ei, attr = hop_edges(counts, pairs, t, graph.max_hops) if graph.kind == "hops" else both_directions(pairs, t)
         attr = attr.to(pos.dtype)
         batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
@@ -170,10 +183,11 @@ class PackedMolecules:
         s, n = int(self.offsets[k]), int(self.counts[k])
         bonds = orders = None
         if self.bonds is not None:
-            b0 = int(self.bond_counts[:k].sum())
-            nb = int(self.bond_counts[k])
-            bonds = self.bonds[b0:b0 + nb].long().numpy()
-            orders = self.bond_orders[b0:b0 + nb].double().numpy()
+            all_bonds, all_orders, bond_counts = self.bond_tables()
+            b0 = int(bond_counts[:k].sum())
+            nb = int(bond_counts[k])
+            bonds = all_bonds[b0:b0 + nb].long().numpy()
+            orders = all_orders[b0:b0 + nb].double().numpy()
         return Molecule(z=self.z[s:s + n].numpy(), pos=self.pos[s:s + n].double().numpy(), bonds=bonds,
                         bond_orders=orders, name=self.name(k), smiles=self.smiles[k])
 
@@ -201,13 +215,14 @@ class QM9(PackedMolecules):
     def head(self, n: int) -> QM9:
         """The first ``n`` molecules as a QM9 of their own (for tests and quick experiments)."""
         a = int(self.counts[:n].sum())
-        nb = int(self.bond_counts[:n].sum()) if self.bond_counts is not None else 0
-        return QM9(z=self.z[:a], pos=self.pos[:a], counts=self.counts[:n], offsets=self.offsets[:n], y=self.y[:n],
+        head = QM9(z=self.z[:a], pos=self.pos[:a], counts=self.counts[:n], offsets=self.offsets[:n], y=self.y[:n],
                    ids=self.ids[:n], smiles=self.smiles[:n], charges=self.charges[:a],
-                   polarizability=self.polarizability[:n],
-                   bonds=self.bonds[:nb] if self.bonds is not None else None,
-                   bond_orders=self.bond_orders[:nb] if self.bonds is not None else None,
-                   bond_counts=self.bond_counts[:n] if self.bonds is not None else None)
+                   polarizability=self.polarizability[:n])
+        if self.bonds is not None:
+            bonds, orders, bond_counts = self.bond_tables()
+            nb = int(bond_counts[:n].sum())
+            head.bonds, head.bond_orders, head.bond_counts = bonds[:nb], orders[:nb], bond_counts[:n]
+        return head
 
     def target_values(self, mol_idx: Tensor, names: list[str]) -> Tensor:
         """Targets of molecules ``mol_idx [B]`` in user units ``[B,D]``: one column per scalar target, nine
@@ -221,11 +236,6 @@ class QM9(PackedMolecules):
             else:
                 raise ValueError(f"unknown QM9 target {n!r}; choose from {', '.join(TARGET_NAMES)}, alpha_tensor")
         return torch.cat(cols, dim=1)
-
-    def batch(self, mol_idx: Tensor, graph: GraphConfig, targets: list[str] | None = None) -> Batch:
-        """Build a :class:`Batch` of molecules ``mol_idx [B]`` with the named targets as ``y [B,D]``."""
-        y = self.target_values(mol_idx, targets) if targets is not None else None
-        return super().batch(mol_idx, graph, y.to(torch.get_default_dtype()) if y is not None else None)
 
     def name(self, k: int) -> str:
         return f"dsgdb9nsd_{int(self.ids[k]):06d}"
@@ -263,7 +273,10 @@ def load_qm9(cache: Path | None = None, verbose: bool = True) -> QM9:
     return QM9(**fields)
 
 
-def attach_bonds(qm9: QM9, cache: Path | None = None, workers: int | None = None, verbose: bool = True) -> QM9:
+Packed = TypeVar("Packed", bound=PackedMolecules)
+
+
+def attach_bonds(qm9: Packed, cache: Path | None = None, workers: int | None = None, verbose: bool = True) -> Packed:
     """Attach covalent bonds perceived from the DFT geometries (RDKit ``DetermineBonds``, neutral charge;
     connectivity-only single bonds where no consistent bond orders exist), cached after the first run."""
     if qm9.bonds is not None:
@@ -307,6 +320,7 @@ def _perceive_chunk(args) -> tuple[Tensor, Tensor, Tensor, int]:
         s, n = int(offsets[k]), int(counts[k])
         m = perceive_bonds(Molecule(z=z[s:s + n].numpy(), pos=pos[s:s + n].double().numpy()))
         fallback += any("connectivity only" in note for note in m.notes)
+        assert m.bonds is not None and m.bond_orders is not None  # perceive_bonds always sets them
         bonds.append(torch.from_numpy(m.bonds.astype(np.int16)))
         orders.append(torch.from_numpy(m.bond_orders.astype(np.float32)))
         nb.append(len(m.bonds))

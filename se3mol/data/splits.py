@@ -10,7 +10,7 @@ covering each molecule at most once, and a pure function of its inputs and seed 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,11 +24,11 @@ _COLUMN_VALUES = {"train": "train", "training": "train", "val": "val", "valid": 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """Three non-negative fractions (train, val, test) that sum to 1 (within 1e-6)."""
-    f = tuple(float(x) for x in fractions)
+    f = [float(x) for x in fractions]
     if len(f) != 3 or any(x < 0 for x in f) or abs(sum(f) - 1) > 1e-6 or f[0] == 0:
         raise ValueError(f"split fractions {list(fractions)}: give three non-negative numbers for train, val and "
                          "test that sum to 1, with a positive train fraction (e.g. 0.8 0.1 0.1)")
-    return f  # type: ignore[return-value]
+    return f[0], f[1], f[2]
 
 
 def _sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
@@ -111,7 +111,7 @@ def column_split(values: Sequence[object], column: str) -> dict[str, Tensor]:
     return {k: torch.tensor(v, dtype=torch.long) for k, v in parts.items()}
 
 
-def make_split(method: str, n: int, smiles: Sequence[str], columns: dict[str, Sequence[object]] | None = None,
+def make_split(method: str, n: int, smiles: Sequence[str], columns: Mapping[str, Sequence[object]] | None = None,
                fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, Tensor]:
     """Split by ``method``: ``random``, ``scaffold`` or ``column:NAME`` (NAME a field of every record)."""
     if method == "random":

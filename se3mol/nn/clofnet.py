@@ -155,6 +155,7 @@ class ClofNet(nn.Module):
         if node_condition is not None:
             h = h + node_condition
         if self.node_in is not None:
+            assert batch.node_attr is not None, "this ClofNet was built for per-atom inputs (node_attr)"
             h = h + self.node_in(batch.node_attr.to(h.dtype))
         node_vec = batch.node_vec if self.config.vector_inputs else None
         xc = center_positions(batch.pos, batch.batch, batch.num_graphs)  # [N,3]
@@ -163,6 +164,7 @@ class ClofNet(nn.Module):
         d = (xc[ei[0]] - xc[ei[1]]).norm(dim=-1)  # [E]
         feats = [self.rbf(d), self.frame_embed(scalarize(xc, ei, frame, node_vec))]
         if self.edge_attr_dim:
+            assert batch.edge_attr is not None, "this ClofNet was built for a graph with edge features"
             feats.append(batch.edge_attr.to(d.dtype))
         edge_feat = torch.cat(feats, dim=-1)  # [E,F]
         env = cosine_cutoff(d, self.config.cutoff) if self.config.cutoff else None

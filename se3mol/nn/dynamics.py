@@ -19,15 +19,16 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from se3mol.graph import Batch, GraphConfig
 from se3mol.nn.heads import ATOM_VECTOR
 from se3mol.nn.layers import mlp
-from se3mol.nn.registry import get_entry
+from se3mol.nn.model import Model
+from se3mol.nn.registry import get_entry, representation_width
 
 
-class DynamicsModel(nn.Module):
+class DynamicsModel(Model):
     """A registered family (``egnn``, ``clofnet``, ``tfn``, ``se3_transformer``) predicting displacements."""
 
     kind = "dynamics"
@@ -42,7 +43,7 @@ class DynamicsModel(nn.Module):
         self.node_attr_dim, self.vector_inputs = node_attr_dim, vector_inputs
         self.config = config
         self.representation = entry.build(config, self.elements, node_attr_dim)
-        hidden = getattr(config, "hidden", None) or self.representation.out_dim
+        hidden = representation_width(config, self.representation)
         channels = getattr(self.representation, "vector_channels", 0) + vector_inputs
         self.weights = mlp([hidden, hidden, channels])
 
@@ -51,11 +52,13 @@ class DynamicsModel(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         i, j = batch.edge_index
+        if batch.node_attr is None or (self.vector_inputs and batch.node_vec is None):
+            raise ValueError("a dynamics model needs per-particle inputs: Batch.node_attr (and node_vec)")
         attr = batch.node_attr.to(batch.pos.dtype)
         feats = self.representation(batch.replace(edge_attr=attr[i] * attr[j]))  # [E,F] charge products
         vecs = [feats.vectors] if feats.vectors is not None else []
         if self.vector_inputs:
-            vecs.append(batch.node_vec.to(batch.pos.dtype))
+            vecs.append(batch.node_vec.to(batch.pos.dtype))  # type: ignore[union-attr]  # checked above
         v = torch.cat(vecs, dim=1)  # [N,C,3]
         w = self.weights(feats.scalars)  # [N,C]
         return {"displacement": (w[:, :, None] * v).sum(1)}

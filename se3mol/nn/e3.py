@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from e3nn import o3
@@ -129,7 +129,7 @@ class E3Module(nn.Module):
         return self
 
 
-def _restore_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+def _restore_after_load(module: E3Module, incompatible_keys: Any) -> None:
     module._restore_constants()
 
 
@@ -226,7 +226,8 @@ class EquivariantKernel(nn.Module):
             self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_sh, irreps_out, shared_weights=False,
                                                      internal_weights=False)
         elif mixing == "channelwise":
-            blocks, instructions = [], []
+            blocks: list[tuple[int, o3.Irrep]] = []
+            instructions: list[tuple[int, int, int, str, bool]] = []
             for a, (mul, ir_in) in enumerate(irreps_in):
                 for b, (_, ir_sh) in enumerate(irreps_sh):
                     for ir in ir_in * ir_sh:
@@ -386,7 +387,8 @@ class FusedKernels(nn.Module):
         # here, once, so that each chunk's radial weights come out per degree with no slicing or cat.
         weights = []
         for k, (out, groups) in enumerate(zip(self.outs, self.groups, strict=True)):
-            full = torch.cat([out.weight, out.bias[:, None]], dim=1).t() * getattr(self, f"scale{k}")
+            linear = cast(nn.Linear, out)
+            full = torch.cat([linear.weight, linear.bias[:, None]], dim=1).t() * getattr(self, f"scale{k}")
             sizes = [mul_out * g_out[l_out].shape[2] for l_out, mul_out, sources in groups if sources]
             weights.append(list(full.split(sizes, dim=1)))
         # Reverse edges have equal radial features, so one radial weight matrix serves both:

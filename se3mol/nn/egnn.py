@@ -118,6 +118,7 @@ class EGNN(nn.Module):
         x = batch.pos
         h = self.embed(batch.z)  # [N,H]
         if self.node_in is not None:
+            assert batch.node_attr is not None, "this EGNN was built for per-atom inputs (node_attr)"
             h = h + self.node_in(batch.node_attr.to(h.dtype))
         i, j = batch.edge_index
         degree = torch.bincount(i, minlength=h.shape[0]).clamp(min=1).to(x.dtype)  # [N]
@@ -128,9 +129,11 @@ class EGNN(nn.Module):
             d = (seg_i.gather(x) - seg_j.gather(x)).norm(dim=-1)  # [E], recomputed: coordinates may move
             feat = self.rbf(d)
             if self.edge_attr_dim:
+                assert batch.edge_attr is not None, "this EGNN was built for a graph with edge features"
                 feat = torch.cat([feat, batch.edge_attr.to(feat.dtype)], dim=-1)
             env = cosine_cutoff(d, self.config.cutoff) if self.config.cutoff else None
             h, x, vec = layer(h, x, seg_i, seg_j, feat, env, inv_degree, batch.node_vec)
+        assert vec is not None  # every layer returns a vector feature
         vectors = vec[:, None, :]  # [N,1,3]
         if self.config.coord_updates:
             vectors = torch.cat([vectors, (x - batch.pos)[:, None, :]], dim=1)  # [N,2,3]

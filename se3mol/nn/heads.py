@@ -54,6 +54,15 @@ class PropertyHeads(nn.Module):
     Output names: ``<target>`` for every target, plus ``<target>_vector`` for dipoles.
     """
 
+    # Buffers [T] (and [T,119]) and layers, declared for type checkers (nn.Module's __getattr__ hides them).
+    mean: Tensor
+    std: Tensor
+    atom_mean: Tensor
+    element_offset: Tensor
+    readout: nn.Module
+    vector_weights: nn.Linear | None
+    tensor_weights: nn.Linear | None
+
     def __init__(self, targets: Sequence[Target], hidden: int, vector_channels: int = 0,
                  rank2_channels: int = 0) -> None:
         super().__init__()
@@ -199,6 +208,7 @@ class PropertyHeads(nn.Module):
         if t2.shape[1] != self.tensor_channels:
             raise ValueError(f"tensor head built for {self.tensor_channels} rank-2 channels, got {t2.shape[1]}")
         c = self.tensor_channels
+        assert self.tensor_weights is not None  # built whenever a target is a tensor
         w = self.tensor_weights(feats.scalars)[:, tensor_k * c:(tensor_k + 1) * c]  # [N,K]
         aniso = (w[:, :, None, None] * t2).sum(1) / c**0.5  # [N,3,3]
         eye = torch.eye(3, dtype=pos.dtype, device=pos.device)

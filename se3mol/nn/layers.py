@@ -26,6 +26,8 @@ def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False
 class GaussianRBF(nn.Module):
     """Gaussians of the interatomic distance ``d [E]`` -> ``[E,num]`` (SchNet's expansion)."""
 
+    centers: Tensor  # [num] Angstrom
+
     def __init__(self, num: int = 32, r_max: float = 8.0) -> None:
         super().__init__()
         self.register_buffer("centers", torch.linspace(0.0, r_max, num))
@@ -98,23 +100,23 @@ def _csr_sum(seg: Segments, src: Tensor) -> Tensor:
 
 class _SegmentSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, src: Tensor, seg: Segments) -> Tensor:  # type: ignore[override]
+    def forward(ctx, src: Tensor, seg: Segments) -> Tensor:
         ctx.seg = seg
         return _csr_sum(seg, src)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         return _Gather.apply(grad, ctx.seg), None
 
 
 class _Gather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, seg: Segments) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, seg: Segments) -> Tensor:
         ctx.seg = seg
         return x.index_select(0, seg.index)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         return _SegmentSum.apply(grad, ctx.seg), None
 
 
@@ -140,6 +142,8 @@ def center_positions(pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
 
 class ElementEmbedding(nn.Module):
     """Learned embedding of the elements a model knows; refuses the ones it does not."""
+
+    lookup: Tensor  # [119] row of each element, -1 for unknown ones
 
     def __init__(self, elements: tuple[int, ...], dim: int) -> None:
         super().__init__()

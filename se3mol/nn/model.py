@@ -15,19 +15,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from se3mol.graph import Batch, GraphConfig
 from se3mol.nn.heads import PropertyHeads
-from se3mol.nn.registry import get_entry
+from se3mol.nn.registry import get_entry, representation_width
 from se3mol.targets import Target
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 QM9_ELEMENTS: tuple[int, ...] = (1, 6, 7, 8, 9)
 
 
-class MoleculeModel(nn.Module):
+class Model(nn.Module):
+    """The one model contract every se3mol model keeps (property, conformer score and dynamics models).
+
+    ``forward(batch) -> {name: tensor}``, each output of a kind :meth:`output_kinds` declares (invariant
+    scalar ``[B]``, per-atom scalar ``[N]``, vector ``[B,3]``, per-atom vector ``[N,3]``, symmetric tensor
+    ``[B,3,3]``); ``graph`` is the graph its batches are built on, ``elements`` the atomic numbers it knows,
+    and ``describe()`` the plain-data description a checkpoint stores to rebuild it.
+    """
+
+    graph: GraphConfig
+    elements: tuple[int, ...]
+
+    def output_kinds(self) -> dict[str, str]:
+        """Each output's kind (``se3mol.nn.heads.OUTPUT_KINDS``)."""
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint stores to rebuild this model (plain data)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> Self:
+        """The model :meth:`describe` described, with fresh weights."""
+        raise NotImplementedError
+
+
+class MoleculeModel(Model):
     """A model that maps a :class:`~se3mol.graph.Batch` to named molecular properties.
 
     >>> from se3mol.targets import get_target
@@ -49,7 +81,7 @@ class MoleculeModel(nn.Module):
         self.graph = graph
         self.elements = tuple(int(e) for e in elements)
         self.representation = entry.build(config, self.elements, graph.edge_attr_dim)
-        hidden = getattr(config, "hidden", None) or self.representation.out_dim
+        hidden = representation_width(config, self.representation)
         self.heads = PropertyHeads(targets, hidden, getattr(self.representation, "vector_channels", 0),
                                    getattr(self.representation, "rank2_channels", 0))
 

@@ -68,3 +68,12 @@ def model_names(include_controls: bool = False) -> list[str]:
 def _load_families() -> None:
     # Importing a family module registers it; done lazily so importing se3mol stays cheap.
     from se3mol.nn import clofnet, control, egnn, se3_transformer, tfn  # noqa: F401
+
+
+def representation_width(config: Any, representation: nn.Module) -> int:
+    """Channels of a representation's scalar features ``[N,H]``: its config's ``hidden``, or, for a family
+    whose config has none, the representation's ``out_dim``."""
+    width = getattr(config, "hidden", None) or getattr(representation, "out_dim", None)
+    if not isinstance(width, int):
+        raise TypeError(f"{type(representation).__name__} states no feature width (hidden or out_dim)")
+    return width

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -22,15 +22,18 @@ from torch import Tensor
 from se3mol.graph import GraphConfig
 from se3mol.training.config import TrainConfig
 
+#: The model a task trains (a property, score or dynamics model).
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
-class Task(ABC):
+
+class Task(ABC, Generic[ModelT]):
     """What a training run learns, from which data, and how it is scored.
 
     A task is made from the run's :class:`TrainConfig` (and, optionally, data already in memory). After
     ``__init__`` it has ``config`` (the run's config, with whatever the task filled in), ``data``,
     ``split`` (index tensors ``train``, ``val``, ``test``), ``split_info`` (how the split was made, stored
-    in every checkpoint) and ``graph`` (the graph batches are built on, or ``None`` until
-    :meth:`build_model` fixes it).
+    in every checkpoint) and ``graph`` (the graph batches are built on; set by :meth:`build_model` where
+    the model decides it).
     """
 
     #: The task's name (``TrainConfig.task``).
@@ -45,16 +48,19 @@ class Task(ABC):
     data: Any
     split: dict[str, Tensor]
     split_info: dict[str, Any]
-    graph: GraphConfig | None = None
+    graph: GraphConfig
     #: How the model's weights were initialised, when not at random (set by the trainer's ``init_from``).
     init_note: str | None = None
 
+    def __init__(self, config: TrainConfig, data: Any = None) -> None:
+        """Load the data ``config`` describes (or take ``data``, already in memory) and split it."""
+
     @abstractmethod
-    def build_model(self) -> torch.nn.Module:
+    def build_model(self) -> ModelT:
         """A fresh model for this task (normalisation fitted on the training split, where it has one)."""
 
     @abstractmethod
-    def loss(self, model: torch.nn.Module, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
+    def loss(self, model: ModelT, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
         """Training loss of ``model`` on molecules ``idx [B]`` and the number of molecules it covers.
 
         ``key`` is unique to this step and process (and the same when a resumed run replays the step):
@@ -62,7 +68,7 @@ class Task(ABC):
         """
 
     @abstractmethod
-    def validate(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], float]:
+    def validate(self, model: ModelT, device: torch.device) -> tuple[dict[str, float], float]:
         """Validation metrics of ``model`` and the one score (lower is better) that picks the best epoch."""
 
     @abstractmethod
@@ -70,11 +76,11 @@ class Task(ABC):
         """Validation metrics as ``metrics.csv`` columns."""
 
     @abstractmethod
-    def checkpoint(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+    def checkpoint(self, model: ModelT, **extra: Any) -> dict[str, Any]:
         """The checkpoint dict of ``model`` (with the domain it was trained on) plus ``extra`` entries."""
 
     @abstractmethod
-    def test(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
+    def test(self, model: ModelT, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
         """Test metrics of ``model``, the number of test molecules, and extras: ``metrics`` and ``results``
         entries for ``best.pt`` and ``results.json``, and whatever :meth:`plots` needs."""
 

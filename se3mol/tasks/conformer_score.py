@@ -30,7 +30,7 @@ VAL_MOLECULES = 2000  # validation loss on this many molecules (fixed noise), ea
 EVAL_SEED = 12345
 
 
-class ConformerScoreTask(Task):
+class ConformerScoreTask(Task[ScoreModel]):
     """Denoising score matching of a :class:`~se3mol.conformers.score.ScoreModel` on 3D conformers."""
 
     name = "conformers"
@@ -44,32 +44,32 @@ class ConformerScoreTask(Task):
         self.split_info = {"seed": SPLIT_SEED}
         self.sigmas = noise_levels(SIGMA_MAX, SIGMA_MIN, LEVELS)
 
-    def build_model(self) -> torch.nn.Module:
+    def build_model(self) -> ScoreModel:
         elements = tuple(sorted({int(z) for z in self.data.z.unique().tolist()} | set(QM9_ELEMENTS)))
         model = ScoreModel(ScoreModelConfig(**self.config.model_config), elements)
         self.graph = model.graph  # batches are built on the graph the model was made for
         return model
 
-    def loss(self, model: torch.nn.Module, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
+    def loss(self, model: ScoreModel, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
         batch = self.data.batch(idx, self.graph).to(device)
         # Noise drawn from a generator keyed by the step (and process): a resumed run replays the same noise.
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + key)
         return dsm_loss(model, batch, self.sigmas, g), batch.num_graphs
 
-    def validate(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], float]:
+    def validate(self, model: ScoreModel, device: torch.device) -> tuple[dict[str, float], float]:
         loss = dsm_loss_on(model, self.data, self.split["val"][:VAL_MOLECULES], device)
         return {"dsm_loss": loss}, loss
 
     def metric_columns(self, val: dict[str, float]) -> dict[str, float]:
         return {"val_dsm_loss": val["dsm_loss"]}
 
-    def checkpoint(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+    def checkpoint(self, model: ScoreModel, **extra: Any) -> dict[str, Any]:
         counts = self.data.counts[self.split["train"]]
         domain = {"elements": list(model.elements), "max_atoms": int(counts.max()), "charge": 0}
         noise = {"sigma_max": SIGMA_MAX, "sigma_min": SIGMA_MIN, "levels": LEVELS}
         return score_checkpoint(model, domain=domain, noise=noise, data=self.data_info, **extra)
 
-    def test(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
+    def test(self, model: ScoreModel, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
         """DSM loss on (up to 2,000) test molecules, with fixed noise."""
         test_idx = self.split["test"][:VAL_MOLECULES]
         test = {"dsm_loss": dsm_loss_on(model, self.data, test_idx, device)} if len(test_idx) else {}
@@ -80,7 +80,7 @@ class ConformerScoreTask(Task):
 
 
 @torch.no_grad()
-def dsm_loss_on(model: torch.nn.Module, data: PackedMolecules, idx: Tensor, device: torch.device | str = "cpu",
+def dsm_loss_on(model: ScoreModel, data: PackedMolecules, idx: Tensor, device: torch.device | str = "cpu",
                 batch_size: int = 256) -> float:
     """Mean DSM loss of ``model`` on molecules ``idx`` of ``data`` (packed molecules with bonds), with the
     noise of a fixed seed, so that values are comparable across epochs, runs and checkpoints."""

@@ -10,22 +10,22 @@ coordinates, as the EGNN paper's Table 2 reports it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from se3mol.data.nbody import NBodyData, load_nbody
-from se3mol.nn.dynamics import dynamics_model
+from se3mol.nn.dynamics import DynamicsModel, dynamics_model
 from se3mol.tasks.base import Task
 from se3mol.training.checkpoint import module_checkpoint
 from se3mol.training.config import TrainConfig
 from se3mol.training.plots import loss_curve
 
-SPLITS = ("train", "val", "test")
+SPLITS: tuple[Literal["train", "val", "test"], ...] = ("train", "val", "test")
 
 
-class DynamicsTask(Task):
+class DynamicsTask(Task[DynamicsModel]):
     """Position prediction on the N-body data set with a :class:`~se3mol.nn.dynamics.DynamicsModel`."""
 
     name = "nbody"
@@ -45,20 +45,20 @@ class DynamicsTask(Task):
             start += len(p)
         self.split_info = {"dataset": "nbody", "sizes": [len(p) for p in parts]}
 
-    def build_model(self) -> torch.nn.Module:
+    def build_model(self) -> DynamicsModel:
         return dynamics_model(self.config.model, self.config.model_config)
 
-    def _mse(self, model: torch.nn.Module, idx: Tensor, device: torch.device) -> Tensor:
+    def _mse(self, model: DynamicsModel, idx: Tensor, device: torch.device) -> Tensor:
         nb = self.data.batch(idx)
         batch = nb.graph.to(device)
         pred = batch.pos + model(batch)["displacement"]  # [N,3]
         return (pred - nb.target_pos.to(device)).pow(2).mean()
 
-    def loss(self, model: torch.nn.Module, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
+    def loss(self, model: DynamicsModel, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
         return self._mse(model, idx, device), len(idx)
 
     @torch.no_grad()
-    def mse_on(self, model: torch.nn.Module, idx: Tensor, device: torch.device, batch_size: int = 500) -> float:
+    def mse_on(self, model: DynamicsModel, idx: Tensor, device: torch.device, batch_size: int = 500) -> float:
         """Mean squared position error of ``model`` on trajectories ``idx``."""
         was = model.training
         model.eval()
@@ -67,18 +67,18 @@ class DynamicsTask(Task):
         model.train(was)
         return total / max(len(idx), 1)
 
-    def validate(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], float]:
+    def validate(self, model: DynamicsModel, device: torch.device) -> tuple[dict[str, float], float]:
         mse = self.mse_on(model, self.split["val"], device)
         return {"mse": mse}, mse
 
     def metric_columns(self, val: dict[str, float]) -> dict[str, float]:
         return {"val_mse": val["mse"]}
 
-    def checkpoint(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+    def checkpoint(self, model: DynamicsModel, **extra: Any) -> dict[str, Any]:
         domain = {"dataset": "nbody", "particles": int(self.data.loc.shape[1])}
         return module_checkpoint(model, domain=domain, **extra)
 
-    def test(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
+    def test(self, model: DynamicsModel, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
         """Test MSE of the predicted positions."""
         return {"mse": self.mse_on(model, self.split["test"], device)}, int(len(self.split["test"])), {
             "results": {"model": self.config.model}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from torch import Tensor
 
 from se3mol.data.files import LabelledDataset, split_dataset
 from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
-from se3mol.graph import GraphConfig
-from se3mol.nn.model import QM9_ELEMENTS, build_model
+from se3mol.graph import GraphConfig, GraphKind
+from se3mol.nn.model import QM9_ELEMENTS, MoleculeModel, build_model
 from se3mol.pretrained import resolve_checkpoint
 from se3mol.targets import Target, get_target
 from se3mol.tasks.base import Task
@@ -37,7 +37,7 @@ from se3mol.training.metrics import (
 from se3mol.training.plots import learning_curve, parity_plot
 
 
-class PropertyTask(Task):
+class PropertyTask(Task[MoleculeModel]):
     """Molecular properties on QM9 (``dataset`` ``qm9``, its standard split) or on a file of your own
     labelled molecules (a :class:`~se3mol.data.files.LabelledDataset`, split as the config says).
 
@@ -51,27 +51,31 @@ class PropertyTask(Task):
     val_key, test_key = "val_mae", "test_mae"
 
     def __init__(self, config: TrainConfig, data: QM9 | LabelledDataset | None = None) -> None:
+        self.data: QM9 | LabelledDataset
         if isinstance(data, LabelledDataset) and config.dataset == "qm9":
             config = replace(config, dataset="<in-memory LabelledDataset>",
                              targets=[f"{t.name}:{t.unit}:{t.pooling}" for t in data.targets])
         self.config = config
-        self.graph = GraphConfig(config.graph, config.cutoff)
+        self.graph = GraphConfig(cast(GraphKind, config.graph), config.cutoff)  # the kind is checked there
         self.split_info: dict[str, Any] = {"seed": SPLIT_SEED}
         if config.dataset == "qm9":
             self.targets: list[Target] = [get_target(t) for t in config.targets]
-            self.data: QM9 | LabelledDataset = data if data is not None else load_qm9()
+            self.data = data if isinstance(data, QM9) else load_qm9()
             split = standard_split(len(self.data), SPLIT_SEED)
             self.elements: tuple[int, ...] = QM9_ELEMENTS
         else:
             pretrained = self._init_elements()
+            if data is not None and not isinstance(data, LabelledDataset):
+                raise ValueError(f"data for {config.dataset}: give a LabelledDataset, not a {type(data).__name__}")
             self.data, split = data_from_config(config, pretrained, data)
             self.targets = list(self.data.targets)
             self.split_info = {"method": config.split, "fractions": list(config.split_fractions),
                                "seed": config.split_seed, "val_data": config.val_data,
                                "test_data": config.test_data}
             self.elements = pretrained or self.data.elements
+        self.forces: Tensor | None = getattr(self.data, "forces", None) if config.forces else None  # [A,3]
         if config.forces:
-            if getattr(self.data, "forces", None) is None:
+            if self.forces is None:
                 raise ValueError(f"--forces {config.forces}: the data has no per-atom forces")
             if self.targets[0].kind != "scalar" or self.targets[0].pooling != "sum":
                 raise ValueError(f"--forces trains the gradient of the first target, an energy summed over atoms; "
@@ -94,7 +98,7 @@ class PropertyTask(Task):
         return tuple(ckpt["model"].get("elements", QM9_ELEMENTS))
 
     # ------------------------------------------------------------------ model and loss
-    def build_model(self) -> torch.nn.Module:
+    def build_model(self) -> MoleculeModel:
         cfg = self.config
         model = build_model(cfg.model, self.targets, cfg.model_config, self.elements, self.graph)
         train_idx = self.split["train"]
@@ -103,26 +107,27 @@ class PropertyTask(Task):
         self._scale = model.heads.loss_scale()  # [T]
         self._col_target = model.heads.column_target()  # [D]
         self._force_scale = 1.0
-        if cfg.forces:
-            f = self.data.forces[self.data.atom_index(train_idx)]  # [A,3]
+        if self.forces is not None:
+            f = self.forces[self.data.atom_index(train_idx)]  # [A,3]
             f = f[torch.isfinite(f).all(1)]
             self._force_scale = float(f.std()) if len(f) > 1 and float(f.std()) > 0 else 1.0
         return model
 
-    def loss(self, model: torch.nn.Module, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
+    def loss(self, model: MoleculeModel, idx: Tensor, device: torch.device, key: int) -> tuple[Tensor, int]:
         batch = self.data.batch(idx, self.graph, self.target_names).to(device)
         if self.config.forces:
             batch = batch.replace(pos=batch.pos.detach().requires_grad_(True))
         out = model(batch)
         pred = model.heads.stack(out)  # [B,D]
+        assert batch.y is not None  # the labels of self.target_names
         loss = masked_l1(pred, batch.y, self._scale.to(device), self._col_target.to(device), len(self.targets))
-        if self.config.forces:
+        if batch.forces is not None:
             f = predicted_forces(out[self.targets[0].name], batch.pos, create_graph=True)  # [N,3]
             loss = loss + self.config.forces_weight * masked_force_l1(f, batch.forces) / self._force_scale
         return loss, batch.num_graphs
 
     # ------------------------------------------------------------------ metrics
-    def validate(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], float]:
+    def validate(self, model: MoleculeModel, device: torch.device) -> tuple[dict[str, float], float]:
         val = evaluate(model, self.data, self.split["val"], self.graph, device)
         terms = [val[t.name] / float(s) for t, s in zip(self.targets, self._scale, strict=True)]
         if self.config.forces:
@@ -136,10 +141,10 @@ class PropertyTask(Task):
             cols[f"val_mae_forces_{self.targets[0].slug}_A"] = val["forces"]
         return cols
 
-    def checkpoint(self, model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+    def checkpoint(self, model: MoleculeModel, **extra: Any) -> dict[str, Any]:
         return model_checkpoint(model, domain=self.data.domain(self.split["train"], model.elements), **extra)
 
-    def test(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
+    def test(self, model: MoleculeModel, device: torch.device) -> tuple[dict[str, float], int, dict[str, Any]]:
         test_idx = self.split["test"]
         test, pred, ref = evaluate(model, self.data, test_idx, self.graph, device, return_values=True)
         full = regression_metrics(pred, ref, model.targets)

@@ -12,12 +12,12 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import torch
 
 from se3mol._version import __version__
-from se3mol.nn.model import MoleculeModel
+from se3mol.nn.model import Model, MoleculeModel
 from se3mol.writers import file_mode
 
 FORMAT_VERSION = 1
@@ -70,7 +70,7 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     _atomic_write(path, lambda fh: fh.write(text), text=True)
 
 
-def module_checkpoint(model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
+def module_checkpoint(model: Model, **extra: Any) -> dict[str, Any]:
     """The checkpoint dict of any se3mol model with ``describe()`` (property, score or dynamics model):
     format and version, the description, the state dict, plus ``extra`` entries."""
     ckpt = {
@@ -128,8 +128,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mo
     return rebuild(MoleculeModel, ckpt, path, device, "checkpoint does not match its model description"), ckpt
 
 
-def rebuild(cls: Any, ckpt: dict[str, Any], path: str | Path, device: str | torch.device = "cpu",
-            what: str = "checkpoint does not match its model description") -> torch.nn.Module:
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+def rebuild(cls: type[ModelT], ckpt: dict[str, Any], path: str | Path, device: str | torch.device = "cpu",
+            what: str = "checkpoint does not match its model description") -> ModelT:
     """``cls.from_description`` of checkpoint ``ckpt`` with its weights, in eval mode on ``device``;
     a mismatch is a :class:`CheckpointError` saying ``what`` is wrong with ``path``."""
     try:

@@ -85,7 +85,7 @@ class Distributed:
         self.rank = rank
         self.world_size = world_size
         self.local_rank = local_rank
-        self.device = device
+        self.device = device if device is not None else torch.device("cpu")
         self._owns_group = False
 
     @property

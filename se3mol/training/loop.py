@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -284,9 +284,9 @@ class Trainer:
                 self.global_step += 1
                 self.step_in_epoch = k + 1
                 n = n if shard.n else 0  # a rank's zero-weight stand-in molecule does not count
-                loss_n, n = self.dist.sum(loss.item() * n, n)  # train loss over all ranks
+                loss_n, n_all = self.dist.sum(loss.item() * n, n)  # train loss over all ranks
                 self.loss_sum += loss_n
-                self.n_seen += n
+                self.n_seen += int(n_all)
                 if self.progress:
                     self.progress({"event": "step", "epoch": self.epoch + 1, "step": k + 1,
                                    "steps": self.steps_per_epoch, "loss": loss_n / max(n, 1)})
@@ -334,6 +334,7 @@ class Trainer:
         """Fit the schedule to ``max_time``: the steps done plus those the remaining time allows at the
         pace so far (validation passes included; before the first one, estimated as two inference passes
         over the validation split at three times the training speed)."""
+        assert self.cfg.max_time is not None  # only a time budget plans steps
         spent = self.dist.sum(spent)[0] / self.dist.world_size  # one plan on every rank
         per_step = spent / max(self.global_step, 1)
         if not self.history:
@@ -395,7 +396,8 @@ def _write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def _numpy_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # The legacy tuple form (numpy's stubs also allow the dict form, which legacy=True never returns).
+    name, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
             "has_gauss": int(has_gauss), "cached": float(cached)}
 

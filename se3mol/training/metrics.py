@@ -30,6 +30,7 @@ def evaluate(model: MoleculeModel, data: PackedMolecules, idx: Tensor, graph: Gr
     preds, refs = [], []
     for k in range(0, len(idx), batch_size):
         b = data.batch(idx[k:k + batch_size], graph, names).to(device)
+        assert b.y is not None  # labels of the named targets
         preds.append(model.heads.stack(model(b)).double().cpu())
         refs.append(b.y.double().cpu())
     p, r = torch.cat(preds), torch.cat(refs)
@@ -69,6 +70,8 @@ def force_mae(model: MoleculeModel, data: PackedMolecules, idx: Tensor, graph: G
         b = b.replace(pos=b.pos.detach().requires_grad_(True))
         with torch.enable_grad():
             f = predicted_forces(model(b)[name], b.pos).detach()
+        if b.forces is None:
+            raise ValueError("force MAE asked for, but the data has no forces")
         have = torch.isfinite(b.forces)
         err += float(((f - torch.where(have, b.forces, torch.zeros_like(f))).abs() * have).sum())
         n += int(have.sum())
