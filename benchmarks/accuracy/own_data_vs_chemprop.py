@@ -56,7 +56,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks._results import ROOT, results_dir
+from benchmarks._results import ROOT, invocation, results_dir, write_result
 
 RESULTS = results_dir(__file__)
 CHEMPROP_ENV = Path(os.environ.get("CHEMPROP_ENV", "/work/bench-chemprop"))
@@ -479,11 +479,17 @@ def machine() -> dict:
     return info
 
 
+def load_tasks(stem: Path) -> dict[str, dict]:
+    """The measured tasks by key (``{}`` before the first run)."""
+    path = stem.with_name(stem.name + ".json")
+    if not path.exists():
+        return {}
+    report = json.loads(path.read_text())
+    return report.get("tasks", report)  # results written before the shared writer: the bare mapping
+
+
 def write_report(stem: Path, results: dict) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_name(stem.name + ".json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["# se3mol against chemprop v2 on a QM9 subset (python -m benchmarks.accuracy.own_data_vs_chemprop)", "",
-             "Same molecules and split for both tools; each trains for the same wall-clock budget on the same "
+    lines = ["Same molecules and split for both tools; each trains for the same wall-clock budget on the same "
              "threads. chemprop learns from the SMILES (2D graph), se3mol from the DFT geometries (SDF). "
              "Test MAE of each tool's best-validation model; wall time of the whole training process "
              "(start-up, featurisation, epochs, its final test pass). A load average above the machine's cores "
@@ -534,7 +540,7 @@ def write_report(stem: Path, results: dict) -> None:
         lines += [f"Machine: {m['cpu']}, {m['cores']} cores; se3mol env torch {m['se3mol_env'].get('torch')}; "
                   f"chemprop env chemprop {cp.get('chemprop')}, torch {cp.get('torch')}, lightning "
                   f"{cp.get('lightning')}, rdkit {cp.get('rdkit')}.", ""]
-    stem.with_name(stem.name + ".md").write_text("\n".join(lines))
+    write_result(stem, "se3mol against chemprop v2 on a QM9 subset", {"tasks": results}, lines)
 
 
 def main() -> None:
@@ -563,14 +569,15 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json, run nothing")
     args = ap.parse_args()
     if args.report_only:
-        write_report(args.out, json.loads(args.out.with_name(args.out.name + ".json").read_text()))
+        write_report(args.out, load_tasks(args.out))
         return
     args.set = args.set or ["hidden=128", "layers=4"]
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if not tools or set(tools) - set(TOOLS):
         ap.error(f"--tools: choose from {', '.join(TOOLS)}")
     if "chemprop" in tools and not (CHEMPROP_ENV / "bin" / "chemprop").exists():
-        ap.error(f"no chemprop in {CHEMPROP_ENV}: run benchmarks/peers/chemprop_env.sh {CHEMPROP_ENV} (or set CHEMPROP_ENV)")
+        ap.error(f"no chemprop in {CHEMPROP_ENV}: run benchmarks/peers/chemprop_env.sh {CHEMPROP_ENV} "
+                 "(or set CHEMPROP_ENV)")
     if args.probe_epochs <= CHEMPROP_WARMUP_EPOCHS:
         ap.error(f"--probe-epochs must exceed chemprop's {CHEMPROP_WARMUP_EPOCHS} warm-up epochs")
 
@@ -580,14 +587,13 @@ def main() -> None:
         print(f"{len(task['bonds_from_smiles'])} SDF molecules have their bonds from QM9's SMILES (no consistent "
               "bond orders from the geometry)", file=sys.stderr)
     key = f"{args.target}-{task['n']['train']}-{task['n']['val']}-{task['n']['test']}"
-    path = args.out.with_name(args.out.name + ".json")
-    results = json.loads(path.read_text()) if path.exists() else {}
+    results = load_tasks(args.out)
     entry = results.get(key, {})
     entry["task"] = {"target": args.target, "unit": QM9_TARGETS[args.target].unit, "n": task["n"],
                      "source": "QM9 (qm9pack via se3mol.data.qm9), first N of each standard-split part",
                      "files": {k: str(v).replace(str(ROOT) + "/", "") for k, v in task["paths"].items()},
                      "sdf_bonds_from_smiles": task["bonds_from_smiles"],
-                     "command": "python -m benchmarks.accuracy.own_data_vs_chemprop " + shlex.join(sys.argv[1:])}
+                     "command": invocation()}
     entry["machine"] = machine()
     for tool in tools:
         stamp = time.strftime("%Y-%m-%d %H:%M")

@@ -11,15 +11,12 @@ measure of what the models reach: 2,000 molecules and 2 epochs are far from conv
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
+from benchmarks._train import train_run
 
 RESULTS = results_dir(__file__)
 
@@ -32,39 +29,26 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     rows = []
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            out = Path(tmp) / name
-            cmd = [sys.executable, "-m", "se3mol", "train", "--model", name, "--dataset", "qm9", "--target", "gap",
-                   "--limit", str(args.limit), "--epochs", str(args.epochs), "--seed", "0", "--out", str(out)]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                rows.append({"model": name, "error": proc.stderr.strip().splitlines()[-1:], "wall_s": round(wall)})
-                print(f"{name}: failed: {proc.stderr[-500:]}", file=sys.stderr)
+            res, wall, error = train_run(["--model", name, "--dataset", "qm9", "--target", "gap", "--limit",
+                                          str(args.limit), "--epochs", str(args.epochs), "--seed", "0"],
+                                         Path(tmp) / name, args.threads)
+            if res is None:
+                rows.append({"model": name, "error": error, "wall_s": round(wall)})
                 continue
-            res = json.loads((out / "results.json").read_text())
             rows.append({"model": name, "val_mae_meV": res["val_mae"]["gap"], "test_mae_meV": res["test_mae"]["gap"],
                          "test_n": res["test_n"], "train_s": res["wall_time_s"], "wall_s": round(wall)})
             print(f"{name}: val {res['val_mae']['gap']:.1f} meV, test {res['test_mae']['gap']:.1f} meV, "
                   f"{wall:.0f} s", file=sys.stderr, flush=True)
-    command = "python -m benchmarks.accuracy.short_qm9_runs " + " ".join(sys.argv[1:])
-    report = {"command": command, "limit": args.limit, "epochs": args.epochs, "target": "gap", "rows": rows,
+    report = {"limit": args.limit, "epochs": args.epochs, "target": "gap", "threads": args.threads, "rows": rows,
               "note": "val/test MAE on the first LIMIT molecules of the standard validation/test splits"}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "short_qm9_runs.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Short QM9 runs: gap, {args.limit} molecules per split, {args.epochs} epochs", "", f"`{command}`", "",
-             "| model | val MAE (meV) | test MAE (meV) | training s | wall s |", "|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['model']} | failed: {r['error']} | | | {r['wall_s']} |")
-        else:
-            lines.append(f"| {r['model']} | {r['val_mae_meV']:.1f} | {r['test_mae_meV']:.1f} | {r['train_s']:.0f} | "
-                         f"{r['wall_s']} |")
-    (RESULTS / "short_qm9_runs.md").write_text("\n".join(lines) + "\n")
-
+    table = [[r["model"], f"failed: {r['error']}", "", "", r["wall_s"]] if "error" in r else
+             [r["model"], f"{r['val_mae_meV']:.1f}", f"{r['test_mae_meV']:.1f}", f"{r['train_s']:.0f}", r["wall_s"]]
+             for r in rows]
+    write_result(RESULTS / "short_qm9_runs", f"Short QM9 runs: gap, {args.limit} molecules per split, "
+                 f"{args.epochs} epochs", report,
+                 md_table(["model", "val MAE (meV)", "test MAE (meV)", "training s", "wall s"], table))
 
 if __name__ == "__main__":
     main()

@@ -14,11 +14,9 @@ Writes ``benchmarks/conformers/results/clash_rule.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from benchmarks._results import results_dir
+from benchmarks._results import results_dir, write_result
 from benchmarks.conformers.conformers import pick_molecules
 
 RESULTS = results_dir(__file__)
@@ -52,15 +50,12 @@ def main() -> None:
                         "pair": f"{i.GetSymbol()}{i.GetIdx() + 1}...{j.GetSymbol()}{j.GetIdx() + 1}",
                         "distance": float(distance[k])})
     ratios = np.array([c["ratio"] for c in closest])
-    report = {"command": "python -m benchmarks.conformers.clash_rule " + " ".join(sys.argv[1:]), "clash_factor": CLASH_FACTOR,
+    report = {"clash_factor": CLASH_FACTOR,
               "n_molecules": len(molecules), "n_with_pairs": len(closest), "min": float(ratios.min()),
               "percentiles": {str(q): float(np.percentile(ratios, q)) for q in (0.1, 1, 5, 50)},
               "below_clash_factor": int((ratios < CLASH_FACTOR).sum()),
               "closest": sorted(closest, key=lambda c: c["ratio"])[:5]}
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Closest approach of atoms 3 or more bonds apart in {len(molecules)} QM9 test molecules (DFT)", "",
-             f"`{report['command']}`", "",
-             f"As a fraction of the two atoms' van der Waals radii's sum (RDKit); `clashes` flags below "
+    lines = [f"As a fraction of the two atoms' van der Waals radii's sum (RDKit); `clashes` flags below "
              f"{CLASH_FACTOR}. Molecules with such pairs: {len(closest)}.", "",
              f"- Minimum over molecules: {report['min']:.3f}; percentiles 0.1 / 1 / 5 / 50: "
              + " / ".join(f"{v:.3f}" for v in report["percentiles"].values()) + ".",
@@ -68,7 +63,8 @@ def main() -> None:
              "| molecule | SMILES | closest pair | distance (A) | fraction |", "|---|---|---|---|---|"]
     lines += [f"| {c['id']} | `{c['smiles']}` | {c['pair']} | {c['distance']:.2f} | {c['ratio']:.3f} |"
               for c in report["closest"]]
-    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
+    write_result(args.out, f"Closest approach of atoms 3 or more bonds apart in {len(molecules)} QM9 test molecules "
+                 "(DFT)", report, lines)
     print("\n".join(lines))
 
 

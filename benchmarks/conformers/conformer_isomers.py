@@ -18,16 +18,14 @@ Writes ``benchmarks/conformers/results/conformer_isomers.{json,md}`` (or ``--out
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks._results import results_dir
+from benchmarks._results import read_result, results_dir, write_result
 from benchmarks.conformers.conformers import pick_molecules
 
 RESULTS = results_dir(__file__)
@@ -58,7 +56,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "conformer_isomers")
     args = p.parse_args()
     if args.join:
-        parts = [json.loads(path.read_text()) for path in args.join]
+        parts = [read_result(path) for path in args.join]
         report = {**parts[0], "command": "; ".join(r["command"] for r in parts) + " (joined with --join)",
                   "rows": sorted((row for r in parts for row in r["rows"]), key=lambda row: row["index"])}
         write(report, args.out)
@@ -90,8 +88,7 @@ def main() -> None:
         rows.append({"index": idx, "id": qm9_id, "smiles": smiles, "rmsd": np.round(d[:, 0], 4).tolist(),
                      "isomers": [isomer(c) for c in confs], "reference_isomer": isomer(ref)})
         print(f"{idx + 1}/{len(molecules)}", file=sys.stderr, flush=True)
-    report = {"command": "python -m benchmarks.conformers.conformer_isomers " + " ".join(sys.argv[1:]),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "split": args.split,
+    report = {"split": args.split,
               "n_molecules": len(molecules), "k": args.conformers, "seed": args.seed, "threshold": args.threshold,
               "model": args.model or "conformers-clofnet-qm9", "rows": rows}
     write(report, args.out)
@@ -100,10 +97,11 @@ def main() -> None:
 def write(report: dict, out: Path) -> None:
     rows = [r for r in report["rows"] if "error" not in r]
     k, t = report["k"], report["threshold"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
+    title = (f"Stereoisomers sampled from stereo-free SMILES ({len(rows)} QM9 {report['split']} molecules, "
+             f"{k} conformers, {report['model']})")
     if len(report["rows"]) < report["n_molecules"]:
-        print(f"wrote {out.with_name(out.name + '.json')} (a part: join the parts for the report)", file=sys.stderr)
+        write_result(out, title, report, [f"A part ({len(report['rows'])} of {report['n_molecules']} molecules): "
+                                          "join the parts with --join for the report."], per_molecule=("rows",))
         return
 
     def covered(r, upto):
@@ -112,9 +110,7 @@ def write(report: dict, out: Path) -> None:
     missed = [r for r in rows if not covered(r, k)]
     has_ref = sum(r["reference_isomer"] in r["isomers"] for r in rows)
     on_ref = [sum(i == r["reference_isomer"] for i in r["isomers"]) for r in missed]
-    lines = [f"# Stereoisomers sampled from stereo-free SMILES ({len(rows)} QM9 {report['split']} molecules, "
-             f"{k} conformers, {report['model']})", "", f"`{report['command']}`", "",
-             f"Measured {report['date']}. Stereo of each conformer and of the DFT reference perceived from 3D; "
+    lines = [f"Stereo of each conformer and of the DFT reference perceived from 3D; "
              f"covered: a conformer within {t} A heavy-atom best RMSD of the reference.", "",
              f"- Stereoisomers per molecule among the {k} conformers: mean "
              f"{statistics.fmean(len(set(r['isomers'])) for r in rows):.2f}, "
@@ -130,7 +126,7 @@ def write(report: dict, out: Path) -> None:
              "| conformers used (the first k') | COV-R |", "|---|---|"]
     lines += [f"| {upto} | {100 * statistics.fmean(covered(r, upto) for r in rows):.1f}% |"
               for upto in sorted({1, 2, 5, k // 2, k} - {0}) if upto <= k]
-    out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
+    write_result(out, title, report, lines, per_molecule=("rows",))
     print("\n".join(lines))
 
 

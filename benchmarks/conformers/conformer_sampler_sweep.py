@@ -11,7 +11,6 @@ writes ``benchmarks/conformers/results/conformer_sampler_sweep.{json,md}`` unles
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import replace
@@ -19,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
 from benchmarks.conformers.conformers import pick_molecules, run_method
 
 RESULTS = results_dir(__file__)
@@ -72,7 +71,8 @@ def main() -> None:
                    help="sample this many times K and keep the K of lowest MMFF94 energy (default: clofnet's, 1.2; "
                         "sweeps before it existed sampled K)")
     p.add_argument("--no-write", action="store_true")
-    p.add_argument("--out", type=Path, default=None, help="results file stem (default results/conformer_sampler_sweep)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results file stem (default benchmarks/conformers/results/conformer_sampler_sweep)")
     args = p.parse_args()
     import torch
     from rdkit import rdBase
@@ -129,21 +129,16 @@ def main() -> None:
     if args.no_write:
         return
     out = args.out or RESULTS / "conformer_sampler_sweep"
-    report = {"command": "python -m benchmarks.conformers.conformer_sampler_sweep " + " ".join(sys.argv[1:]),
-              "split": "QM9 validation split, first molecules", "stereo": args.stereo, "n_molecules": len(molecules),
+    report = {"split": "QM9 validation split, first molecules", "stereo": args.stereo, "n_molecules": len(molecules),
               "k": args.conformers, "rows": rows}
-    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Sampler sweep on {len(molecules)} QM9 validation molecules", "", f"`{report['command']}`", "",
-             f"Input SMILES stereo: {args.stereo}.", "",
-             "| setting | evaluations | COV-R | MAT-R mean (A) | MAT-R median (A) | COV-P | stereo wrong "
-             "| s / molecule |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['setting']} | {r['evaluations']} | {100 * r['cov_r_mean']:.1f}% | {r['mat_r_mean']:.3f} | "
-              f"{r['mat_r_median']:.3f} | "
-              f"{100 * r['cov_p_mean']:.1f}% | {r['stereo_wrong_conformers']} of {r['conformers']} "
-              f"| {r['seconds_per_molecule_mean']:.2f} |" for r in rows]
-    out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
-
+    table = [[r["setting"], r["evaluations"], f"{100 * r['cov_r_mean']:.1f}%", f"{r['mat_r_mean']:.3f}",
+              f"{r['mat_r_median']:.3f}", f"{100 * r['cov_p_mean']:.1f}%",
+              f"{r['stereo_wrong_conformers']} of {r['conformers']}", f"{r['seconds_per_molecule_mean']:.2f}"]
+             for r in rows]
+    write_result(out, f"Sampler sweep on {len(molecules)} QM9 validation molecules", report,
+                 [f"Input SMILES stereo: {args.stereo}.", "",
+                  *md_table(["setting", "evaluations", "COV-R", "MAT-R mean (A)", "MAT-R median (A)", "COV-P",
+                             "stereo wrong", "s / molecule"], table)])
 
 if __name__ == "__main__":
     main()

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks._results import read_result, write_result
 
 KEYS = (("cov_r", "COV-R", 100.0, "%"), ("mat_r", "MAT-R mean", 1.0, " A"), ("cov_p", "COV-P", 100.0, "%"))
 
 
 def rows_by_method(path: Path, method: str) -> dict[str, dict]:
-    report = json.loads(path.read_text())
+    report = read_result(path)  # with its per-molecule lists
     for r in report["results"]:
         if r["method"] == method:
             return {m["id"]: m for m in r["molecules"]}
@@ -53,10 +54,8 @@ def compare(paths: list[Path], a: str, b: str) -> dict:
     return out
 
 
-def markdown(res: dict, command: str) -> str:
-    lines = [f"# `{res['b']}` against `{res['a']}` over {len(res['files'])} seeds, paired by molecule", "",
-             f"`{command}`", "",
-             f"{res['n_molecules']} molecules scored by both methods in every file.", "",
+def markdown(res: dict) -> list[str]:
+    lines = [f"{res['n_molecules']} molecules scored by both methods in every file.", "",
              "| seed | " + " | ".join(f"{name} {side}" for _, name, *_ in KEYS for side in ("a", "b")) + " |",
              "|---|" + "---|" * (2 * len(KEYS))]
     for s in res["per_seed"]:
@@ -70,26 +69,23 @@ def markdown(res: dict, command: str) -> str:
         digits = 1 if scale > 1 else 3
         lines.append(f"- {name}: a {scale * m['a']:.{digits}f}{unit}, b {scale * m['b']:.{digits}f}{unit}, "
                      f"b - a {scale * m['b_minus_a']:+.{digits}f} +- {scale * m['se']:.{digits}f}{unit}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("files", type=Path, nargs="+", help="results JSON of benchmarks/conformers/conformers.py, one per seed")
+    p.add_argument("files", type=Path, nargs="+",
+                   help="results JSON of benchmarks/conformers/conformers.py, one per seed")
     p.add_argument("--a", required=True, help="method row name, e.g. 'clofnet, oversample 1'")
     p.add_argument("--b", required=True, help="method row name, e.g. clofnet")
     p.add_argument("--out", type=Path, default=None, help="write STEM.json and STEM.md")
     args = p.parse_args()
-    command = "python -m benchmarks.conformers.conformer_seeds " + " ".join(
-        f"'{a}'" if " " in a else a for a in sys.argv[1:])
     res = compare(args.files, args.a, args.b)
-    text = markdown(res, command)
-    print(text)
+    lines = markdown(res)
+    print("\n".join(lines))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_name(args.out.name + ".json").write_text(json.dumps({"command": command, **res}, indent=1)
-                                                                + "\n")
-        args.out.with_name(args.out.name + ".md").write_text(text)
+        write_result(args.out, f"`{res['b']}` against `{res['a']}` over {len(res['files'])} seeds, paired by molecule",
+                     res, lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Which K of M sampled conformers to keep: does ranking by MMFF94 energy raise coverage?
 
-    python -m benchmarks.conformers.conformer_selection -n 300 -m 30 [--split val|test] [--seed 0] [--offset 0] [--out STEM]
+    python -m benchmarks.conformers.conformer_selection -n 300 -m 30 [--split val|test] [--seed 0] [--offset 0]
+        [--out STEM]
 
 With QM9's stereo-free SMILES: sample M conformers per molecule with a score model (``--oversample 1``,
 ``--seed``, default 0, as ``se3mol conformers`` does), score every one against the DFT geometry (heavy-atom
@@ -19,15 +20,15 @@ K = 10 kept conformers, the *expected* COV-R at 0.5 A and MAT-R of each way of c
   runs before this rule existed did not record.
 
 The differences to ``K samples`` are paired (same molecules, same samples), with their standard error over
-molecules. Tune on the validation split (the default); ``--split test`` measures. Per-molecule RMSDs and
-energies are written too, so other rules can be tried without sampling again. Writes ``STEM.json`` and
-``STEM.md`` (default ``benchmarks/conformers/results/conformer_selection``).
+molecules. Tune on the validation split (the default); ``--split test`` measures. Writes ``STEM.json`` and
+``STEM.md`` (default ``benchmarks/conformers/results/conformer_selection``), and the per-molecule RMSDs and
+energies to ``per_molecule/STEM.json.gz`` beside them (not kept in git: megabytes), so that other rules can be
+tried without sampling again (``--join``, ``--baseline``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from benchmarks._results import results_dir
+from benchmarks._results import invocation, read_result, results_dir, write_result
 from benchmarks.conformers.conformers import pick_molecules
 
 RESULTS = results_dir(__file__)
@@ -180,9 +181,9 @@ def main() -> None:
                         "compared with the same rule there, paired by molecule")
     p.add_argument("--out", type=Path, default=RESULTS / "conformer_selection", help="results file stem")
     args = p.parse_args()
-    command = "python -m benchmarks.conformers.conformer_selection " + " ".join(sys.argv[1:])
+    command = invocation()
     if args.join:
-        parts = [json.loads(path.read_text()) for path in args.join]
+        parts = [read_result(path) for path in args.join]
         rows = [r for part in parts for r in part["molecules"]]
         args.samples, args.keep, args.split = parts[0]["m"], parts[0]["k"], parts[0]["split"]
         args.precision = parts[0].get("precision", "float32")
@@ -203,23 +204,19 @@ def main() -> None:
         rows = sample_and_score(molecules[args.offset:], args.samples, args.model, args.seed, args.precision)
     table = summarise(rows, args.keep, args.threshold, args.draws)
     if args.baseline:
-        base = json.loads(args.baseline.read_text())
+        base = read_result(args.baseline)
         versus_baseline(table, summarise(base["molecules"], base["k"], base["threshold"], base["draws"]))
         base_name = f"`{args.baseline.name}` ({base.get('precision', 'float32')})"
-    report = {"command": command, "split": args.split, "stereo": "smiles", "seed": args.seed,
+    report = {"split": args.split, "stereo": "smiles", "seed": args.seed,
               "precision": args.precision, "draws": args.draws,
               "baseline": str(args.baseline) if args.baseline else None,
               "n_molecules": len(rows), "n_failed": sum("rmsd" not in r for r in rows), "m": args.samples,
               "k": args.keep, "threshold": args.threshold, "rules": table, "molecules": rows}
-    out = args.out
-    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     split = {"val": "validation", "test": "test"}[args.split]
     distinct = len({r["id"] for r in rows})
     counted = f"{distinct} QM9 {split} molecules" + (f" ({len(rows)} rows: one per molecule and seed)"
                                                      if distinct < len(rows) else "")
-    lines = [f"# Choosing {args.keep} conformers from more samples, {counted}", "",
-             f"`{command}`", "",
-             f"QM9's SMILES (no stereo), default sampler in {args.precision}, seed(s) {args.seed}, "
+    lines = [f"QM9's SMILES (no stereo), default sampler in {args.precision}, seed(s) {args.seed}, "
              f"{args.samples} samples per molecule; heavy-atom best RMSD to the DFT geometry, COV-R at "
              f"{args.threshold} A. Expected values over {args.draws} random subsets of the samples per molecule. "
              f"Failed molecules: {report['n_failed']}.", "",
@@ -237,7 +234,9 @@ def main() -> None:
         if args.baseline:
             cells += [pm(t, "cov_r_minus_baseline", 100, "+.1f"), pm(t, "mat_r_minus_baseline", 1, "+.3f")]
         lines.append("| " + " | ".join(cells) + " |")
-    out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
+    # the samples' RMSDs and energies (to try other rules without sampling again) go to per_molecule/
+    write_result(args.out, f"Choosing {args.keep} conformers from more samples, {counted}", report, lines,
+                 command=command, per_molecule=("molecules", "rules.*.per_molecule"))
     print("\n".join(lines), file=sys.stderr)
 
 

@@ -28,16 +28,13 @@ Writes ``benchmarks/conformers/results/conformers.json`` and ``conformers.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks._results import ROOT, results_dir
+from benchmarks._results import ROOT, describe_machine, read_result, results_dir, write_result
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -48,6 +45,8 @@ from rdkit.Geometry import Point3D  # noqa: E402
 
 RESULTS = results_dir(__file__)
 METHODS = ("etkdg", "etkdg+mmff", "clofnet", "clofnet+relax")
+#: Split off into per_molecule/STEM.json.gz: conformer_seeds.py and stereo_spread_estimate.py read them back.
+PER_MOLECULE = ("results.*.molecules",)
 
 
 def reference_molecule(smiles: str, z: np.ndarray, pos: np.ndarray) -> Chem.Mol:
@@ -207,14 +206,20 @@ def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def write_markdown(report: dict, path: Path) -> None:
+def title(report: dict) -> str:
+    return f"Conformer generation on QM9 test molecules (input stereo: {report.get('stereo', 'smiles')})"
+
+
+def write_report(report: dict, out: Path) -> None:
+    """``out.json`` and ``out.md``; the per-molecule lists go to ``per_molecule/``."""
+    write_result(out, title(report), report, markdown(report), per_molecule=PER_MOLECULE)
+
+
+def markdown(report: dict) -> list[str]:
     lines = [
-        f"# Conformer generation on QM9 test molecules (input stereo: {report.get('stereo', 'smiles')})",
-        "",
-        f"`{report['command']}`  ",
         f"{report['n_molecules']} molecules of the standard QM9 test split, {report['k']} conformers each, "
         f"reference: the B3LYP geometry; heavy-atom best RMSD (RDKit GetBestRMS); COV threshold "
-        f"{report['threshold']} A. Measured {report['date']} on {report['machine']}.",
+        f"{report['threshold']} A; {report.get('threads', '?')} torch thread(s).",
         "",
         "| method | COV-R | COV-R (failures as 0) | MAT-R mean (A) | MAT-R median (A) | COV-P | MAT-P mean (A) "
         "| stereo wrong | torn | clashing | s / molecule | failed |",
@@ -257,12 +262,12 @@ def write_markdown(report: dict, path: Path) -> None:
             lines.append(f"Failures of {r['method']}:")
             lines += [f"- {x['id']} `{x['smiles']}`: {x['error']}" for x in r["failures"]]
             lines.append("")
-    path.write_text("\n".join(lines))
+    return lines
 
 
 def join_reports(paths: list[Path], out: Path) -> None:
     """One report from several runs of this script on the same molecules and settings (methods in order)."""
-    reports = [json.loads(p.read_text()) for p in paths]
+    reports = [read_result(p) for p in paths]
     first = reports[0]
     for p, r in zip(paths[1:], reports[1:], strict=True):
         for key in ("n_molecules", "k", "threshold", "seed", "split", "stereo"):
@@ -271,13 +276,10 @@ def join_reports(paths: list[Path], out: Path) -> None:
     suffix = " (run side by side, joined with --join)"
     commands = list(dict.fromkeys(c for r in reports for c in r.get("commands", [r["command"].removesuffix(suffix)])))
     joined = {**first, "commands": commands, "command": "; ".join(commands) + suffix,
-              "machine": "; ".join(dict.fromkeys(r["machine"] for r in reports)),
+              "machine": "; ".join(dict.fromkeys(describe_machine(r["machine"]) for r in reports)),
               "skipped_methods": [s for r in reports for s in r["skipped_methods"]],
               "results": [x for r in reports for x in r["results"]]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_name(out.name + ".json").write_text(json.dumps(joined, indent=1) + "\n")
-    write_markdown(joined, out.with_name(out.name + ".md"))
-    print(f"wrote {out.with_name(out.name + '.json')} and .md", file=sys.stderr)
+    write_report(joined, out)
 
 
 def main() -> None:
@@ -350,10 +352,7 @@ def main() -> None:
               file=sys.stderr)
         results.append(r)
     report = {
-        "command": "python -m benchmarks.conformers.conformers " + " ".join(sys.argv[1:]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}, "
-                   f"RDKit {rdBase.rdkitVersion}, {args.threads} torch thread(s)",
+        "threads": args.threads,
         "n_molecules": len(molecules),
         "k": args.conformers,
         "threshold": args.threshold,
@@ -366,10 +365,7 @@ def main() -> None:
     }
     if args.quick:
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    write_markdown(report, args.out.with_name(args.out.name + ".md"))
-    print(f"wrote {args.out.with_name(args.out.name + '.json')} and .md", file=sys.stderr)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

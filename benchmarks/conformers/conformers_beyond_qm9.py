@@ -17,14 +17,12 @@ Writes ``benchmarks/conformers/results/conformers_beyond_qm9.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks._results import results_dir
+from benchmarks._results import results_dir, write_result
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -83,21 +81,18 @@ def main() -> None:
                          "mmff_after_median": statistics.median(o.energy_after for o in relaxed),
                          "extrapolation": "; ".join(r.extrapolation) or "none", "seconds": r.seconds})
             print(rows[-1], file=sys.stderr)
-    report = {"command": "python -m benchmarks.conformers.conformers_beyond_qm9 " + " ".join(sys.argv[1:]),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "k": args.conformers, "seed": args.seed,
+    report = {"k": args.conformers, "seed": args.seed, "model": args.model or "conformers-clofnet-qm9",
               "oversample": methods[0].oversample, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    write_markdown(report, args.model, args.out.with_name(args.out.name + ".md"))
+    lines = markdown(report)
+    write_result(args.out, f"Conformers of molecules larger than QM9's ({report['k']} per molecule, seed "
+                 f"{report['seed']}, score model {report['model']}, clofnet oversample {report['oversample']})",
+                 report, lines)
+    print("\n".join(lines))
 
 
-def write_markdown(report: dict, model: str | None, path: Path) -> None:
+def markdown(report: dict) -> list[str]:
     rows = report["rows"]
-    lines = [f"# Conformers of molecules larger than QM9's ({report['k']} per molecule, seed {report['seed']}, "
-             f"score model {model or 'conformers-clofnet-qm9'}, clofnet oversample "
-             f"{report.get('oversample', 'not recorded')})", "",
-             f"`{report['command']}` (measured {report['date']})", "",
-             "| molecule | heavy atoms (all) | method | clashing | torn | closest approach / vdW sum "
+    lines = ["| molecule | heavy atoms (all) | method | clashing | torn | closest approach / vdW sum "
              "| MMFF94 median, as generated (kcal/mol) | after relaxation | extrapolation flagged | s (1 thread) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -112,8 +107,7 @@ def write_markdown(report: dict, model: str | None, path: Path) -> None:
     lines += ["", "Clashing: two atoms 3 or more bonds apart closer than half their van der Waals radii's sum. "
               "Torn: a bond longer than the atoms' covalent radii plus 0.45 A. Both are read on the conformers "
               "as generated; the energies are MMFF94 (RDKit) before and after `--relax`."]
-    path.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ QM9's SMILES specify no stereo, and the score model, left free, lands on whichev
 which is not always the one of the DFT reference. One remedy (OpenEye's "flipper") enumerates the
 stereoisomers the SMILES allows (RDKit ``EnumerateStereoisomers``, unassigned elements only) and gives each
 isomer a share of the K conformers. This script estimates, before anyone builds it, what that would do to
-COV-R on the 200 test molecules of ``benchmarks/conformers/results/conformers*.json``, from conformers already generated:
+COV-R on the 200 test molecules of ``benchmarks/conformers/results/conformers*.json``, from conformers already
+generated:
 
 - ``conformers.json`` (clofnet, QM9 SMILES, stereo free): per molecule, how many of the 10 conformers lie
   within the threshold of the reference (``cov_p`` x 10);
@@ -30,8 +31,6 @@ Writes ``benchmarks/conformers/results/stereo_spread_estimate.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from math import comb
 from pathlib import Path
@@ -41,13 +40,13 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 
-from benchmarks._results import results_dir
+from benchmarks._results import read_result, results_dir, write_result
 
 RESULTS = results_dir(__file__)
 
 
 def _rows(path: Path, method: str) -> dict[str, dict]:
-    report = json.loads(path.read_text())
+    report = read_result(path)  # with its per-molecule lists
     (result,) = [r for r in report["results"] if r["method"] == method]
     return {m["id"]: m for m in result["molecules"]}
 
@@ -126,15 +125,11 @@ def main() -> None:
             for f in range(k, -1, -1)]
     screens = [embedding_screen({m: r["smiles"] for m, r in free.items()},
                                 {m: r["smiles"] for m, r in ref.items()}, a) for a in (1, 3)]
-    report = {"command": "python -m benchmarks.conformers.stereo_spread_estimate " + " ".join(sys.argv[1:]),
-              "free": str(args.free),
-              "reference": str(args.reference), "method": args.method, "k": k, "n_molecules": len(free),
+    report = {"free": str(args.free), "reference": str(args.reference), "method": args.method, "k": k,
+              "n_molecules": len(free),
               "isomer_counts": {int(n): int(c) for n, c in enumerate(counts) if c},
               "estimates": rows, "embedding_screens": screens}
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Spreading conformers over stereoisomers: estimated COV-R ({len(free)} QM9 test molecules, "
-             f"{k} conformers, {args.method})", "", f"`{report['command']}`", "",
-             "Estimated from the conformers of the stereo-free and reference-stereo runs (see the script's "
+    lines = ["Estimated from the conformers of the stereo-free and reference-stereo runs (see the script's "
              "docstring); the first row is the measured stereo-free COV-R.", "",
              "| free | spread over isomers | COV-R (estimate) |", "|---|---|---|"]
     lines += [f"| {r['free']} | {r['spread']} | {100 * r['cov_r_estimate']:.1f}% |" for r in rows]
@@ -152,7 +147,8 @@ def main() -> None:
     lines += ["", "Isomers are compared as canonical isomeric SMILES. \"Enumerated\" can fall short of the molecules "
               "with isomers where the enumeration assigns an element (e.g. a ring nitrogen) that the reference's "
               "perceived stereo leaves unassigned; those molecules count as not kept either."]
-    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
+    write_result(args.out, f"Spreading conformers over stereoisomers: estimated COV-R ({len(free)} QM9 test "
+                 f"molecules, {k} conformers, {args.method})", report, lines)
     print("\n".join(lines))
 
 

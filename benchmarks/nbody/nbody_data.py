@@ -22,15 +22,13 @@ Writes ``benchmarks/nbody/results/nbody_data.json`` and ``.md``.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import time
 
 import numpy as np
 import torch
 
-from benchmarks._results import results_dir
+from benchmarks._results import results_dir, write_result
 from se3mol.data.nbody import (
     SPLIT_SIZES,
     NBodyConfig,
@@ -103,16 +101,11 @@ def main() -> None:
             "published_linear_test_mse": PUBLISHED_LINEAR_MSE,
         },
         "rotation_sensitivity": {"test_mse_rotated_vs_target": rot_mse, "fraction_of_systems_affected": rot_frac},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor(),
-                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "nbody_data.json").write_text(json.dumps(result, indent=2) + "\n")
     lin = result["linear"]
     lines = [
-        "# N-body data set (EGNN `nbody_small`)",
-        "",
-        "Command: `OMP_NUM_THREADS=1 python -m benchmarks.nbody.nbody_data` (simulates from scratch, no cache).",
+        "Simulated from scratch, no cache; run with `OMP_NUM_THREADS=1`.",
         "",
         "| split | systems | seconds | fraction q = +1 | std of x | mean speed | clipped input -> target |",
         "|---|---|---|---|---|---|---|",
@@ -137,7 +130,7 @@ def main() -> None:
         f"rotated and rotating back gives MSE {rot_mse:.4f} against the target ({rot_frac:.1%} of systems differ); "
         f"an exactly rotation-equivariant model cannot beat about half of that ({rot_mse / 2:.4f}) on average.",
     ]
-    (RESULTS / "nbody_data.md").write_text("\n".join(lines) + "\n")
+    write_result(RESULTS / "nbody_data", "N-body data set (EGNN `nbody_small`)", result, lines)
     print("\n".join(lines))
 
 

@@ -11,15 +11,12 @@ epochs) in its own process; the best-validation checkpoint's test MSE (2,000 sys
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
+from benchmarks._train import train_run
 
 RESULTS = results_dir(__file__)
 # Satorras et al. 2021, Table 2 (MSE on positions 1,000 steps ahead); ClofNet: Du et al. 2022.
@@ -40,44 +37,28 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "nbody_models", help="results file stem (.json, .md appended)")
     args = p.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            run = Path(tmp) / name
-            cmd = [sys.executable, "-m", "se3mol", "train", "--dataset", "nbody", "--model", name,
-                   *CONFIGS.get(name, []), "--epochs", str(args.epochs), "--batch-size", "100", "--lr", "5e-4",
-                   "--seed", "0", "--out", str(run)]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                rows.append({"model": name, "error": proc.stderr.strip().splitlines()[-1:]})
-                print(f"{name} failed:\n{proc.stderr[-800:]}", file=sys.stderr)
+            train_args = ["--dataset", "nbody", "--model", name, *CONFIGS.get(name, []), "--epochs", str(args.epochs),
+                          "--batch-size", "100", "--lr", "5e-4", "--seed", "0"]
+            res, wall, error = train_run(train_args, Path(tmp) / name, args.threads)
+            if res is None:
+                rows.append({"model": name, "error": error})
                 continue
-            res = json.loads((run / "results.json").read_text())
             rows.append({"model": name, "test_mse": res["test"]["mse"], "val_mse": res["val"]["mse"],
                          "published_mse": PUBLISHED.get(name), "epochs": res["epochs_run"],
                          "best_epoch": res["best_epoch"], "train_s": res["wall_time_s"], "wall_s": round(wall),
-                         "command": " ".join(["se3mol", *cmd[3:-2]])})
+                         "command": " ".join(["se3mol", "train", *train_args])})
             print(f"{name}: test MSE {res['test']['mse']:.4f} (published {PUBLISHED.get(name)}), {wall:.0f} s",
                   file=sys.stderr, flush=True)
-    report = {"command": "python -m benchmarks.nbody.nbody_models " + " ".join(sys.argv[1:]), "threads": args.threads,
-              "published": PUBLISHED, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = ["# N-body: test MSE of positions 1,000 steps ahead (3,000 train / 2,000 val / 2,000 test)", "",
-             f"`{report['command']}`", "",
-             "| model | our test MSE | published | epochs (best) | training s |", "|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['model']} | failed: {r['error']} | | | |")
-        else:
-            lines.append(f"| {r['model']} | {r['test_mse']:.4f} | {r['published_mse']} | {r['epochs']} "
-                         f"({r['best_epoch']}) | {r['train_s']:.0f} |")
-    lines.append(f"| linear (x + c v) | 0.0836 (benchmarks/nbody/nbody_data.py) | {PUBLISHED['linear']} | | |")
-    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
-
+    report = {"threads": args.threads, "published": PUBLISHED, "rows": rows}
+    table = [[r["model"], f"failed: {r['error']}", "", "", ""] if "error" in r else
+             [r["model"], f"{r['test_mse']:.4f}", r["published_mse"], f"{r['epochs']} ({r['best_epoch']})",
+              f"{r['train_s']:.0f}"] for r in rows]
+    table.append(["linear (x + c v)", "0.0836 (benchmarks/nbody/nbody_data.py)", PUBLISHED["linear"], "", ""])
+    write_result(args.out, "N-body: test MSE of positions 1,000 steps ahead (3,000 train / 2,000 val / 2,000 test)",
+                 report, md_table(["model", "our test MSE", "published", "epochs (best)", "training s"], table))
 
 if __name__ == "__main__":
     main()

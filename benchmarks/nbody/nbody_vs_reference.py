@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import ROOT, results_dir
+from benchmarks._results import ROOT, invocation, results_dir, write_result
 from se3mol.data.nbody import NBodyConfig, initial_states, simulate
 
 RESULTS = results_dir(__file__)
@@ -88,14 +88,9 @@ def main() -> None:
             "trajectories": [{"charges": r[2].tolist(), **{f"loc_frame{f}": r[0][f].tolist() for f in frames},
                               **{f"vel_frame{f}": r[1][f].tolist() for f in frames}} for r in ref[:3]],
         }, indent=1) + "\n")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "nbody_vs_reference.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        "# N-body generator vs the EGNN reference",
-        "",
         f"First {args.n} training trajectories of `generate_dataset.py --seed 43 --sufix small`, reference "
-        f"simulator run from `{args.reference.name}`; command: "
-        "`python -m benchmarks.nbody.nbody_vs_reference --reference .../synthetic_sim.py`.",
+        f"simulator run from `{args.reference.name}`.",
         "",
         f"Charges identical: {charges_equal}. Trajectories with a clipped force by frame 40: "
         f"{result['trajectories_with_clipping_by_frame_40']:.0%}. Time: reference {t_ref:.1f} s, "
@@ -108,7 +103,10 @@ def main() -> None:
         lines.append(f"| {f} ({(f + 1) * config.sample_freq}) | {d['max_abs_loc']:.2e} | {d['median_abs_loc']:.2e} "
                      f"| {d['max_abs_vel']:.2e} | {d['fraction_loc_within_1e-6']:.0%} "
                      f"| {d['fraction_loc_within_1e-3']:.0%} |")
-    (RESULTS / "nbody_vs_reference.md").write_text("\n".join(lines) + "\n")
+    # --reference names a file on this machine: the recorded command shows only its name
+    command = invocation().replace(str(args.reference), f".../{args.reference.name}")
+    write_result(RESULTS / "nbody_vs_reference", "N-body generator vs the EGNN reference", result, lines,
+                 command=command)
     print("\n".join(lines))
 
 

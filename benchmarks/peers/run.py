@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,8 @@ from pathlib import Path
 import torch
 
 from benchmarks._isolated import run_isolated
-from benchmarks._results import ROOT, results_dir
+from benchmarks._results import ROOT, machine, results_dir, write_result
+from benchmarks.accuracy.time_to_accuracy import load_configurations
 from benchmarks.peers import peers
 from benchmarks.speed.models_throughput import WORKER as MODEL_WORKER
 
@@ -256,8 +256,7 @@ def main() -> None:
     sizes = ("small",) if a.quick else ("small", "paper")
     here = str(ROOT)
     res: dict = {"mode": name, "threads": a.threads, "batch_size": a.batch_size, "steps": steps,
-                 "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                             "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability()},
+                 "machine": {**machine(), "capability": torch.backends.cpu.get_cpu_capability()},
                  "git": subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
                                        text=True).stdout.strip()}
     avail = peers.available_peers(a.peer_python) if Path(a.peer_python).exists() else {"error": "no peer env"}
@@ -321,18 +320,15 @@ def main() -> None:
     res["predict"] = predict_vs_inference(2000 if a.quick else 20000, a.threads)
     print(json.dumps(res["predict"]), flush=True)
     # 5: time to accuracy, from its own (60-minute) benchmark.
-    tta = RESULTS / "time_to_accuracy.json"
-    res["time_to_accuracy"] = json.loads(tta.read_text()) if tta.exists() else {}
+    res["time_to_accuracy"] = load_configurations()
     res["wall_s"] = round(time.perf_counter() - t_start, 1)
     res["goals"] = goals(res)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"run_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (RESULTS / f"run_{name}.md").write_text(markdown(res))
-    print(markdown(res))
+    write_result(RESULTS / f"run_{name}", f"Benchmarks against peers (--{res['mode']})", res, markdown(res))
+    print("\n".join(markdown(res)))
 
 
 def predict_vs_inference(n: int, threads: int) -> dict:
-    import predict_scale as ps
+    from benchmarks.predict import predict_scale as ps
 
     pool = ps.molblock_pool(min(n, 2000))
     with tempfile.TemporaryDirectory() as d:
@@ -389,11 +385,9 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def markdown(res: dict) -> str:
+def markdown(res: dict) -> list[str]:
     m = res["machine"]
-    lines = [f"# Benchmarks ({'--quick' if res['mode'] == 'quick' else '--full'}: python -m benchmarks.peers.run "
-             f"--{res['mode']})", "",
-             f"se3mol {res['git']}; {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['capability']}); "
+    lines = [f"se3mol {res['git']}; {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['capability']}); "
              f"{res['threads']} torch threads everywhere; batches of {res['batch_size']} QM9 training molecules "
              f"(the same for every implementation); {res['steps']} timed steps; total {res['wall_s']:.0f} s.", "",
              "## Goals", "", "| goal | measured | met |", "| --- | --- | --- |"]
@@ -458,7 +452,7 @@ def markdown(res: dict) -> str:
         for cname, r in res["time_to_accuracy"].items():
             lines.append(f"| {cname} | " + ", ".join(f"{q['time_s'] / 60:.0f}: {q['val_mae_gap_meV']:.0f}"
                                                      for q in r["curve"]) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._isolated import run_isolated
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
 
 RESULTS = results_dir(__file__)
 
@@ -126,30 +126,25 @@ def main() -> None:
                 rows.append({"impl": impl, "depth": depth, "degrees": f"0-{a.degrees}", "channels": a.channels,
                              "heads": a.heads, "molecules": a.molecules, "atoms": a.atoms, **r})
                 print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "se3_transformer_vs_peer.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["# SE(3)-Transformer: se3mol vs se3-transformer-pytorch (python -m benchmarks.peers.se3_transformer_vs_peer)",
-             "", f"{a.molecules} QM9 molecules of {a.atoms} atoms, fully connected; degrees 0-{a.degrees}, "
-             f"{a.channels} channels, {a.heads} heads; {a.threads} torch thread(s) per run; memory cap "
-             f"{a.mem_cap_gb} GB per run. Load = 1-minute load average of the machine (2 cores) before/after "
-             "each run: above ~1 other jobs were competing, which slows both implementations.", "",
-             "| impl | depth | infer mol/s | train mol/s | peak RSS GB | parameters | load | note |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     nan = float("nan")
-    for r in rows:
-        lines.append(f"| {r['impl']} | {r['depth']} | {r.get('infer_molecules_per_s', nan):.3g} | "
-                     f"{r.get('train_molecules_per_s', nan):.3g} | {r.get('peak_rss_gb', nan):.2f} | "
-                     f"{r.get('parameters', '')} | {r['load_before']:.1f}/{r['load_after']:.1f} | "
-                     f"{r.get('error', '')} |")
-    lines += ["", "| depth | se3mol / peer, infer | se3mol / peer, train | peer / se3mol, peak RSS |",
-              "| --- | --- | --- | --- |"]
+    lines = [f"{a.molecules} QM9 molecules of {a.atoms} atoms, fully connected; degrees 0-{a.degrees}, "
+             f"{a.channels} channels, {a.heads} heads; {a.threads} torch thread(s) per run; memory cap "
+             f"{a.mem_cap_gb} GB per run. Load = 1-minute load average of the machine before/after each run: above "
+             "the number of cores other jobs were competing, which slows both implementations.", "",
+             *md_table(["impl", "depth", "infer mol/s", "train mol/s", "peak RSS GB", "parameters", "load", "note"],
+                       [[r["impl"], r["depth"], f"{r.get('infer_molecules_per_s', nan):.3g}",
+                         f"{r.get('train_molecules_per_s', nan):.3g}", f"{r.get('peak_rss_gb', nan):.2f}",
+                         r.get("parameters", ""), f"{r['load_before']:.1f}/{r['load_after']:.1f}", r.get("error", "")]
+                        for r in rows]), ""]
+    ratios = []
     for depth in sorted({r["depth"] for r in rows}):
         ours, peer = ({r["impl"]: r for r in rows if r["depth"] == depth}.get(k, {}) for k in ("se3mol", "peer"))
         ratio = [ours.get(key, nan) / peer.get(key, nan) for key in ("infer_molecules_per_s", "train_molecules_per_s")]
-        lines.append(f"| {depth} | {ratio[0]:.0f}x | {ratio[1]:.0f}x | "
-                     f"{peer.get('peak_rss_gb', nan) / ours.get('peak_rss_gb', nan):.1f}x |")
-    (RESULTS / "se3_transformer_vs_peer.md").write_text("\n".join(lines) + "\n")
-
+        ratios.append([depth, f"{ratio[0]:.0f}x", f"{ratio[1]:.0f}x",
+                       f"{peer.get('peak_rss_gb', nan) / ours.get('peak_rss_gb', nan):.1f}x"])
+    lines += md_table(["depth", "se3mol / peer, infer", "se3mol / peer, train", "peer / se3mol, peak RSS"], ratios)
+    write_result(RESULTS / "se3_transformer_vs_peer", "SE(3)-Transformer: se3mol against se3-transformer-pytorch",
+                 {"rows": rows}, lines)
 
 if __name__ == "__main__":
     main()

@@ -24,9 +24,9 @@ Writes ``benchmarks/predict/results/predict_scale.json`` and ``predict_scale.md`
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -37,38 +37,20 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._results import ROOT, results_dir
+from benchmarks._qm9 import bonded_test_molecules
+from benchmarks._results import ROOT, results_dir, write_result
 
 RESULTS = results_dir(__file__)
+TITLE = "`se3mol predict` at scale"
 
 
 def molblock_pool(n: int) -> list[tuple[str, str]]:
     """``n`` distinct QM9 test molecules as (name, V2000 molblock with bonds), geometry as in QM9."""
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem import rdDetermineBonds
+    from rdkit import Chem
 
-    from se3mol.data import load_qm9, standard_split
-
-    RDLogger.DisableLog("rdApp.*")  # DetermineBonds complains about the molecules it leaves out
-    q = load_qm9(verbose=False)
-    idx = standard_split()["test"]
-    table = Chem.GetPeriodicTable()
-    pool: list[tuple[str, str]] = []
-    k = 0
-    while len(pool) < n:
-        m = q.molecule(int(idx[k]))
-        k += 1
-        xyz = f"{m.n_atoms}\n\n" + "\n".join(
-            f"{table.GetElementSymbol(int(z))} {x:.6f} {y:.6f} {zz:.6f}"
-            for z, (x, y, zz) in zip(m.z, m.pos, strict=True))
-        mol = Chem.MolFromXYZBlock(xyz)
-        try:
-            rdDetermineBonds.DetermineBonds(mol, charge=0)
-        except ValueError:
-            continue  # no consistent bond orders: leave it out of the pool
-        block = Chem.MolToMolBlock(mol, kekulize=True)
-        pool.append((m.name, block.split("\n", 1)[1]))  # without the title line, which each copy gets anew
-    return pool
+    # without the title line, which each copy gets anew
+    return [(name, Chem.MolToMolBlock(mol, kekulize=True).split("\n", 1)[1])
+            for name, mol in itertools.islice(bonded_test_molecules(), n)]
 
 
 def write_sdf(path: Path, n: int, pool: list[tuple[str, str]]) -> None:
@@ -186,15 +168,14 @@ def main() -> None:
                     help="rewrite predict_scale.md from predict_scale.json, measuring nothing")
     a = ap.parse_args()
     if a.markdown_only:
-        (RESULTS / "predict_scale.md").write_text(markdown(json.loads((RESULTS / "predict_scale.json").read_text())))
+        res = json.loads((RESULTS / "predict_scale.json").read_text())
+        write_result(RESULTS / "predict_scale", TITLE, res, markdown(res))
         return
 
     pool = molblock_pool(a.pool)
+    torch.set_num_threads(a.threads)
     res: dict = {
-        "command": "python -m benchmarks.predict.predict_scale " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": a.threads, "torch": torch.__version__,
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "threads": a.threads, "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
         "input": f"SDF, QM9 test-split molecules with DFT geometries and perceived bonds, {len(pool)} distinct, "
                  "repeated with new titles",
         "runs": [],
@@ -233,18 +214,18 @@ def save(res: dict) -> None:
         "hours": round((1_000_000 / big["molecules_per_s_steady"] + big["startup_and_model_load_s"]) / 3600, 2),
         "peak_rss_mb": big["peak_rss_mb"],
     }
-    res["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "predict_scale.json").write_text(json.dumps(res, indent=2) + "\n")
-    (RESULTS / "predict_scale.md").write_text(markdown(res))
+    res["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+    write_result(RESULTS / "predict_scale", TITLE, res, markdown(res))
 
 
-def markdown(res: dict) -> str:
-    m = res["machine"]
+def markdown(res: dict) -> list[str]:
+    """The tables and notes below the header, from the JSON (``--markdown-only`` reads it back)."""
+    m = res.get("machine", {})  # results written before the shared writer kept threads and loads in "machine"
+    threads = res.get("threads", m.get("torch_threads"))
+    load = res.get("load_average") or {"start": m.get("load_average_at_start"), "end": m.get("load_average_at_end")}
     lines = [
-        "# `se3mol predict` at scale (python -m benchmarks.predict.predict_scale)", "",
-        f"Machine: {m['cores']} cores, {m['torch_threads']} torch thread(s), torch {m['torch']}; load average "
-        f"{m['load_average_at_start']} at the start and {m['load_average_at_end']} at the end (1, 5, 15 min). "
+        f"{threads} torch thread(s); load average "
+        f"{load['start']} at the start and {load['end']} at the end (1, 5, 15 min). "
         "Other jobs (a training run of another agent) share these 2 cores, so absolute rates are lower bounds "
         "and vary between runs; the background featurising thread competes with them for the second core.", "",
         f"Input: {res['input']}. Model: the shipped default `{res['runs'][0]['pure_inference']['model']}`. "
@@ -290,7 +271,7 @@ def markdown(res: dict) -> str:
         f"Extrapolation to 1,000,000 molecules (not measured): {e['hours']} h at the steady rate of the "
         f"{big['molecules']:,}-molecule run, peak RSS {e['peak_rss_mb']} MB ({e['basis']}).", "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@ transformation to ``benchmarks/quality/results/equivariance.{json,md}``.
 
 from __future__ import annotations
 
-import json
 import sys
 
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
 
 RESULTS = results_dir(__file__)
 
@@ -34,23 +33,21 @@ def main() -> None:
             rows.append({"model": spec, "output": r.output, "kind": r.kind, "transform": r.transform,
                          "max_rel_error": r.max_rel_error, "status": r.status})
         print(f"{spec}: {'pass' if report.passed else 'FAIL'}", file=sys.stderr, flush=True)
-    (RESULTS / "equivariance.json").write_text(json.dumps({"command": "python -m benchmarks.quality.equivariance_report",
-                                                            "rows": rows}, indent=1) + "\n")
     transforms = ("rotation", "reflection", "translation", "permutation")
-    lines = ["# Equivariance: worst relative error, float64, 5 molecules of 3-14 atoms, 3 trials per kind", "",
-             "`python -m benchmarks.quality.equivariance_report` (tolerance 1e-9; 'n/e' = not expected: ClofNet is "
-             "SE(3)- but not reflection-equivariant)", "",
-             "| model | output (kind) | " + " | ".join(transforms) + " |", "|---|---|" + "---|" * len(transforms)]
     keys = sorted({(r["model"], r["output"], r["kind"]) for r in rows}, key=lambda k: (specs.index(k[0]), k[1]))
+    table = []
     for model, output, kind in keys:
         cells = []
         for t in transforms:
             r = next(x for x in rows if (x["model"], x["output"], x["transform"]) == (model, output, t))
             cell = f"{r['max_rel_error']:.1e}"
             cells.append(cell + (" n/e" if r["status"] == "not expected" else " FAIL" if r["status"] == "FAIL" else ""))
-        lines.append(f"| {model} | {output} ({kind}) | " + " | ".join(cells) + " |")
-    (RESULTS / "equivariance.md").write_text("\n".join(lines) + "\n")
-
+        table.append([model, f"{output} ({kind})", *cells])
+    write_result(RESULTS / "equivariance",
+                 "Equivariance: worst relative error, float64, 5 molecules of 3-14 atoms, 3 trials per kind",
+                 {"tolerance": 1e-9, "rows": rows},
+                 ["Tolerance 1e-9; 'n/e' = not expected: ClofNet is SE(3)- but not reflection-equivariant.", "",
+                  *md_table(["model", "output (kind)", *transforms], table)])
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,7 @@ import time
 import torch
 
 from benchmarks._isolated import run_isolated
-from benchmarks._results import ROOT, results_dir
+from benchmarks._results import ROOT, md_table, results_dir, write_result
 from benchmarks.speed.models_throughput import WORKER
 
 RESULTS = results_dir(__file__)
@@ -84,20 +84,19 @@ def main() -> None:
             res["egnn_paper"][f"{label}, deterministic {'on' if det == '1' else 'off'}"] = r
             print(label, det, r, flush=True)
     res["load_after"] = os.getloadavg()[0]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "aggregation.json").write_text(json.dumps(res, indent=2) + "\n")
     m = res["micro"]
-    lines = ["# Index sums and gathers (python -m benchmarks.speed.aggregation)", "",
-             f"{a.threads} torch threads; load {res['load_before']:.2f} before, {res['load_after']:.2f} after. "
+    lines = [f"{a.threads} torch threads; load {res['load_before']:.2f} before, {res['load_after']:.2f} after. "
              f"Micro: one batch of 96 QM9 molecules, full graph ({m['edges']} edges, {m['atoms']} atoms, 128 "
-             "features).", "", "| operation | default ms | deterministic ms |", "| --- | --- | --- |"]
-    lines += [f"| {k} | {m['default'][k]} | {m['deterministic'][k]} |" for k in m["default"]]
-    lines += ["", "EGNN paper size (7 x 128, full graph, batch 96), training molecules/s "
-              "(`se3mol train` runs deterministic):", "", "| code | molecules/s |", "| --- | --- |"]
-    lines += [f"| {k} | {v.get('train_molecules_per_s', float('nan')):.1f} |" for k, v in res["egnn_paper"].items()]
-    (RESULTS / "aggregation.md").write_text("\n".join(lines) + "\n")
+             "features).", "",
+             *md_table(["operation", "default ms", "deterministic ms"],
+                       [[k, m["default"][k], m["deterministic"][k]] for k in m["default"]]),
+             "", "EGNN paper size (7 x 128, full graph, batch 96), training molecules/s "
+             "(`se3mol train` runs deterministic):", "",
+             *md_table(["code", "molecules/s"], [[k, f"{v.get('train_molecules_per_s', float('nan')):.1f}"]
+                                                for k, v in res["egnn_paper"].items()])]
+    write_result(RESULTS / "aggregation", "Index sums and gathers: index_add_ and x[index] against Segments", res,
+                 lines)
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()

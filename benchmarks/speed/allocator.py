@@ -7,8 +7,8 @@ For the first N QM9 test molecules (stereo-free SMILES), a child process that ha
 shipped score model and samples ceil(F K) conformers per molecule with ``ScoreSampler.sample``, as
 ``se3mol conformers`` does; the children alternate between the two allocator settings (``--repeats`` rounds),
 so that a machine that slows down or speeds up meanwhile affects both alike. A process that first loaded QM9
-(as ``benchmarks/conformers/conformers.py`` does) has raised glibc's mmap threshold by freeing large arrays, so this must
-run in fresh processes to see what a user's ``se3mol conformers`` sees. Writes ``STEM.json`` and ``STEM.md``
+(as ``benchmarks/conformers/conformers.py`` does) has raised glibc's mmap threshold by freeing large arrays, so
+this must run in fresh processes to see what a user's ``se3mol conformers`` sees. Writes ``STEM.json`` and ``STEM.md``
 (default ``benchmarks/speed/results/allocator``).
 """
 
@@ -18,12 +18,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
 from benchmarks.conformers.conformers import pick_molecules
 
 RESULTS = results_dir(__file__)
@@ -85,21 +84,15 @@ def main() -> None:
             rows.append(row)
             print(f"{samples} samples, {precision}: {row['seconds_default']:.3f} s -> {row['seconds_kept']:.3f} s "
                   f"per molecule ({row['speedup']:.2f}x)", file=sys.stderr)
-    command = "python -m benchmarks.speed.allocator " + " ".join(sys.argv[1:])
-    report = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), "
-                                             f"Python {platform.python_version()}",
-              "molecules": len(smiles), "threads": args.threads, "rows": rows}
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Sampling time with and without `keep_freed_memory`, {len(smiles)} QM9 test molecules", "",
-             f"`{command}`", "", f"{report['machine']}; {args.threads} torch threads; each figure the best of "
-             f"{args.repeats} fresh processes (alternating), seconds per molecule for the sampler alone "
-             "(no selection, no output).", "",
-             "| samples | precision | glibc defaults (s) | keep_freed_memory (s) | speed-up |", "|---|---|---|---|---|"]
-    lines += [f"| {r['samples']} | {r['precision']} | {r['seconds_default']:.3f} | {r['seconds_kept']:.3f} "
-              f"| {r['speedup']:.2f}x |" for r in rows]
-    args.out.with_name(args.out.name + ".md").write_text("\n".join(lines) + "\n")
+    report = {"molecules": len(smiles), "threads": args.threads, "rows": rows}
+    lines = [f"{args.threads} torch threads; each figure the best of {args.repeats} fresh processes (alternating), "
+             "seconds per molecule for the sampler alone (no selection, no output).", "",
+             *md_table(["samples", "precision", "glibc defaults (s)", "keep_freed_memory (s)", "speed-up"],
+                       [[r["samples"], r["precision"], f"{r['seconds_default']:.3f}", f"{r['seconds_kept']:.3f}",
+                         f"{r['speedup']:.2f}x"] for r in rows])]
+    write_result(args.out, f"Sampling time with and without `keep_freed_memory`, {len(smiles)} QM9 test molecules",
+                 report, lines)
     print("\n".join(lines), file=sys.stderr)
-
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """Training and inference throughput and peak memory of every registered family, small and paper-size.
 
-    python -m benchmarks.speed.models_throughput            # writes benchmarks/speed/results/models_throughput.{json,md}
+    python -m benchmarks.speed.models_throughput     # writes benchmarks/speed/results/models_throughput.{json,md}
 
 On real QM9 batches (96 molecules from the training split), one fresh process per configuration
 (peak RSS = that process's ru_maxrss, capped by --mem-cap-gb). Paper sizes: EGNN 7 layers x 128 on
@@ -21,7 +21,7 @@ import os
 import sys
 
 from benchmarks._isolated import run_isolated
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
 
 RESULTS = results_dir(__file__)
 
@@ -85,7 +85,11 @@ def main() -> None:
     a = ap.parse_args()
     only = [x for x in a.only.split(",") if x]
     previous = RESULTS / "models_throughput.json"
-    kept = {(r["model"], r["size"]): r for r in json.loads(previous.read_text())} if only and previous.exists() else {}
+    if only and previous.exists():
+        old = json.loads(previous.read_text())
+        kept = {(r["model"], r["size"]): r for r in (old["rows"] if isinstance(old, dict) else old)}
+    else:
+        kept = {}
     rows = []
     for name, size, graph, cfg in CONFIGS:
         if only and name not in only:
@@ -98,23 +102,21 @@ def main() -> None:
         rows.append({"model": name, "size": size, "graph": graph, "config": cfg, "batch_size": a.batch_size, **r,
                      "threads": a.threads or "default", "load_before": load_before, "load_after": os.getloadavg()[0]})
         print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "models_throughput.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["# Model throughput (python -m benchmarks.speed.models_throughput)", "",
-             f"QM9 training batches of {a.batch_size} molecules; one process per row; memory cap {a.mem_cap_gb} GB. "
-             "Threads: torch threads of the run (default = one per core, 2 here). Load: the machine's 1-minute load "
-             "average before/after the run (2 cores; above ~1, other jobs were competing and slowed the run).",
-             "", "| model | size | graph | config | train mol/s | infer mol/s | peak RSS GB | parameters | threads | "
-             "load | note |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     nan = float("nan")
+    table = []
     for r in rows:
         train, infer = r.get("train_molecules_per_s", nan), r.get("infer_molecules_per_s", nan)
         load = f"{r['load_before']:.1f}/{r['load_after']:.1f}" if "load_before" in r else "not recorded"
-        lines.append(f"| {r['model']} | {r['size']} | {r['graph']} | `{json.dumps(r['config'])}` | {train:.1f} | "
-                     f"{infer:.1f} | {r.get('peak_rss_gb', nan):.2f} | {r.get('parameters', '')} | "
-                     f"{r.get('threads', 'default')} | {load} | {r.get('error', '')} |")
-    (RESULTS / "models_throughput.md").write_text("\n".join(lines) + "\n")
-
+        table.append([r["model"], r["size"], r["graph"], f"`{json.dumps(r['config'])}`", f"{train:.1f}", f"{infer:.1f}",
+                      f"{r.get('peak_rss_gb', nan):.2f}", r.get("parameters", ""), r.get("threads", "default"), load,
+                      r.get("error", "")])
+    write_result(RESULTS / "models_throughput", "Model throughput: every family, small and paper size",
+                 {"batch_size": a.batch_size, "steps": a.steps, "mem_cap_gb": a.mem_cap_gb, "rows": rows}, [
+        f"QM9 training batches of {a.batch_size} molecules; one process per row; memory cap {a.mem_cap_gb} GB. "
+        "Threads: torch threads of the run (default = one per core). Load: the machine's 1-minute load average "
+        "before/after the run (above the number of cores, other jobs were competing and slowed the run).", "",
+        *md_table(["model", "size", "graph", "config", "train mol/s", "infer mol/s", "peak RSS GB", "parameters",
+                   "threads", "load", "note"], table)])
 
 if __name__ == "__main__":
     main()

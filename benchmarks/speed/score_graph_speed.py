@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
 from benchmarks.conformers.conformers import pick_molecules
 
 RESULTS = results_dir(__file__)
@@ -67,23 +65,18 @@ def main() -> None:
                 near.score(b_near, sigma)
             t_near += time.perf_counter() - t0
     n = len(molecules) * args.repeats
-    report = {"command": "python -m benchmarks.speed.score_graph_speed " + " ".join(sys.argv[1:]),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "threads": args.threads,
+    report = {"threads": args.threads,
               "n_molecules": len(molecules), "conformers_per_batch": 10, "model_config": asdict(full.config),
               "pair_fraction_3_hops": e_near / e_full, "ms_per_forward_all_pairs": 1e3 * t_full / n,
               "ms_per_forward_3_hops": 1e3 * t_near / n, "speedup": t_full / t_near}
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     size = ", ".join(f"{k} {v}" for k, v in asdict(near.config).items() if k != "max_hops")
-    args.out.with_name(args.out.name + ".md").write_text("\n".join([
-        "# Score model forward pass: every atom pair against bonds + 2- and 3-hop pairs", "",
-        f"`{report['command']}`  ",
+    write_result(args.out, "Score model forward pass: every atom pair against bonds + 2- and 3-hop pairs", report, [
         f"{len(molecules)} QM9 test molecules with hydrogens, 10 conformers per batch, {args.threads} torch "
-        f"thread(s), the shipped model's size ({size}); "
-        f"measured {report['date']}, interleaved in one process.", "",
-        "| graph | edges (fraction of all pairs) | ms per forward pass |", "|---|---|---|",
-        f"| every pair (the score model before 3-hop) | 100% | {report['ms_per_forward_all_pairs']:.1f} |",
-        f"| max_hops=3 | {100 * report['pair_fraction_3_hops']:.1f}% | {report['ms_per_forward_3_hops']:.1f} |", "",
-        f"Speed-up: {report['speedup']:.2f}x.", ""]))
+        f"thread(s), the shipped model's size ({size}); interleaved in one process.", "",
+        *md_table(["graph", "edges (fraction of all pairs)", "ms per forward pass"], [
+            ["every pair (the score model before 3-hop)", "100%", f"{report['ms_per_forward_all_pairs']:.1f}"],
+            ["max_hops=3", f"{100 * report['pair_fraction_3_hops']:.1f}%", f"{report['ms_per_forward_3_hops']:.1f}"]]),
+        "", f"Speed-up: {report['speedup']:.2f}x."])
     print(json.dumps({k: report[k] for k in ("pair_fraction_3_hops", "speedup")}))
 
 

@@ -16,9 +16,8 @@ Writes ``benchmarks/speed/results/throughput.json`` and ``throughput.md``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._results import results_dir
+from benchmarks._qm9 import bonded_test_molecules
+from benchmarks._results import md_table, results_dir, write_result
 
 RESULTS = results_dir(__file__)
 
@@ -59,28 +59,11 @@ def train_throughput(hidden: int, layers: int, batch_size: int, steps: int, warm
 def write_sdf(path: Path, n: int) -> None:
     """``n`` QM9 test molecules with DFT geometries and RDKit-perceived bonds, as SDF."""
     from rdkit import Chem
-    from rdkit.Chem import rdDetermineBonds
 
-    from se3mol.data import load_qm9, standard_split
-
-    q = load_qm9(verbose=False)
-    idx = standard_split()["test"]
     w = Chem.SDWriter(str(path))
-    k = written = 0
-    while written < n:
-        m = q.molecule(int(idx[k % len(idx)]))
-        k += 1
-        xyz = f"{m.n_atoms}\n{m.name}\n" + "\n".join(
-            f"{Chem.GetPeriodicTable().GetElementSymbol(int(z))} {x:.6f} {y:.6f} {zz:.6f}"
-            for z, (x, y, zz) in zip(m.z, m.pos, strict=True))
-        mol = Chem.MolFromXYZBlock(xyz)
-        try:
-            rdDetermineBonds.DetermineBonds(mol, charge=0)
-        except ValueError:
-            continue
-        mol.SetProp("_Name", m.name)
+    for name, mol in itertools.islice(bonded_test_molecules(), n):
+        mol.SetProp("_Name", name)
         w.write(mol)
-        written += 1
     w.close()
 
 
@@ -119,8 +102,6 @@ def main() -> None:
     bs = ckpt.get("train_config", {}).get("batch_size", 96)
     steps, n_mols = (3, 200) if a.quick else (30, 2000)
     res = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "cores": os.cpu_count(), "torch": torch.__version__},
         "train": {"model": "egnn", "hidden": cfg["hidden"], "layers": cfg["layers"], "batch_size": bs,
                   "graph": ckpt["model"]["graph"]["kind"], "steps_timed": steps,
                   "molecules_per_s": round(train_throughput(cfg["hidden"], cfg["layers"], bs, steps), 1)},
@@ -131,22 +112,16 @@ def main() -> None:
         res["predict"] = {"model": a.model, **predict_throughput(sdf, n_mols, a.model)}
     print(json.dumps(res, indent=2))
     if not a.quick:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "throughput.json").write_text(json.dumps(res, indent=2) + "\n")
         t, p = res["train"], res["predict"]
-        (RESULTS / "throughput.md").write_text(
-            "# Throughput (python -m benchmarks.speed.throughput)\n\n"
-            f"Machine: {res['machine']['cores']} cores, {res['machine']['threads']} torch threads, "
-            f"torch {res['machine']['torch']}.\n\n"
-            "| measurement | value |\n| --- | --- |\n"
-            f"| EGNN training, hidden {t['hidden']}, {t['layers']} layers, batch {t['batch_size']}, "
-            f"{t['graph']} graph | {t['molecules_per_s']} molecules/s |\n"
-            f"| `se3mol predict` end to end, {p['molecules']} QM9 molecules, SDF in, CSV out "
-            f"(process start and model load included) | {p['cli_molecules_per_s']} molecules/s |\n"
-            f"| same, in-process | {p['inprocess_molecules_per_s']} molecules/s |\n"
-            f"| of which reading + featurising | {p['read_featurise_s']} s |\n"
-            f"| of which model | {p['model_s']} s |\n")
-
+        write_result(RESULTS / "throughput", "Throughput of EGNN training and `se3mol predict`", res, md_table(
+            ["measurement", "value"],
+            [[f"EGNN training, hidden {t['hidden']}, {t['layers']} layers, batch {t['batch_size']}, {t['graph']} graph",
+              f"{t['molecules_per_s']} molecules/s"],
+             [f"`se3mol predict` end to end, {p['molecules']} QM9 molecules, SDF in, CSV out (process start and "
+              "model load included)", f"{p['cli_molecules_per_s']} molecules/s"],
+             ["same, in-process", f"{p['inprocess_molecules_per_s']} molecules/s"],
+             ["of which reading + featurising", f"{p['read_featurise_s']} s"],
+             ["of which model", f"{p['model_s']} s"]]))
 
 if __name__ == "__main__":
     main()

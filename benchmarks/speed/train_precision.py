@@ -16,14 +16,12 @@ Writes ``benchmarks/speed/results/train_precision.{json,md}`` (``--out`` stem).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks._results import results_dir
+from benchmarks._results import md_table, results_dir, write_result
 
 RESULTS = results_dir(__file__)
 CONFIGS = ((128, 4, 32), (64, 4, 64))
@@ -84,23 +82,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = [measure(h, la, b, args.steps, args.rounds) for h, la, b in CONFIGS]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    result = {"command": f"python -m benchmarks.speed.train_precision --threads {args.threads} --steps {args.steps} "
-                         f"--rounds {args.rounds}", "threads": args.threads, "cpu": cpu, "flags": cpu_flags(),
-              "torch": torch.__version__, "rows": rows}
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["# Training in float32 and bfloat16 autocast (EGNN on QM9 batches)", "",
-             f"`{result['command']}`; {cpu}, flags {result['flags']}, torch {result['torch']}; best of "
-             f"{args.rounds} alternating passes of {args.steps} batches.", "",
-             "| EGNN | batch | float32 mol/s | bfloat16 mol/s | speed-up | bf16 max rel. deviation of the output |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['layers']}x{r['hidden']} | {r['batch_size']} | {r['mol_per_s']['float32']:.0f} | "
-                     f"{r['mol_per_s']['bfloat16']:.0f} | {r['speedup_bf16']:.2f}x | {r['rel_deviation_bf16']:.1e} |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    result = {"threads": args.threads, "flags": cpu_flags(), "rows": rows}
+    write_result(args.out, "Training in float32 and bfloat16 autocast (EGNN on QM9 batches)", result, [
+        f"CPU flags {result['flags']}; best of {args.rounds} alternating passes of {args.steps} batches.", "",
+        *md_table(["EGNN", "batch", "float32 mol/s", "bfloat16 mol/s", "speed-up",
+                   "bf16 max rel. deviation of the output"],
+                  [[f"{r['layers']}x{r['hidden']}", r["batch_size"], f"{r['mol_per_s']['float32']:.0f}",
+                    f"{r['mol_per_s']['bfloat16']:.0f}", f"{r['speedup_bf16']:.2f}x", f"{r['rel_deviation_bf16']:.1e}"]
+                   for r in rows])])
 
 if __name__ == "__main__":
     main()
