@@ -22,6 +22,7 @@ Writes ``benchmarks/nbody/results/nbody_data.json`` and ``.md``.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -69,6 +70,7 @@ def rotation_sensitivity(data: NBodyData, seed: int = 0) -> tuple[float, float]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     config = NBodyConfig()
     sets, seconds = {}, {}
     for split in ("train", "val", "test"):

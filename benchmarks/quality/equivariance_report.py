@@ -9,6 +9,7 @@ transformation to ``benchmarks/quality/results/equivariance.{json,md}``.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from benchmarks._results import md_table, results_dir, write_result
@@ -17,6 +18,7 @@ RESULTS = results_dir(__file__)
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from se3mol.equivariance import check, default_molecules, model_to_check
     from se3mol.graph import collate
     from se3mol.nn.registry import model_names
