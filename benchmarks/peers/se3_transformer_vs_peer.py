@@ -103,14 +103,19 @@ def run(python: str, impl: str, batch: Path, depth: int, degrees: int, channels:
     return {**r, "threads": threads, "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--peer-python", default="/tmp/peerenv/bin/python")
+def add_size_arguments(ap: argparse.ArgumentParser) -> None:
+    """The molecules (``make_batch``) and model size of the benchmark; ``se3_transformer_cpu_time`` shares them."""
     ap.add_argument("--molecules", type=int, default=8)
     ap.add_argument("--atoms", type=int, default=18)
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--degrees", type=int, default=3, help="highest degree (0..L)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peer-python", default="/tmp/peerenv/bin/python")
+    add_size_arguments(ap)
     ap.add_argument("--depths", default="1,2")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--mem-cap-gb", type=float, default=16.0)

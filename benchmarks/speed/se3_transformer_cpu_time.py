@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._isolated import run_isolated
-from benchmarks.peers.se3_transformer_vs_peer import make_batch
+from benchmarks.peers.se3_transformer_vs_peer import add_size_arguments, make_batch
 
 WORKER = r'''
 import json, resource, sys, time, torch
@@ -54,11 +54,7 @@ print(json.dumps({"best": n / times[0], "median": n / times[len(times) // 2],
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--molecules", type=int, default=8)
-    ap.add_argument("--atoms", type=int, default=18)
-    ap.add_argument("--channels", type=int, default=32)
-    ap.add_argument("--heads", type=int, default=8)
-    ap.add_argument("--degrees", type=int, default=3)
+    add_size_arguments(ap)
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
