@@ -5,7 +5,7 @@ batched, scored and handed on ``batch_size`` at a time, so memory is bounded by 
 the input. Reading and featurising run in a background thread, ``prefetch`` batches ahead of the model,
 so that RDKit parsing the next batch overlaps with the model scoring this one. The overlap is partial:
 torch releases the GIL inside its kernels, but RDKit's molfile parser and torch's Python-level dispatch
-both hold it (benchmarks/results/predict_scale.md measures the split). All RDKit work happens in that
+both hold it (benchmarks/predict/results/predict_scale.md measures the split). All RDKit work happens in that
 one thread (see :mod:`se3mol.io` on RDKit's log).
 
 >>> from se3mol.prediction import Predictor            # doctest: +SKIP

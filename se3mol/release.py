@@ -30,13 +30,15 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path = "models") -> dict[str, Any]:
-    """Write ``models_dir/name.pt`` and ``name.json`` from ``run_dir/best.pt``; return the card."""
+def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path = "models",
+            benchmarks: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Write ``models_dir/name.pt`` and ``name.json`` from ``run_dir/best.pt``; return the card. ``benchmarks``:
+    the result files a conformer model's card summarises (default ``conformer_benchmarks()``)."""
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     from se3mol.training.checkpoint import read_checkpoint
 
     if "kind" in read_checkpoint(run_dir / "best.pt")["model"]:
-        return release_conformers(run_dir, name, command, models_dir)
+        return release_conformers(run_dir, name, command, models_dir, benchmarks)
     model, ckpt = load_model(run_dir / "best.pt")
     metrics = ckpt.get("metrics", {})
     data = load_qm9()
@@ -90,14 +92,32 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return last.get("training_state", {}).get("history", [])
 
 
-CONFORMER_BENCHMARKS = {"benchmark": Path("benchmarks/results/conformers.json"),
-                         "benchmark_reference_stereo": Path("benchmarks/results/conformers_reference_stereo.json")}
+#: The results of ``benchmarks/conformers/conformers.py`` that a conformer model's card summarises, by card key.
+CONFORMER_BENCHMARKS = {"benchmark": "conformers.json",
+                        "benchmark_reference_stereo": "conformers_reference_stereo.json"}
+_SOURCE_TREE = Path(__file__).resolve().parents[1]
+
+
+def conformer_benchmarks(results_dir: str | Path | None = None) -> dict[str, Path]:
+    """The result files of ``CONFORMER_BENCHMARKS`` in ``results_dir``; by default in the
+    ``benchmarks/conformers/results`` of the source tree this module was loaded from (an editable install; in
+    an installed package the files are not there, and the cards get no benchmark sections)."""
+    base = Path(results_dir) if results_dir is not None else _SOURCE_TREE / "benchmarks" / "conformers" / "results"
+    return {key: base / name for key, name in CONFORMER_BENCHMARKS.items()}
+
+
+def _source(path: Path) -> str:
+    """``path`` relative to the source tree where it lies in it, so that a card names no machine's directories."""
+    try:
+        return path.resolve().relative_to(_SOURCE_TREE).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
                        benchmarks: dict[str, Path] | None = None) -> dict[str, Any]:
     """Ship a conformer score model; its card carries the DSM losses and, once measured, the COV/MAT
-    figures of ``benchmarks/conformers.py`` (QM9's SMILES, and with the reference's stereo).
+    figures of ``benchmarks/conformers/conformers.py`` (QM9's SMILES, and with the reference's stereo).
 
     A fine-tuned run (``init_from``) records the card of the model it started from, read before the
     new one may replace it, so that the card accounts for all of the training."""
@@ -163,15 +183,15 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
 
 def benchmark_sections(benchmarks: dict[str, Path] | None = None) -> dict[str, Any]:
     """The card sections (``benchmark``, ``benchmark_reference_stereo``) summarising the committed results of
-    ``benchmarks/conformers.py``: every row's figures and settings, without the per-molecule lists."""
+    ``benchmarks/conformers/conformers.py``: every row's figures and settings, without the per-molecule lists."""
     sections = {}
-    for key, path in (benchmarks if benchmarks is not None else CONFORMER_BENCHMARKS).items():
+    for key, path in (benchmarks if benchmarks is not None else conformer_benchmarks()).items():
         if not path.is_file():
             continue
         bench = json.loads(path.read_text())
         summary = [{k: v for k, v in row.items() if k not in ("molecules", "failures")} for row in bench["results"]]
-        sections[key] = {"source": str(path), **{k: bench[k] for k in ("command", "date", "machine", "n_molecules",
-                         "k", "threshold", "split", "stereo") if k in bench}, "results": summary}
+        kept = ("command", "date", "machine", "n_molecules", "k", "threshold", "split", "stereo")
+        sections[key] = {"source": _source(path), **{k: bench[k] for k in kept if k in bench}, "results": summary}
     return sections
 
 
@@ -198,18 +218,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("name")
     ap.add_argument("--command", help="the exact command that trained the run")
     ap.add_argument("--models-dir", default="models")
+    ap.add_argument("--benchmark-results", type=Path, default=None, metavar="DIR",
+                    help="where the results of benchmarks/conformers/conformers.py lie (default: "
+                         "benchmarks/conformers/results of this source tree)")
     ap.add_argument("--refresh-benchmarks", action="store_true",
                     help="only replace the benchmark sections of conformer model NAME's card (no RUN_DIR)")
     a = ap.parse_args(argv)
+    benchmarks = conformer_benchmarks(a.benchmark_results)
     if a.refresh_benchmarks:
         if a.run_dir is not None:
             ap.error("--refresh-benchmarks takes NAME only")
-        refresh_benchmarks(a.name, a.models_dir)
+        refresh_benchmarks(a.name, a.models_dir, benchmarks)
         print(f"refreshed the benchmark sections of {a.models_dir}/{a.name}.json")
         return
     if a.run_dir is None or a.command is None:
         ap.error("RUN_DIR NAME and --command are required to release a run")
-    card = release(a.run_dir, a.name, a.command, a.models_dir)
+    card = release(a.run_dir, a.name, a.command, a.models_dir, benchmarks)
     keys = ("name", "test_mae", "test_dsm_loss", "test_n", "epochs", "wall_time_s")
     print(json.dumps({k: card[k] for k in keys if k in card}, indent=2))
 

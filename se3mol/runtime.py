@@ -6,7 +6,8 @@ freed, so a model evaluated thousands of times on tensors of a few hundred KiB t
 sampler's edge features) pays page faults and page zeroing on every operation. Raising the threshold happens on
 its own once large blocks have been freed, so a process that had first loaded QM9 sampled faster than a fresh
 ``se3mol conformers``. In fresh processes the fix takes 10 samples of a QM9 molecule from 0.98 to 0.54 s and 30
-from 1.83 to 1.36 s (float32, two threads: ``benchmarks/results/allocator.md``, ``benchmarks/allocator.py``).
+from 1.83 to 1.36 s (float32, two threads: ``benchmarks/speed/results/allocator.md``,
+``benchmarks/speed/allocator.py``).
 :func:`keep_freed_memory` fixes the thresholds
 instead of leaving them to the process's history (Intel's and PyTorch's CPU performance guides reach for
 jemalloc or tcmalloc for the same reason; this needs nothing installed).

@@ -57,10 +57,11 @@ MMFF_MAX_ITERS = 2000
 #: (kcal/mol/degree^2) that keep the signs RDKit reads the elements by, at least this many degrees from 0 and 180.
 RESTRAINT_FORCE, RESTRAINT_MARGIN = 1.0, 15.0
 #: ``--method clofnet`` samples this many times the conformers asked for and keeps the least strained and most
-#: diverse (:func:`select_conformers`). On 300 QM9 validation molecules with stereo-free SMILES (pools of 40 samples
-#: each, benchmarks/results/conformer_selection_m40.md), 10 kept are expected to cover 83.6% of the DFT geometries
-#: as plain samples, 85.2% of 12, 88.0% of 20, 89.9% of 30 and 91.7% of 40; 30 took 1.29 s per molecule on two
-#: threads (bfloat16), 40 took 1.58 s, against the 2 s of the benchmark's goal, which 3 meets with a margin.
+#: diverse (:func:`select_conformers`). On 300 QM9 validation molecules with stereo-free SMILES (pools of 40
+#: samples each, benchmarks/conformers/results/conformer_selection_m40.md), 10 kept are expected to cover 83.6% of
+#: the DFT geometries as plain samples, 85.2% of 12, 88.0% of 20, 89.9% of 30 and 91.7% of 40; 30 took 1.29 s per
+#: molecule on two threads (bfloat16), 40 took 1.58 s, against the 2 s of the benchmark's goal, which 3 meets with a
+#: margin.
 CLOFNET_OVERSAMPLE = 3.0
 # Extensions of molecule files that conformers does not take (it reads SMILES, not 3D structures).
 _STRUCTURE_EXTENSIONS = (".sdf", ".sd", ".mol", ".mol2", ".xyz", ".extxyz", ".pdb", ".gz")
@@ -397,7 +398,7 @@ def select_conformers(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarra
     On 300 QM9 validation molecules with stereo-free SMILES, sampling 12 for 10 this way is expected to cover
     84.2% of the DFT geometries against 82.3% for 10 plain samples (+1.9 +- 0.2 points, paired) and 83.6% for the
     10 of lowest energy; of 15, 86.0% (+3.7); ranking by minimised energy instead loses coverage
-    (``benchmarks/results/conformer_selection_diverse.md``). Raises nothing: without MMFF94 parameters the
+    (``benchmarks/conformers/results/conformer_selection_diverse.md``). Raises nothing: without MMFF94 parameters the
     conformers are not ranked by strain (step 2 keeps them all), with a note.
     """
     from se3mol.chem import rdkit_messages

@@ -29,7 +29,8 @@ def stretched_bonds(pos: np.ndarray, z: np.ndarray, bonds: np.ndarray) -> np.nda
 
 # Atoms 3 or more bonds apart closer than this fraction of the sum of their van der Waals radii (RDKit)
 # overlap. The closest such pair in 3,000 QM9 test molecules' DFT geometries is at 0.565, an N...H hydrogen
-# bond (benchmarks/clash_rule.py); ETKDG's conformers in benchmarks/conformers_beyond_qm9.py keep 0.70.
+# bond (benchmarks/conformers/clash_rule.py); ETKDG's conformers in
+# benchmarks/conformers/conformers_beyond_qm9.py keep 0.70.
 CLASH_FACTOR = 0.5
 
 

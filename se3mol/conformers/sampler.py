@@ -20,7 +20,7 @@ sampled again, up to ``resample`` times.
 
 Optionally (``repulsion``, off by default) the conformers of a molecule repel each other while they are sampled
 (particle guidance, :func:`repulsion_score`). On QM9 validation molecules it lowers coverage
-(``benchmarks/results/conformer_sampler_repulsion.md``).
+(``benchmarks/conformers/results/conformer_sampler_repulsion.md``).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class SamplerSettings:
         precision: ``"float32"``, or ``"bfloat16"``: the score network's matrix products in bfloat16 (autocast),
             positions, noise and updates still in float32. Where the hardware multiplies bfloat16 natively
             (:func:`native_bfloat16`), 30 samples of a QM9 molecule took 1.13 s against 1.36 s on two threads
-            (``benchmarks/results/allocator.md``), for a relative change of the score of about 0.4%.
+            (``benchmarks/speed/results/allocator.md``), for a relative change of the score of about 0.4%.
     """
 
     sigma_max: float = 10.0
@@ -136,7 +136,7 @@ class SamplerSettings:
         """``fast`` (50 levels x 1 step), ``default`` (50 x 2) or ``paper`` (50 x 100, ConfGF's step size).
 
         Fewer evaluations cost accuracy: on 100 QM9 validation molecules (reference stereo, the all-pairs score
-        model shipped before the 3-hop one, ``benchmarks/results/conformer_sampler_schedule.md``) MAT-R is
+        model shipped before the 3-hop one, ``benchmarks/conformers/results/conformer_sampler_schedule.md``) MAT-R is
         0.143 A with 50 x 2, 0.165 A with one step above 0.3 A (``coarse_sigma=0.3``, 76 evaluations) and
         0.245 A with 50 x 1.
         """

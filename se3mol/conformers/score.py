@@ -41,7 +41,7 @@ class ScoreModelConfig:
         sigma_features: Fourier features of ``log sigma`` fed to the noise-level embedding.
         max_hops: 3 (the shipped model): only bonds and 2- and 3-hop pairs are edges (ConfGF's graph), 57% of
             the pairs of QM9's test molecules with hydrogens, and a forward pass 1.5x faster than on every pair
-            (`benchmarks/score_graph_speed.py`); ``None``: every pair of atoms (score-model checkpoints written
+            (`benchmarks/speed/score_graph_speed.py`); ``None``: every pair of atoms (score-model checkpoints written
             before this option existed do not record it, and load with ``None``, as they were trained).
     """
 

@@ -12,7 +12,7 @@ initial states and charges of every trajectory are those of the EGNN data set. T
 agree with the reference simulator up to the chaotic growth of floating-point round-off (the force
 sums are written differently): of the first 200 training trajectories, 95% agree to 1e-6 at the
 target frame (median deviation 4e-14) and 4% have drifted apart by more than 1e-3
-(``benchmarks/nbody_vs_reference.py``; results in ``benchmarks/results/``). The data set is therefore
+(``benchmarks/nbody/nbody_vs_reference.py``; results in ``benchmarks/nbody/results/``). The data set is therefore
 the same in distribution and, for most systems, to the last digits, but not bitwise.
 
 Reference: github.com/vgsatorras/egnn at commit e9ca6c0, files

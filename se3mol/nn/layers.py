@@ -47,7 +47,7 @@ class Segments:
 
     The sum is a product with the sparse ``[size,M]`` incidence matrix (CSR) and its gradient a
     row gather; a gather's gradient is that sum again. Each output row is summed in a fixed order, so
-    it is deterministic on every device by construction (``benchmarks/aggregation.py`` compares its
+    it is deterministic on every device by construction (``benchmarks/speed/aggregation.py`` compares its
     speed with ``index_add_`` and with the scatter that autograd makes for ``x[index]``, with
     deterministic algorithms off and on). Build one per index and reuse it across layers; both operations
     are differentiable twice (each is the other's gradient). Dtypes and devices without sparse

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from se3mol.release import main, refresh_benchmarks
+from se3mol.release import benchmark_sections, conformer_benchmarks, main, refresh_benchmarks
 
 
 def _bench(tmp_path, name, cov):
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"command": "python benchmarks/conformers.py", "date": "2026-11-23", "n_molecules": 2,
-                                "k": 10, "threshold": 0.5, "stereo": "smiles", "unused": 1,
+    path.write_text(json.dumps({"command": "python -m benchmarks.conformers.conformers", "date": "2026-11-23",
+                                "n_molecules": 2, "k": 10, "threshold": 0.5, "stereo": "smiles", "unused": 1,
                                 "results": [{"method": "clofnet", "cov_r_mean": cov, "molecules": [1, 2],
                                              "failures": []}]}))
     return path
@@ -39,3 +39,12 @@ def test_refresh_replaces_only_the_benchmark_sections(tmp_path):
         main(["run_dir", "m", "--refresh-benchmarks"])
     with pytest.raises(SystemExit):
         main(["m"])  # releasing a run needs RUN_DIR and --command
+
+
+def test_default_benchmark_files_are_the_committed_results(tmp_path):
+    paths = conformer_benchmarks()
+    assert all(p.is_file() for p in paths.values()), paths  # resolved from the source tree, not the working directory
+    sections = benchmark_sections()
+    assert sections["benchmark"]["source"] == "benchmarks/conformers/results/conformers.json"
+    assert all("molecules" not in row for row in sections["benchmark"]["results"])
+    assert conformer_benchmarks(tmp_path)["benchmark"] == tmp_path / "conformers.json"

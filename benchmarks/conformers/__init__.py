@@ -1,0 +1,1 @@
+"""Conformer generation: ClofNet against ETKDG, sampler sweeps, selection, seeds, stereo."""

@@ -1,0 +1,1 @@
+"""``se3mol predict`` at scale: memory and molecules/s end to end against pure inference."""

@@ -1,0 +1,1 @@
+"""Code quality measured: equivariance errors of every model, import cycles of the package."""

@@ -1,0 +1,1 @@
+"""Training and inference speed of se3mol: throughput, memory, precision, allocator, index sums."""
