@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from se3mol.cli.app import app
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_TERMINATED
-from tests.conftest import FIXTURES, ROOT
+from tests.helpers import FIXTURES, ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 SE3MOL = [sys.executable, "-m", "se3mol"]

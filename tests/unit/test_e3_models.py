@@ -28,7 +28,7 @@ from se3mol.nn.e3 import (
 from se3mol.nn.layers import scatter_sum
 from se3mol.nn.se3_transformer import NeighbourhoodSoftmax
 from se3mol.targets import get_target
-from tests.conftest import random_rotation, small_molecules
+from tests.helpers import random_rotation, small_molecules
 
 TARGETS = [get_target("gap"), get_target("mu")]
 # (family, config) pairs: every self-interaction, and degrees other than the default 2.

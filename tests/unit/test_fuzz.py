@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from se3mol.io import read_records
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLES = ROOT / "examples"
 SUFFIX = {"sdf": ".sdf", "xyz": ".xyz", "smi": ".smi"}

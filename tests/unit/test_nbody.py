@@ -19,7 +19,7 @@ from se3mol.data.nbody import (
     simulate,
     velocity_baseline_mse,
 )
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 # A cheap configuration of the same generator: 300-step trajectories, frames 0 -> 1 (steps 100 -> 200).
 CHEAP = NBodyConfig(length=300, frame_in=0, frame_out=1)

@@ -10,34 +10,8 @@ from se3mol.data.files import MIN_MOLECULES, LabelledDataset, split_dataset
 from se3mol.data.splits import column_split, murcko_scaffold, random_split, scaffold_split
 from se3mol.targets import parse_target_spec
 from se3mol.training.metrics import masked_l1, regression_metrics
-
-
-def write_labelled_sdf(path, qm9, n=40, bad=True):
-    """QM9 molecules 0..n-1 as an SDF with DFT geometries and fields Cv, gap, split; with ``bad``: a missing
-    gap on every 5th, a non-numeric Cv on molecule 3, a duplicate id and an unreadable record at the end."""
-    from rdkit import Chem
-    from rdkit.Chem import rdDetermineBonds
-
-    blocks = []
-    for k in range(n):
-        m = qm9.molecule(k)
-        xyz = f"{m.n_atoms}\n\n" + "".join(
-            f"{Chem.GetPeriodicTable().GetElementSymbol(int(z))} {x:.6f} {y:.6f} {w:.6f}\n"
-            for z, (x, y, w) in zip(m.z, m.pos, strict=True))
-        rd = Chem.MolFromXYZBlock(xyz)
-        rdDetermineBonds.DetermineConnectivity(rd)
-        rd.SetProp("_Name", qm9.name(k))
-        rd.SetProp("Cv", "n/a?" if (bad and k == 3) else f"{float(qm9.y[k, 11]):.4f}")
-        if not (bad and k % 5 == 4):
-            rd.SetProp("gap", f"{float(qm9.y[k, 4]):.3f}")
-        rd.SetProp("split", "train" if k < n - 10 else ("val" if k < n - 5 else "test"))
-        blocks.append(Chem.MolToMolBlock(rd) + "".join(
-            f">  <{p}>\n{rd.GetProp(p)}\n\n" for p in ("Cv", "gap", "split") if rd.HasProp(p)) + "$$$$\n")
-    if bad:
-        blocks.append(blocks[1])  # a duplicate id
-        blocks.append("garbage\n\n\n  2  1  0  0  0  0  0  0  0  0999 V2000\nnot a molfile\nM  END\n$$$$\n")
-    path.write_text("".join(blocks))
-    return path
+from tests.helpers.labelled import ch4_frames as _ch4_frames
+from tests.helpers.labelled import write_labelled_sdf
 
 
 @pytest.fixture(scope="module")
@@ -175,28 +149,6 @@ def test_sum_pooled_targets_get_per_element_offsets_from_the_compositions():
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("element_offset")}
     model.load_state_dict(state)
     assert float(model.heads.element_offset.abs().sum()) == 0
-
-
-def _ch4_frames(path, n=40, bad_shape_at=None):
-    import ase.io
-    from ase import Atoms
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    rng = np.random.default_rng(0)
-    base = Atoms("CH4", positions=[[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],
-                                   [0.63, -0.63, -0.63]])
-    frames = []
-    for k in range(n):
-        a = base.copy()
-        a.positions += rng.normal(scale=0.08, size=a.positions.shape)
-        a.calc = EMT()
-        e, f = a.get_potential_energy(), a.get_forces()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
-        a.info["name"] = f"m{k}"
-        frames.append(a)
-    ase.io.write(path, frames, format="extxyz")
-    return path
 
 
 def test_forces_are_read_per_atom_and_derived_forces_rotate_with_the_molecule(tmp_path):
