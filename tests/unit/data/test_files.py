@@ -1,15 +1,12 @@
-"""Your own data: LabelledDataset from SDF fields and extxyz info keys, bad records, splits, NaN labels."""
+"""Your own data (se3mol.data.files): LabelledDataset from SDF fields and extxyz info keys, bad records, NaN labels,
+given val/test files, per-element offsets, forces."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from se3mol.data.files import MIN_MOLECULES, LabelledDataset, split_dataset
-from se3mol.data.splits import column_split, murcko_scaffold, random_split, scaffold_split
-from se3mol.targets import parse_target_spec
-from se3mol.training.metrics import masked_l1, regression_metrics
 from tests.helpers.labelled import ch4_frames as _ch4_frames
 from tests.helpers.labelled import write_labelled_sdf
 
@@ -24,17 +21,6 @@ def qm9():
 @pytest.fixture(scope="module")
 def sdf(qm9, tmp_path_factory):
     return write_labelled_sdf(tmp_path_factory.mktemp("own") / "mols.sdf", qm9)
-
-
-def test_target_specs_carry_units_and_pooling():
-    t = parse_target_spec("logS:log(mol/L)")
-    assert (t.name, t.unit, t.column, t.pooling) == ("logS", "log(mol/L)", "logS_log_mol_L", "mean")
-    assert parse_target_spec("energy:eV").pooling == "sum"
-    assert parse_target_spec("energy:eV:mean").pooling == "mean"
-    assert parse_target_spec("Cv:cal/(mol K)").column == "Cv_cal_mol_K"
-    assert parse_target_spec("y1").column == "y1"
-    with pytest.raises(ValueError, match="must start with a letter"):
-        parse_target_spec("1y:eV")
 
 
 def test_sdf_fields_become_labels_and_every_problem_is_reported(sdf, qm9):
@@ -86,26 +72,6 @@ def test_featurised_files_are_cached_by_content_and_settings(sdf, tmp_path, monk
     assert len(list((tmp_path / "cache").glob("labelled-*.pt"))) == 2
 
 
-def test_splits_are_disjoint_seeded_and_scaffold_groups_stay_together():
-    s = random_split(100, (0.8, 0.1, 0.1), seed=1)
-    assert [len(s[k]) for k in ("train", "val", "test")] == [80, 10, 10]
-    assert len(torch.unique(torch.cat(list(s.values())))) == 100
-    assert torch.equal(s["test"], random_split(100, (0.8, 0.1, 0.1), seed=1)["test"])
-    assert not torch.equal(s["test"], random_split(100, (0.8, 0.1, 0.1), seed=2)["test"])
-    smiles = ["c1ccccc1C", "c1ccccc1O", "c1ccccc1N", "C1CCCCC1O", "C1CCCCC1N", "CCO", "CCN", "CCC", "C1CC1",
-              "C1CC1C", "c1ccncc1", "c1ccncc1C"] * 3
-    sc = scaffold_split(smiles, (0.6, 0.2, 0.2), seed=0)
-    where = {}
-    for part, idx in sc.items():
-        for k in idx.tolist():
-            where.setdefault(murcko_scaffold(smiles[k]), set()).add(part)
-    assert all(len(parts) == 1 for parts in where.values())  # no scaffold in two parts
-    assert sum(len(v) for v in sc.values()) == len(smiles)
-    assert murcko_scaffold("c1ccccc1CCO") == "c1ccccc1"
-    with pytest.raises(ValueError, match="molecule 2: 'holdout'"):
-        column_split(["train", "holdout", "test"], "split")
-
-
 def test_given_val_and_test_files_are_those_parts(qm9, tmp_path):
     a = write_labelled_sdf(tmp_path / "a.sdf", qm9, n=30, bad=False)
     ds_a = LabelledDataset.from_files([a], ["Cv"], cache=False)
@@ -116,19 +82,6 @@ def test_given_val_and_test_files_are_those_parts(qm9, tmp_path):
     assert len(split["train"]) + len(split["val"]) == 30 and len(split["val"]) == 3  # 0.1/0.9 of 30
     with pytest.raises(ValueError, match="appear in two files"):
         split_dataset(ds_a, val=ds_a)
-
-
-def test_missing_labels_give_neither_loss_nor_gradient():
-    pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    y = torch.tensor([[2.0, float("nan")], [1.0, 5.0]])
-    scale = torch.tensor([1.0, 2.0])
-    loss = masked_l1(pred, y, scale, torch.tensor([0, 1]), 2)
-    # target 0: (1 + 2) / 2 = 1.5; target 1: only molecule 2, |4 - 5| / 2 = 0.5; mean 1.0
-    assert loss.detach().item() == pytest.approx(1.0)
-    loss.backward()
-    assert torch.isfinite(pred.grad).all() and pred.grad[0, 1] == 0
-    m = regression_metrics(pred.detach(), y, [parse_target_spec("a"), parse_target_spec("b")])
-    assert m["b"]["n"] == 1 and m["a"]["mae"] == pytest.approx(1.5) and m["a"]["rmse"] == pytest.approx(np.sqrt(2.5))
 
 
 def test_sum_pooled_targets_get_per_element_offsets_from_the_compositions():
