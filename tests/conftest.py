@@ -1,4 +1,4 @@
-"""Shared fixtures: small molecules and a tiny checkpoint made on the fly.
+"""Shared fixtures: small molecules, QM9, and a tiny checkpoint made on the fly.
 
 Plain helpers (paths to the committed fixture files, molecules, configs, rotations) are in ``tests/helpers``."""
 
@@ -16,6 +16,22 @@ from tests.helpers import small_molecules
 @pytest.fixture
 def molecules() -> list[Molecule]:
     return small_molecules()
+
+
+@pytest.fixture(scope="module")
+def mols() -> list[Molecule]:
+    """The equivariance checker's default molecules (different sizes, no symmetry), as it uses them."""
+    from se3mol.equivariance import default_molecules
+
+    return default_molecules()
+
+
+@pytest.fixture(scope="module")
+def qm9():
+    """The whole QM9 set from qm9pack (parsed once, then read from the user cache)."""
+    from se3mol.data import load_qm9
+
+    return load_qm9(verbose=False)
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,8 @@ TINY = ["--set", "hidden=16", "--set", "layers=2", "--batch-size", "8", "--epoch
 
 
 @pytest.fixture(scope="module")
-def sdf(tmp_path_factory):
-    from se3mol.data import load_qm9
-
-    return write_labelled_sdf(tmp_path_factory.mktemp("own_cli") / "mols.sdf", load_qm9(verbose=False), n=40)
+def sdf(qm9, tmp_path_factory):
+    return write_labelled_sdf(tmp_path_factory.mktemp("own_cli") / "mols.sdf", qm9, n=40)
 
 
 def test_train_on_sdf_fields_reports_data_split_and_test_metrics(sdf, tmp_path):

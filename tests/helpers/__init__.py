@@ -1,4 +1,5 @@
-"""Plain helpers shared by the tests: paths, small hand-written molecules, tiny model configs, rotations.
+"""Plain helpers shared by the tests: paths, small hand-written molecules, tiny model configs, rotations,
+a pickle that runs code.
 
 Fixtures live in ``tests/conftest.py``; helpers for labelled data files in ``tests/helpers/labelled.py``;
 helpers that run ``python -m se3mol train`` as real processes in ``tests/helpers/runs.py``.
@@ -6,6 +7,7 @@ helpers that run ``python -m se3mol train`` as real processes in ``tests/helpers
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +61,10 @@ def random_orthogonal(seed: int, proper: bool = True) -> np.ndarray:
 def random_rotation(seed: int = 0) -> torch.Tensor:
     """A random proper rotation ``[3,3]`` as a float64 tensor."""
     return torch.from_numpy(random_orthogonal(seed))
+
+
+class CodeRunningPickle:
+    """A crafted checkpoint's payload: unpickling it runs ``touch PWNED_BY_CHECKPOINT`` in the working folder."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED_BY_CHECKPOINT",))

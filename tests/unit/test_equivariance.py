@@ -22,11 +22,6 @@ def _model(name, graph=None):
     return build_model(name, TARGETS, tiny_config(name), graph=graph)
 
 
-@pytest.fixture(scope="module")
-def mols():
-    return default_molecules()
-
-
 def _rows(report):
     return {(r.output, r.transform): r for r in report.rows}
 

@@ -12,13 +12,6 @@ from tests.helpers.labelled import write_labelled_sdf
 
 
 @pytest.fixture(scope="module")
-def qm9():
-    from se3mol.data import load_qm9
-
-    return load_qm9(verbose=False)
-
-
-@pytest.fixture(scope="module")
 def sdf(qm9, tmp_path_factory):
     return write_labelled_sdf(tmp_path_factory.mktemp("own") / "mols.sdf", qm9)
 
