@@ -12,7 +12,7 @@ the input frame 30 and the target frame 40.
 
 Writes ``benchmarks/nbody/results/nbody_vs_reference.json`` and ``.md``; with ``--write-fixture``, also
 ``tests/fixtures/nbody_egnn_reference.json`` (the reference's charges and states at frames 0, 30
-and 40 of its first three training trajectories), which ``tests/unit/test_nbody.py`` pins us to.
+and 40 of its first three training trajectories), which ``tests/unit/data/test_nbody.py`` pins us to.
 """
 
 from __future__ import annotations

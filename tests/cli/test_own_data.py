@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from se3mol.cli.app import app
-from tests.unit.test_own_data import write_labelled_sdf
+from tests.helpers.labelled import write_labelled_sdf
 
 runner = CliRunner()
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -17,10 +17,8 @@ TINY = ["--set", "hidden=16", "--set", "layers=2", "--batch-size", "8", "--epoch
 
 
 @pytest.fixture(scope="module")
-def sdf(tmp_path_factory):
-    from se3mol.data import load_qm9
-
-    return write_labelled_sdf(tmp_path_factory.mktemp("own_cli") / "mols.sdf", load_qm9(verbose=False), n=40)
+def sdf(qm9, tmp_path_factory):
+    return write_labelled_sdf(tmp_path_factory.mktemp("own_cli") / "mols.sdf", qm9, n=40)
 
 
 def test_train_on_sdf_fields_reports_data_split_and_test_metrics(sdf, tmp_path):
@@ -121,7 +119,7 @@ def test_csv_of_smiles_trains_with_missing_labels_and_predict_passes_columns_thr
 
 
 def test_energy_and_forces_from_extxyz_train_together(tmp_path):
-    from tests.unit.test_own_data import _ch4_frames
+    from tests.helpers.labelled import ch4_frames as _ch4_frames
 
     path = _ch4_frames(tmp_path / "ch4.extxyz", n=40)
     out = tmp_path / "ef"
@@ -143,7 +141,7 @@ def test_the_own_data_example_runs_as_written(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     wrapper = tmp_path / "se3mol"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m se3mol \"$@\"\n")

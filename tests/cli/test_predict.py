@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from se3mol.cli.app import app
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_OUTPUT, EXIT_SOME_RECORDS_FAILED
-from tests.conftest import FIXTURES, ROOT
+from tests.helpers import FIXTURES, ROOT
 
 runner = CliRunner()
 

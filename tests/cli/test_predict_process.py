@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from se3mol.cli.app import app
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_TERMINATED
-from tests.conftest import FIXTURES, ROOT
+from tests.helpers import FIXTURES, ROOT
+from tests.helpers import CodeRunningPickle as _Evil
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 SE3MOL = [sys.executable, "-m", "se3mol"]
@@ -149,11 +150,6 @@ def test_ctrl_c_or_sigterm_leaves_no_output_file(sig, code, word, tiny_checkpoin
     assert proc.returncode == code, stderr
     assert word + b" after" in stderr and b"Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
-
-
-class _Evil:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED_BY_CHECKPOINT",))
 
 
 def test_crafted_and_foreign_checkpoints_exit_4_and_run_no_code(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import json
 import pytest
 import torch
 
-from tests.integration.runs import (
+from tests.helpers.runs import (
     assert_no_truncated_files,
     differences,
     finish,

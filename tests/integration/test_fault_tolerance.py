@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from se3mol.training.checkpoint import CheckpointError, atomic_save, read_checkpoint, remove_stale_temporaries
-from tests.integration.runs import (
+from tests.helpers.runs import (
     assert_no_truncated_files,
     differences,
     finish,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 DOCUMENTS = ["README.md", "docs/python-api.md"]
 

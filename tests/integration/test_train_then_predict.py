@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from se3mol.cli.app import app
 from se3mol.tasks import make_task
 from se3mol.training import TrainConfig, Trainer, evaluate
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

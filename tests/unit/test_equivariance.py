@@ -12,7 +12,7 @@ from se3mol.graph import GraphConfig, collate
 from se3mol.nn import SCALAR, VECTOR, build_model, get_entry, model_names
 from se3mol.nn.layers import scatter_sum
 from se3mol.targets import get_target
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 TARGETS = [get_target("gap"), get_target("mu")]
 
@@ -20,11 +20,6 @@ TARGETS = [get_target("gap"), get_target("mu")]
 def _model(name, graph=None):
     torch.manual_seed(0)
     return build_model(name, TARGETS, tiny_config(name), graph=graph)
-
-
-@pytest.fixture(scope="module")
-def mols():
-    return default_molecules()
 
 
 def _rows(report):

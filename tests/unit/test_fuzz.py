@@ -27,9 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from se3mol.io import read_records
-from tests.conftest import ROOT
+from tests.helpers import EXAMPLES
 
-EXAMPLES = ROOT / "examples"
 SUFFIX = {"sdf": ".sdf", "xyz": ".xyz", "smi": ".smi"}
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HEAVY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,7 +7,7 @@ from se3mol.graph import GraphConfig, collate
 from se3mol.nn import OUTPUT_KINDS, build_model, model_names
 from se3mol.targets import get_target
 from se3mol.training.checkpoint import atomic_save, load_model, model_checkpoint
-from tests.conftest import small_molecules, tiny_config
+from tests.helpers import small_molecules, tiny_config
 
 MODELS = model_names(include_controls=True)
 TARGETS = [get_target("gap"), get_target("mu"), get_target("U0"), get_target("alpha_tensor")]

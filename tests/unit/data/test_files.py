@@ -1,66 +1,19 @@
-"""Your own data: LabelledDataset from SDF fields and extxyz info keys, bad records, splits, NaN labels."""
+"""Your own data (se3mol.data.files): LabelledDataset from SDF fields and extxyz info keys, bad records, NaN labels,
+given val/test files, per-element offsets, forces."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from se3mol.data.files import MIN_MOLECULES, LabelledDataset, split_dataset
-from se3mol.data.splits import column_split, murcko_scaffold, random_split, scaffold_split
-from se3mol.targets import parse_target_spec
-from se3mol.training.metrics import masked_l1, regression_metrics
-
-
-def write_labelled_sdf(path, qm9, n=40, bad=True):
-    """QM9 molecules 0..n-1 as an SDF with DFT geometries and fields Cv, gap, split; with ``bad``: a missing
-    gap on every 5th, a non-numeric Cv on molecule 3, a duplicate id and an unreadable record at the end."""
-    from rdkit import Chem
-    from rdkit.Chem import rdDetermineBonds
-
-    blocks = []
-    for k in range(n):
-        m = qm9.molecule(k)
-        xyz = f"{m.n_atoms}\n\n" + "".join(
-            f"{Chem.GetPeriodicTable().GetElementSymbol(int(z))} {x:.6f} {y:.6f} {w:.6f}\n"
-            for z, (x, y, w) in zip(m.z, m.pos, strict=True))
-        rd = Chem.MolFromXYZBlock(xyz)
-        rdDetermineBonds.DetermineConnectivity(rd)
-        rd.SetProp("_Name", qm9.name(k))
-        rd.SetProp("Cv", "n/a?" if (bad and k == 3) else f"{float(qm9.y[k, 11]):.4f}")
-        if not (bad and k % 5 == 4):
-            rd.SetProp("gap", f"{float(qm9.y[k, 4]):.3f}")
-        rd.SetProp("split", "train" if k < n - 10 else ("val" if k < n - 5 else "test"))
-        blocks.append(Chem.MolToMolBlock(rd) + "".join(
-            f">  <{p}>\n{rd.GetProp(p)}\n\n" for p in ("Cv", "gap", "split") if rd.HasProp(p)) + "$$$$\n")
-    if bad:
-        blocks.append(blocks[1])  # a duplicate id
-        blocks.append("garbage\n\n\n  2  1  0  0  0  0  0  0  0  0999 V2000\nnot a molfile\nM  END\n$$$$\n")
-    path.write_text("".join(blocks))
-    return path
-
-
-@pytest.fixture(scope="module")
-def qm9():
-    from se3mol.data import load_qm9
-
-    return load_qm9(verbose=False)
+from tests.helpers.labelled import ch4_frames as _ch4_frames
+from tests.helpers.labelled import write_labelled_sdf
 
 
 @pytest.fixture(scope="module")
 def sdf(qm9, tmp_path_factory):
     return write_labelled_sdf(tmp_path_factory.mktemp("own") / "mols.sdf", qm9)
-
-
-def test_target_specs_carry_units_and_pooling():
-    t = parse_target_spec("logS:log(mol/L)")
-    assert (t.name, t.unit, t.column, t.pooling) == ("logS", "log(mol/L)", "logS_log_mol_L", "mean")
-    assert parse_target_spec("energy:eV").pooling == "sum"
-    assert parse_target_spec("energy:eV:mean").pooling == "mean"
-    assert parse_target_spec("Cv:cal/(mol K)").column == "Cv_cal_mol_K"
-    assert parse_target_spec("y1").column == "y1"
-    with pytest.raises(ValueError, match="must start with a letter"):
-        parse_target_spec("1y:eV")
 
 
 def test_sdf_fields_become_labels_and_every_problem_is_reported(sdf, qm9):
@@ -112,26 +65,6 @@ def test_featurised_files_are_cached_by_content_and_settings(sdf, tmp_path, monk
     assert len(list((tmp_path / "cache").glob("labelled-*.pt"))) == 2
 
 
-def test_splits_are_disjoint_seeded_and_scaffold_groups_stay_together():
-    s = random_split(100, (0.8, 0.1, 0.1), seed=1)
-    assert [len(s[k]) for k in ("train", "val", "test")] == [80, 10, 10]
-    assert len(torch.unique(torch.cat(list(s.values())))) == 100
-    assert torch.equal(s["test"], random_split(100, (0.8, 0.1, 0.1), seed=1)["test"])
-    assert not torch.equal(s["test"], random_split(100, (0.8, 0.1, 0.1), seed=2)["test"])
-    smiles = ["c1ccccc1C", "c1ccccc1O", "c1ccccc1N", "C1CCCCC1O", "C1CCCCC1N", "CCO", "CCN", "CCC", "C1CC1",
-              "C1CC1C", "c1ccncc1", "c1ccncc1C"] * 3
-    sc = scaffold_split(smiles, (0.6, 0.2, 0.2), seed=0)
-    where = {}
-    for part, idx in sc.items():
-        for k in idx.tolist():
-            where.setdefault(murcko_scaffold(smiles[k]), set()).add(part)
-    assert all(len(parts) == 1 for parts in where.values())  # no scaffold in two parts
-    assert sum(len(v) for v in sc.values()) == len(smiles)
-    assert murcko_scaffold("c1ccccc1CCO") == "c1ccccc1"
-    with pytest.raises(ValueError, match="molecule 2: 'holdout'"):
-        column_split(["train", "holdout", "test"], "split")
-
-
 def test_given_val_and_test_files_are_those_parts(qm9, tmp_path):
     a = write_labelled_sdf(tmp_path / "a.sdf", qm9, n=30, bad=False)
     ds_a = LabelledDataset.from_files([a], ["Cv"], cache=False)
@@ -142,19 +75,6 @@ def test_given_val_and_test_files_are_those_parts(qm9, tmp_path):
     assert len(split["train"]) + len(split["val"]) == 30 and len(split["val"]) == 3  # 0.1/0.9 of 30
     with pytest.raises(ValueError, match="appear in two files"):
         split_dataset(ds_a, val=ds_a)
-
-
-def test_missing_labels_give_neither_loss_nor_gradient():
-    pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    y = torch.tensor([[2.0, float("nan")], [1.0, 5.0]])
-    scale = torch.tensor([1.0, 2.0])
-    loss = masked_l1(pred, y, scale, torch.tensor([0, 1]), 2)
-    # target 0: (1 + 2) / 2 = 1.5; target 1: only molecule 2, |4 - 5| / 2 = 0.5; mean 1.0
-    assert loss.detach().item() == pytest.approx(1.0)
-    loss.backward()
-    assert torch.isfinite(pred.grad).all() and pred.grad[0, 1] == 0
-    m = regression_metrics(pred.detach(), y, [parse_target_spec("a"), parse_target_spec("b")])
-    assert m["b"]["n"] == 1 and m["a"]["mae"] == pytest.approx(1.5) and m["a"]["rmse"] == pytest.approx(np.sqrt(2.5))
 
 
 def test_sum_pooled_targets_get_per_element_offsets_from_the_compositions():
@@ -175,28 +95,6 @@ def test_sum_pooled_targets_get_per_element_offsets_from_the_compositions():
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("element_offset")}
     model.load_state_dict(state)
     assert float(model.heads.element_offset.abs().sum()) == 0
-
-
-def _ch4_frames(path, n=40, bad_shape_at=None):
-    import ase.io
-    from ase import Atoms
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    rng = np.random.default_rng(0)
-    base = Atoms("CH4", positions=[[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],
-                                   [0.63, -0.63, -0.63]])
-    frames = []
-    for k in range(n):
-        a = base.copy()
-        a.positions += rng.normal(scale=0.08, size=a.positions.shape)
-        a.calc = EMT()
-        e, f = a.get_potential_energy(), a.get_forces()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
-        a.info["name"] = f"m{k}"
-        frames.append(a)
-    ase.io.write(path, frames, format="extxyz")
-    return path
 
 
 def test_forces_are_read_per_atom_and_derived_forces_rotate_with_the_molecule(tmp_path):

@@ -15,7 +15,7 @@ from se3mol.conformers.data import conformer_dataset
 from se3mol.conformers.sampler import SamplerSettings, ScoreSampler
 from se3mol.tasks import make_task
 from se3mol.training import TrainConfig, Trainer
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SMILES = ["CCO", "CC(=O)O", "CCN", "C=CC=O", "OCCO", "CC#N", "COC", "NC=O", "CCC", "OC(F)F"]

@@ -7,11 +7,7 @@ import pytest
 import torch
 
 from se3mol.training.checkpoint import CheckpointError, atomic_save, load_model, read_checkpoint
-
-
-class _Evil:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED_BY_CHECKPOINT",))
+from tests.helpers import CodeRunningPickle as _Evil
 
 
 def test_crafted_pickle_is_refused_and_not_executed(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 
 from se3mol.io import Record, parse_shard, read_records
 from se3mol.prediction import MAX_ERRORS_KEPT, Predictor, predict
-from tests.conftest import FIXTURES, small_molecules
+from tests.helpers import FIXTURES, small_molecules
 
 
 @pytest.fixture(scope="module")

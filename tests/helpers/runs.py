@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # Keys that legitimately differ between two runs of one computation: wall time and the run directory.
 RUN_SPECIFIC = {"elapsed", "time_s", "wall_time_s", "out"}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from se3mol.equivariance import check, default_molecules
+from se3mol.equivariance import check
 from se3mol.graph import GraphConfig, collate
 from se3mol.nn import build_model
 from se3mol.nn.e3 import (
@@ -28,7 +28,7 @@ from se3mol.nn.e3 import (
 from se3mol.nn.layers import scatter_sum
 from se3mol.nn.se3_transformer import NeighbourhoodSoftmax
 from se3mol.targets import get_target
-from tests.conftest import random_rotation, small_molecules
+from tests.helpers import random_rotation, small_molecules
 
 TARGETS = [get_target("gap"), get_target("mu")]
 # (family, config) pairs: every self-interaction, and degrees other than the default 2.
@@ -49,11 +49,6 @@ def _model(variant, graph=None, **overrides):
 
 def _rel_error(got, want):
     return float((got - want).abs().max().detach() / want.abs().max().detach())
-
-
-@pytest.fixture(scope="module")
-def mols():
-    return default_molecules()
 
 
 # --- Cartesian frame of the shared readout ------------------------------------------------------------

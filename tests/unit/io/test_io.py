@@ -27,9 +27,7 @@ from se3mol.io import (
     read_molecules,
     read_records,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from tests.helpers import EXAMPLES, FIXTURES
 
 
 def read(path: Path | str, fmt: str | None = None, **kwargs) -> list[Record]:

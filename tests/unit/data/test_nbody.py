@@ -19,19 +19,12 @@ from se3mol.data.nbody import (
     simulate,
     velocity_baseline_mse,
 )
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
+from tests.helpers import random_orthogonal as _orthogonal
 
 # A cheap configuration of the same generator: 300-step trajectories, frames 0 -> 1 (steps 100 -> 200).
 CHEAP = NBodyConfig(length=300, frame_in=0, frame_out=1)
 TINY = NBodyConfig(length=300, frame_in=0, frame_out=1, stream_slots=(20, 10, 10))  # and a short stream
-
-
-def _orthogonal(seed: int, proper: bool = True) -> np.ndarray:
-    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((3, 3)))
-    q = q * np.sign(np.diag(r))
-    if (np.linalg.det(q) > 0) != proper:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 @pytest.fixture(scope="module")

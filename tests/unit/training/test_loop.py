@@ -11,13 +11,6 @@ from se3mol.training import TrainConfig, Trainer
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(scope="module")
-def qm9():
-    from se3mol.data import load_qm9
-
-    return load_qm9(verbose=False)
-
-
 def _cfg(out, **kw):
     base = dict(model_config={"hidden": 16, "layers": 2}, targets=["gap"], epochs=2, batch_size=16, limit=48,
                 warmup_steps=2, ema_decay=0.9, seed=3, out=str(out))

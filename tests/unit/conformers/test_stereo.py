@@ -1,6 +1,5 @@
 """Stereo targets from SMILES tags, checked against RDKit's own embeddings, and the sampler honouring them."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ from rdkit.Chem import AllChem
 from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers
 
 from se3mol.conformers.stereo import stereo_mismatches, stereo_penalty, stereo_signs, stereo_targets
-
-FIXTURES = Path(__file__).parents[1] / "fixtures"
+from tests.helpers import FIXTURES
 
 # Centres with four and three neighbours (sulfoxide), ring centres, and double bonds (C=C, C=N, in chains).
 SMILES = ["CC(O)CN", "OC1C(N)C1C", "CC1(C#N)OC1C", "CC=CC", "OC=CC(C)O", "CC(O)=C(N)C", "CN=CO", "C=CC=CC",

@@ -9,11 +9,6 @@ from se3mol.graph import GraphConfig  # noqa: E402
 from se3mol.units import HARTREE_TO_MEV  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def qm9():
-    return load_qm9(verbose=False)
-
-
 def test_sizes_and_first_molecule(qm9):
     assert len(qm9) == 130_831
     assert int(qm9.counts.sum()) == qm9.z.shape[0] == qm9.pos.shape[0]
