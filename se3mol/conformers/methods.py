@@ -196,7 +196,7 @@ def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: s
         what = (f"the score model {spec!r} is not installed (no {path})" if shipped
                 else f"score model file {path} does not exist")
         raise ModelUnavailableError(f"{what}; {hint}")
-    try:
+    try:  # on use: the sampler is torch code that ETKDG users never load, and may be missing from an install
         from se3mol.conformers.sampler import SamplerSettings, ScoreSampler, resolve_precision
     except ImportError as exc:
         raise ModelUnavailableError(f"the ClofNet sampler is not available in this installation ({exc}); {hint}") \
