@@ -94,8 +94,9 @@ def read_smiles_inputs(inputs: Sequence[str], stdin: TextIO | None = None) -> li
                 looks_like_path = os.sep in arg or os.path.splitext(arg)[1].lower() in (
                     ".smi", ".smiles", ".txt", ".csv", *_STRUCTURE_EXTENSIONS)
                 reason = str(exc).replace(f"invalid SMILES {arg.strip()!r}", "").strip()
+                sep = "" if reason.startswith(":") else " "  # "invalid SMILES 'x': why" leaves ": why"
                 item.error = (f"no such file: {arg}" if looks_like_path
-                              else f"{arg!r} is neither an existing file nor a valid SMILES {reason}".rstrip())
+                              else f"{arg!r} is neither an existing file nor a valid SMILES{sep}{reason}".rstrip())
             out.append(item)
     return out
 
