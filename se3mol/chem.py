@@ -25,12 +25,14 @@ from dataclasses import replace
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem, rdDetermineBonds
+from rdkit.Geometry import Point3D
 
 from se3mol.molecule import Molecule
 
 __all__ = [
-    "bonds_from_rdkit", "clean_rdkit_messages", "embed_3d", "embed_smiles", "molecule_from_rdkit", "perceive_bonds",
-    "perceive_rdkit", "rdkit_from_coordinates", "rdkit_messages", "smiles_error_detail", "smiles_or_empty",
+    "bonds_from_rdkit", "clean_rdkit_messages", "conformer_positions", "embed_3d", "embed_smiles",
+    "molecule_from_rdkit", "perceive_bonds", "perceive_rdkit", "rdkit_from_coordinates", "rdkit_from_smiles",
+    "rdkit_messages", "smiles_error_detail", "smiles_or_empty", "with_conformers",
 ]
 
 _MAX_FF_ITERS = 2000
@@ -41,6 +43,8 @@ _BOND_ORDERS = {
     Chem.BondType.AROMATIC: 1.5,
     Chem.BondType.DATIVE: 1.0,
 }
+
+
 def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
     """Build a 3D molecule with hydrogens from a SMILES string.
 
@@ -49,6 +53,28 @@ def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
 
     Raises:
         ValueError: if the SMILES does not parse or no 3D coordinates can be generated.
+    """
+    text = smiles.strip()
+    mol = rdkit_from_smiles(text)
+    canonical = Chem.MolToSmiles(mol)
+    mol = Chem.AddHs(mol)
+    try:
+        notes = embed_3d(mol, seed)
+    except ValueError as exc:
+        raise ValueError(f"SMILES {text!r}: {exc}") from None
+    molecule = molecule_from_rdkit(mol)
+    molecule.name = name
+    molecule.smiles = canonical
+    molecule.notes = [f"3D coordinates embedded from SMILES ({notes[0]}, seed {seed})", *notes[1:]]
+    return molecule
+
+
+def rdkit_from_smiles(smiles: str, add_hs: bool = False) -> Chem.Mol:
+    """The sanitised RDKit molecule of ``smiles``, without coordinates; with explicit hydrogens if ``add_hs``.
+
+    Raises:
+        ValueError: for an empty SMILES, one with non-ASCII characters, an invalid one (with RDKit's reason)
+            or one without atoms.
     """
     text = smiles.strip()
     if not text:
@@ -70,17 +96,27 @@ def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
         raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
     if mol.GetNumAtoms() == 0:
         raise ValueError(f"SMILES {text!r} has no atoms")
-    canonical = Chem.MolToSmiles(mol)
-    mol = Chem.AddHs(mol)
-    try:
-        notes = embed_3d(mol, seed)
-    except ValueError as exc:
-        raise ValueError(f"SMILES {text!r}: {exc}") from None
-    molecule = molecule_from_rdkit(mol)
-    molecule.name = name
-    molecule.smiles = canonical
-    molecule.notes = [f"3D coordinates embedded from SMILES ({notes[0]}, seed {seed})", *notes[1:]]
-    return molecule
+    return Chem.AddHs(mol) if add_hs else mol
+
+
+def with_conformers(mol: Chem.Mol, pos: np.ndarray) -> Chem.Mol:
+    """A copy of ``mol`` whose conformers are ``pos [K,N,3]`` (Angstrom), in order, flagged 3D."""
+    out = Chem.Mol(mol)
+    out.RemoveAllConformers()
+    for xyz in pos:
+        conf = Chem.Conformer(mol.GetNumAtoms())
+        for i, (x, y, z) in enumerate(xyz.tolist()):
+            conf.SetAtomPosition(i, Point3D(x, y, z))
+        conf.Set3D(True)
+        out.AddConformer(conf, assignId=True)
+    return out
+
+
+def conformer_positions(mol: Chem.Mol) -> np.ndarray:
+    """The coordinates of every conformer of ``mol`` ``[K,N,3]`` (Angstrom)."""
+    return np.stack([c.GetPositions() for c in mol.GetConformers()]).reshape(-1, mol.GetNumAtoms(), 3)
+
+
 def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
     """Convert an RDKit molecule with a conformer to a :class:`Molecule`.
 
@@ -112,6 +148,8 @@ def molecule_from_rdkit(mol: Chem.Mol) -> Molecule:
         smiles=smiles,
         radical_electrons=int(sum(a.GetNumRadicalElectrons() for a in atoms)),
     )
+
+
 def perceive_bonds(mol: Molecule) -> Molecule:
     """Return a copy of ``mol`` with bonds and bond orders perceived from its coordinates.
 
@@ -129,6 +167,8 @@ def perceive_bonds(mol: Molecule) -> Molecule:
         smiles = smiles_or_empty(rd)
     notes = [*mol.notes, note or "bonds perceived from coordinates (RDKit DetermineBonds)"]
     return replace(mol, bonds=bonds, bond_orders=orders, smiles=smiles, notes=notes)
+
+
 def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
     """Embed ``mol`` in 3D in place (ETKDGv3, then MMFF or UFF).
 
@@ -162,6 +202,8 @@ def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
     if not_converged:
         notes.append(f"{field_name} optimisation did not converge in {_MAX_FF_ITERS} steps")
     return notes
+
+
 def bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     """Bonds ``[M,2]`` (0-based atom indices) and orders ``[M]`` of an RDKit molecule."""
     pairs: list[tuple[int, int]] = []
@@ -179,6 +221,8 @@ def bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     bonds = np.array(pairs, dtype=np.int64).reshape(-1, 2)  # [M,2]
     orders = np.array(values, dtype=np.float64)  # [M]
     return bonds, orders
+
+
 def rdkit_from_coordinates(mol: Molecule) -> Chem.RWMol:
     """An RDKit molecule of bare atoms with ``mol``'s coordinates and no bonds."""
     rd = Chem.RWMol()
@@ -189,6 +233,8 @@ def rdkit_from_coordinates(mol: Molecule) -> Chem.RWMol:
         conf.SetAtomPosition(i, p.tolist())
     rd.AddConformer(conf, assignId=True)
     return rd
+
+
 def perceive_rdkit(mol: Molecule) -> tuple[Chem.RWMol, str | None]:
     """RDKit molecule with perceived bonds, and a note if only connectivity could be determined."""
     rd = rdkit_from_coordinates(mol)
@@ -211,11 +257,15 @@ def perceive_rdkit(mol: Molecule) -> tuple[Chem.RWMol, str | None]:
         f"(RDKit: {orders_error}); connectivity only, every bond set to single"
     )
     return rd, note
+
+
 def smiles_or_empty(rd: Chem.Mol) -> str:
     try:
         return Chem.MolToSmiles(Chem.RemoveHs(rd))
     except Exception:  # best effort
         return ""
+
+
 class _CollectRDKitLog(logging.Filter):
     """Logger filter that keeps RDKit's messages and stops them from being printed."""
 
@@ -227,6 +277,8 @@ class _CollectRDKitLog(logging.Filter):
         if record.levelno >= logging.WARNING:
             self.messages.append(record.getMessage())
         return False
+
+
 @contextlib.contextmanager
 def rdkit_messages() -> Iterator[list[str]]:
     """Collect RDKit's warning and error messages logged inside the block (instead of printing them).
@@ -256,6 +308,8 @@ def rdkit_messages() -> Iterator[list[str]]:
         logger.removeFilter(collector)
         for level in switched_on:
             rdBase.DisableLog(level)
+
+
 def clean_rdkit_messages(messages: list[str], drop: tuple[str, ...] = ()) -> str:
     """RDKit log lines as one message: timestamps, stack traces and repeats removed, ``"; "``-joined."""
     kept: list[str] = []
@@ -265,6 +319,8 @@ def clean_rdkit_messages(messages: list[str], drop: tuple[str, ...] = ()) -> str
             if line and line not in drop and not _NOISE.match(line) and line not in kept:
                 kept.append(line)
     return "; ".join(kept)
+
+
 def smiles_error_detail(messages: list[str], smiles: str) -> str:
     """RDKit's SMILES complaint without its echo of the input and its caret drawing."""
     lines = []
@@ -277,8 +333,6 @@ def smiles_error_detail(messages: list[str], smiles: str) -> str:
 
 
 _rdkit_log_routed = False
-
-
 
 
 _TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s?")

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from se3mol.data.files import LabelledDataset
+from se3mol.io import read_records
 from se3mol.targets import Target
 
 
@@ -90,7 +91,6 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
         ValueError: if a file does not exist, or no record has a usable label.
     """
     from se3mol.data.qm9 import attach_bonds
-    from se3mol.io import read_records
     from se3mol.pretrained import resolve_checkpoints
     from se3mol.training.checkpoint import load_model
     from se3mol.training.metrics import regression_metrics

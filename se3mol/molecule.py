@@ -6,6 +6,7 @@ Positions are in Angstrom.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,3 +111,24 @@ class Molecule:
         signature of 2D depictions: every z coordinate zero, with at least 3 atoms.
         """
         return self.n_atoms >= 3 and bool(np.all(np.abs(self.pos[:, 2]) < tol))
+
+
+def check_elements(z: Iterable[int], known: Iterable[int], whose: str = "the model's", hint: str = "") -> None:
+    """Refuse the elements of ``z`` that a model was not trained on: the one check of predict, the conformer
+    methods, the score sampler and the element embeddings.
+
+    Raises:
+        ValueError: ``element(s) Cl not in <whose> training set (knows H, C, N, O, F)``, then ``; <hint>``.
+
+    >>> check_elements([6, 1, 17], [1, 6, 7, 8, 9], "the score model's")
+    Traceback (most recent call last):
+    ...
+    ValueError: element(s) Cl not in the score model's training set (knows H, C, N, O, F)
+    """
+    known = {int(e) for e in known}
+    unknown = sorted({int(e) for e in z} - known)
+    if unknown:
+        names = ", ".join(chemical_symbols[e] for e in unknown)
+        allowed = ", ".join(chemical_symbols[e] for e in sorted(known))
+        raise ValueError(f"element(s) {names} not in {whose} training set (knows {allowed})"
+                         + (f"; {hint}" if hint else ""))

@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 import torch
 
 from se3mol.graph import Batch, GraphConfig, collate
-from se3mol.molecule import Molecule
+from se3mol.io import CsvOptions, Record, parse_shard, plan_csv, read_records
+from se3mol.molecule import Molecule, check_elements
 from se3mol.nn.model import MoleculeModel
 from se3mol.pretrained import DEFAULT_MODEL, load_pretrained, resolve_checkpoints
 from se3mol.targets import Target
@@ -184,8 +185,6 @@ class Predictor:
         The headers of CSV inputs are read here too (from stdin: its first line, handed on to the reader),
         so that :attr:`columns` is complete when this returns: a writer can put out its header first.
         """
-        from se3mol.io import CsvOptions, parse_shard, plan_csv, read_records
-
         if shard is not None:
             parse_shard(shard)  # a bad shard is refused before stdin is looked at
         plan = plan_csv(paths, input_format, stdin, CsvOptions(smiles_column, id_column))
@@ -210,8 +209,6 @@ class Predictor:
     def predict_molecules(self, mols: Iterable[Molecule],
                           shard: tuple[int, int] | str | None = None) -> Iterator[dict[str, Any]]:
         """Rows for in-memory molecules (``shard`` as in :meth:`predict_files`)."""
-        from se3mol.io import Record, parse_shard
-
         i, n = (0, 1) if shard is None else parse_shard(shard)
         self.input_columns = []
         records = (Record(index=k, source="<python>", id=m.name or f"mol{k + 1}", molecule=m, smiles=m.smiles,
@@ -333,13 +330,7 @@ class Predictor:
 
     def _prepare(self, mol: Molecule, row: dict[str, Any]) -> Molecule:
         """Domain checks: refuse what the models cannot score, warn about what they rarely saw."""
-        from ase.data import chemical_symbols
-
-        unknown = sorted({int(z) for z in mol.z} - self.elements)
-        if unknown:
-            syms = ", ".join(chemical_symbols[z] for z in unknown)
-            known = ", ".join(chemical_symbols[z] for z in sorted(self.elements))
-            raise ValueError(f"element(s) {syms} not in the model's training set (knows {known})")
+        check_elements(mol.z, self.elements)
         if mol.charge != 0:
             raise ValueError(f"charged species (total charge {mol.charge:+d}); the model was trained on neutral "
                              "molecules only")

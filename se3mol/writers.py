@@ -1,27 +1,59 @@
 """Writers: prediction rows (CSV, JSON Lines) and SD files of conformers; streamed, written atomically.
 
 Output to a path goes to a temporary file next to it and is renamed into place only when
-everything was written, so a failed run never leaves a complete-looking file behind.
+everything was written, so a failed run never leaves a complete-looking file behind. :func:`atomic_open`
+is that one atomic write, for any file se3mol writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11 on; only read by type checkers here
 
 FORMATS = ("csv", "jsonl")
 
-__all__ = ["FORMATS", "RowWriter", "SDFWriter"]
+__all__ = ["FORMATS", "RowWriter", "SDFWriter", "atomic_open", "atomic_write_text", "file_mode"]
 
 
-class RowWriter:
+class _Output:
+    """Where a writer writes: a temporary file renamed over ``path`` on success (:func:`atomic_open`), or a
+    stream (default stdout) when there is no path (``None`` or ``"-"``)."""
+
+    def __init__(self, path: str | os.PathLike | None, stream: TextIO | None) -> None:
+        self.path = Path(path) if path is not None and str(path) != "-" else None
+        self._stream = stream
+        self._fh: TextIO | None = None
+        self._output = contextlib.ExitStack()
+
+    def __enter__(self) -> Self:
+        if self.path is not None:
+            self._fh = self._output.enter_context(atomic_open(self.path, suffix=".part", make_parents=False))
+        else:
+            self._fh = self._stream or sys.stdout
+        self._start()
+        return self
+
+    def _start(self) -> None:
+        """What a writer writes first (a header), once the output is open."""
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.path is None and self._fh is not None and exc_type is None:
+            self._fh.flush()
+        self._output.__exit__(exc_type, exc, tb)
+
+
+class RowWriter(_Output):
     """Write rows (dicts with a fixed set of ``columns``) to ``path`` or stdout.
 
     Use as a context manager; on an exception inside the block, the temporary file is removed and
@@ -32,25 +64,17 @@ class RowWriter:
                  stream: TextIO | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown output format {fmt!r}; choose {', '.join(FORMATS)}")
+        super().__init__(path, stream)
         self.columns = list(columns)
         self.fmt = fmt
-        self.path = Path(path) if path is not None and str(path) != "-" else None
-        self._stream = stream
-        self._tmp: Path | None = None
-        self._fh: TextIO | None = None
         self._csv: Any = None
         self.rows_written = 0
 
-    def __enter__(self) -> RowWriter:
-        if self.path is not None:
-            self._fh, self._tmp = _open_temporary(self.path)
-        else:
-            self._fh = self._stream or sys.stdout
+    def _start(self) -> None:
         if self.fmt == "csv":
             self._csv = csv.DictWriter(self._fh, fieldnames=self.columns, extrasaction="ignore",
                                        lineterminator="\n")
             self._csv.writeheader()
-        return self
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         assert self._fh is not None
@@ -61,9 +85,6 @@ class RowWriter:
                 self._fh.write(json.dumps({k: _json_value(row.get(k)) for k in self.columns}) + "\n")
             self.rows_written += 1
         self._fh.flush()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        _close_output(self._fh, self._tmp, self.path, exc_type is None)
 
 
 def _csv_value(v: Any) -> Any:
@@ -80,7 +101,7 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-class SDFWriter:
+class SDFWriter(_Output):
     """Write RDKit molecules as SD records (molblock, data fields, ``$$$$``) to ``path`` or stdout.
 
     Atomic like :class:`RowWriter`: with a path, records go to a temporary file next to it that is renamed
@@ -98,18 +119,8 @@ class SDFWriter:
     """
 
     def __init__(self, path: str | os.PathLike | None = None, stream: TextIO | None = None) -> None:
-        self.path = Path(path) if path is not None and str(path) != "-" else None
-        self._stream = stream
-        self._tmp: Path | None = None
-        self._fh: TextIO | None = None
+        super().__init__(path, stream)
         self.records_written = 0
-
-    def __enter__(self) -> SDFWriter:
-        if self.path is not None:
-            self._fh, self._tmp = _open_temporary(self.path)
-        else:
-            self._fh = self._stream or sys.stdout
-        return self
 
     def write(self, mol: Any, conf_id: int = -1, name: str = "",
               properties: dict[str, Any] | None = None) -> None:
@@ -128,9 +139,6 @@ class SDFWriter:
         self._fh.flush()
         self.records_written += 1
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        _close_output(self._fh, self._tmp, self.path, exc_type is None)
-
 
 def _sd_value(v: Any) -> str:
     if v is None:
@@ -141,33 +149,49 @@ def _sd_value(v: Any) -> str:
     return text
 
 
-def _open_temporary(path: Path) -> tuple[TextIO, Path]:
-    """A temporary file next to ``path`` (same directory, so the final rename is atomic)."""
-    parent = path.parent
-    if not parent.is_dir():
-        raise OSError(f"output directory {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
-    return os.fdopen(fd, "w", newline=""), Path(tmp)
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", *, suffix: str = ".tmp",
+                make_parents: bool = True) -> Iterator[IO]:
+    """Write ``path`` atomically: the block writes a temporary file next to it (same directory, so the rename is
+    atomic), which on a normal exit is flushed, fsynced, given the permissions a plain ``open()`` would give and
+    renamed over ``path``; on an exception it is removed and ``path`` is left as it was.
 
+    The temporary file is ``.NAME.XXXXXXXX<suffix>`` (8 random characters), hidden, and says by its name that
+    it is unfinished. ``mode`` is ``"w"`` (text, UTF-8, newlines as written) or ``"wb"``.
 
-def _close_output(fh: TextIO | None, tmp: Path | None, path: Path | None, success: bool) -> None:
-    """Flush stdout, or fsync + rename the temporary file into place on success and remove it otherwise."""
-    if tmp is None:
-        if fh is not None and success:
-            fh.flush()
-        return
-    assert fh is not None and path is not None
+    Raises:
+        OSError: if the directory does not exist and ``make_parents`` is false, or the file cannot be written.
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+    >>> with atomic_open(target) as fh:
+    ...     _ = fh.write("done\\n")
+    >>> target.read_text(), [p.name for p in target.parent.iterdir()]
+    ('done\\n', ['out.txt'])
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise OSError(f"output directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
-        if success:
+        with os.fdopen(fd, mode, **text) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        fh.close()
-        if success:
-            os.chmod(tmp, file_mode())
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_open`), creating its directory if needed."""
+    with atomic_open(path) as fh:
+        fh.write(text)
 
 
 def file_mode() -> int:

@@ -65,7 +65,7 @@ def main() -> None:
     import torch
     from rdkit import rdBase
 
-    from se3mol.conformers.generate import SmilesInput, generate_one, load_clofnet_method
+    from se3mol.conformers import SmilesInput, generate_one, load_clofnet_method
     from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 
     torch.set_num_threads(1)

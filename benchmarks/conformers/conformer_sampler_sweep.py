@@ -77,7 +77,7 @@ def main() -> None:
     import torch
     from rdkit import rdBase
 
-    from se3mol.conformers.generate import load_clofnet_method
+    from se3mol.conformers import load_clofnet_method
 
     torch.set_num_threads(1)
     rdBase.DisableLog("rdApp.warning")

@@ -14,7 +14,7 @@ K = 10 kept conformers, the *expected* COV-R at 0.5 A and MAT-R of each way of c
 - ``K of M' by energy as sampled``: M' random samples, the K of lowest MMFF94 energy as sampled kept (the rule
   of ``--oversample M'/K`` before the one below);
 - ``K of M' by minimised energy``: the K whose minimised energy is lowest;
-- ``K of M': least strained, then most diverse``: what ``se3mol.conformers.generate.select_conformers`` does
+- ``K of M': least strained, then most diverse``: what ``se3mol.conformers.select.select_conformers`` does
   (``--oversample M'/K``): the most strained half of the M' - K surplus dropped, then farthest-point selection
   on the samples' pairwise heavy-atom best RMSD, from the least strained on. Needs the pairwise RMSDs, which
   runs before this rule existed did not record.
@@ -46,7 +46,7 @@ RESULTS = results_dir(__file__)
 def sample_and_score(molecules, m: int, model: str | None, seed: int = 0, precision: str = "float32") -> list[dict]:
     from rdkit import Chem
 
-    from se3mol.conformers.generate import SmilesInput, generate_one, load_clofnet_method, relax_mmff
+    from se3mol.conformers import SmilesInput, generate_one, load_clofnet_method, relax_mmff
     from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 
     method = load_clofnet_method(model, precision=precision)
@@ -74,7 +74,7 @@ def sample_and_score(molecules, m: int, model: str | None, seed: int = 0, precis
 def expected_best(row: dict, k: int, pool: int, key: str | None, draws: int, rng: np.random.Generator) -> np.ndarray:
     """Best RMSD of the K kept conformers ``[draws]``: each draw takes ``pool`` random samples of the molecule and
     keeps the K of lowest ``row[key]`` (``key=None``: ``pool == K``, no choice; ``"diverse"``: what
-    ``se3mol.conformers.generate.select_conformers`` does, the least strained half of the surplus dropped and
+    ``se3mol.conformers.select.select_conformers`` does, the least strained half of the surplus dropped and
     :func:`farthest_points` selection from the rest)."""
     rmsd = np.asarray(row["rmsd"])
     pools = np.argsort(rng.random((draws, len(rmsd))), axis=1)[:, :pool]  # [draws, pool] random subsets

@@ -55,7 +55,7 @@ def reference_molecule(smiles: str, z: np.ndarray, pos: np.ndarray) -> Chem.Mol:
     Raises:
         ValueError: if the SMILES does not parse or its graph differs from the DFT connectivity.
     """
-    from se3mol.conformers.generate import molecule_from_smiles
+    from se3mol.conformers import molecule_from_smiles
 
     mol = molecule_from_smiles(smiles)
     dft = Chem.RWMol()
@@ -135,7 +135,7 @@ def pick_molecules(n: int, split: str = "test",
 
 def make_method(name: str, args):
     """(ConformerMethod, relax) for a benchmark method name, or raise ModelUnavailableError."""
-    from se3mol.conformers.generate import EtkdgMethod, load_clofnet_method
+    from se3mol.conformers import EtkdgMethod, load_clofnet_method
 
     base, _, suffix = name.partition("+")
     relax = bool(suffix)
@@ -147,7 +147,7 @@ def make_method(name: str, args):
 
 
 def run_method(name: str, method, relax: bool, molecules, k: int, seed: int, threshold: float) -> dict:
-    from se3mol.conformers.generate import SmilesInput, generate_one
+    from se3mol.conformers import SmilesInput, generate_one
     from se3mol.conformers.metrics import coverage_matching, heavy_atom_rmsd_matrix, split_conformers
 
     rows, failures, seconds = [], [], []
@@ -321,7 +321,7 @@ def main() -> None:
     from se3mol.runtime import keep_freed_memory
 
     keep_freed_memory()  # as `se3mol conformers` does; without it, timings depend on what the process did first
-    from se3mol.conformers.generate import ModelUnavailableError
+    from se3mol.conformers import ModelUnavailableError
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]

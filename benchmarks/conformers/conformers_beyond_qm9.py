@@ -50,7 +50,7 @@ def main() -> None:
     import torch
     from rdkit import Chem, rdBase
 
-    from se3mol.conformers.generate import EtkdgMethod, SmilesInput, generate_one, load_clofnet_method, relax_mmff
+    from se3mol.conformers import EtkdgMethod, SmilesInput, generate_one, load_clofnet_method, relax_mmff
     from se3mol.conformers.geometry import nonbonded_pairs
 
     torch.set_num_threads(1)

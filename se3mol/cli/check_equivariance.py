@@ -13,6 +13,7 @@ from rich.table import Table
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_FAILURE, EXIT_INPUT, fail
 from se3mol.equivariance import EquivarianceReport, check, default_molecules, model_to_check
 from se3mol.graph import collate
+from se3mol.io import read_molecules
 from se3mol.nn.registry import get_entry, model_names
 
 
@@ -55,8 +56,6 @@ def check_equivariance(
         if input_ is None:
             mols = default_molecules()
         else:
-            from se3mol.io import read_molecules
-
             mols = read_molecules(str(input_))  # validated; raises ValueError naming a bad record
             if not mols:
                 raise ValueError(f"no molecules in {input_}")

@@ -20,8 +20,8 @@ from se3mol.cli.common import (
     fail,
     silence_stdout,
 )
+from se3mol.conformers.methods import METHODS
 
-METHODS = ("clofnet", "etkdg")
 PRESETS = ("default", "fast", "paper")
 PRECISIONS = ("auto", "float32", "bfloat16")
 # Above this many molecules the summary table lists only the molecules that failed or fell short.
@@ -35,8 +35,8 @@ def conformers(
     n: Annotated[int, typer.Option("-n", "--num-conformers", min=1, help="Conformers per molecule.")] = 10,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="SD file to write (atomically); default stdout.")] = None,
-    method: Annotated[str, typer.Option(help="clofnet (score model + annealed Langevin dynamics) or etkdg "
-                                             "(RDKit ETKDGv3).")] = "clofnet",
+    method: Annotated[str, typer.Option(help=" or ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ".")
+                      ] = next(iter(METHODS)),
     model: Annotated[str | None, typer.Option(
         help="Score model for --method clofnet: shipped name or .pt path. Default: conformers-clofnet-qm9.")] = None,
     seed: Annotated[int, typer.Option(help="Base seed; each molecule's seed is derived from it and its SMILES.")] = 0,
@@ -60,13 +60,7 @@ def conformers(
     method, seed and sampler settings. Exit 0 if every molecule got its conformers, 3 if some failed (the
     others are still written), 4 if the score model cannot be loaded, 5 if the output cannot be written.
     """
-    from se3mol.conformers.generate import (
-        EtkdgMethod,
-        ModelUnavailableError,
-        generate_conformers,
-        load_clofnet_method,
-        read_smiles_inputs,
-    )
+    from se3mol.conformers import ModelUnavailableError, generate_conformers, make_method, read_smiles_inputs
     from se3mol.runtime import keep_freed_memory
     from se3mol.writers import SDFWriter
 
@@ -74,11 +68,12 @@ def conformers(
         raise typer.BadParameter(f"choose {' or '.join(METHODS)}", param_hint="--method")
     if preset is not None and preset not in PRESETS:
         raise typer.BadParameter(f"choose {', '.join(PRESETS)}", param_hint="--preset")
-    if method == "etkdg":
-        used = [name for name, v in (("--model", model), ("--steps", steps), ("--preset", preset),
-                                     ("--precision", precision)) if v is not None]
-        if used:
-            raise typer.BadParameter(f"{', '.join(used)} only apply to --method clofnet", param_hint=used[0])
+    options = {"model": model, "preset": preset, "steps": steps, "precision": precision}
+    used = [f"--{name}" for name, v in options.items() if v is not None and name not in METHODS[method].options]
+    if used:
+        takers = [m.name for m in METHODS.values() if all(u[2:] in m.options for u in used)]
+        raise typer.BadParameter(f"{', '.join(used)} only apply to --method {' or '.join(takers)}",
+                                 param_hint=used[0])
     if precision is not None and precision not in PRECISIONS:
         raise typer.BadParameter(f"choose {', '.join(PRECISIONS)}", param_hint="--precision")
     if oversample is not None and not oversample >= 1:
@@ -90,17 +85,15 @@ def conformers(
     if not items:
         fail("no SMILES in the input (blank lines and # comments are skipped)", EXIT_INPUT)
 
-    if method == "clofnet":
-        keep_freed_memory()  # the sampler's many tensors of a few MiB: 1.35-1.8x faster (se3mol.runtime)
-        try:
-            generator = load_clofnet_method(model, device=device, preset=preset, steps=steps,
-                                            precision=precision or "auto")
-        except ModelUnavailableError as exc:
-            fail(str(exc), EXIT_BAD_MODEL)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    else:
-        generator = EtkdgMethod()
+    if "device" in METHODS[method].options:
+        keep_freed_memory()  # a torch sampler's many tensors of a few MiB: 1.35-1.8x faster (se3mol.runtime)
+        options["device"] = device
+    try:
+        generator = make_method(method, **{k: v for k, v in options.items() if k in METHODS[method].options})
+    except ModelUnavailableError as exc:
+        fail(str(exc), EXIT_BAD_MODEL)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if oversample is not None:
         generator.oversample = oversample
 

@@ -83,7 +83,7 @@ def evaluate(
         if output is not None:
             import pandas as pd
 
-            from se3mol.training.checkpoint import atomic_write_text
+            from se3mol.writers import atomic_write_text
 
             atomic_write_text(pd.DataFrame(ev.rows()).to_csv(index=False), output)
             err.print(f"labels and predictions: {output}")

@@ -23,6 +23,7 @@ from se3mol.cli.common import (
     fail,
     silence_stdout,
 )
+from se3mol.io import parse_shard
 from se3mol.pretrained import DEFAULT_MODEL
 
 
@@ -72,8 +73,6 @@ def predict(
         raise typer.BadParameter(f"must be 0 or more, got {prefetch}", param_hint="--prefetch")
     shard_in = None
     if shard is not None:
-        from se3mol.io import parse_shard
-
         try:
             shard_in = parse_shard(shard)
         except ValueError as exc:

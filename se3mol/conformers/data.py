@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from se3mol.data.qm9 import QM9, SPLIT_SEED, PackedMolecules, attach_bonds, load_qm9, standard_split
+from se3mol.io import read_records
 
 USER_SPLIT_SEED = 0
 USER_SPLIT = (0.8, 0.1, 0.1)
@@ -40,8 +41,6 @@ def conformer_dataset(spec: str, data: QM9 | None = None,
 
 
 def _sdf_dataset(path: Path) -> tuple[PackedMolecules, dict[str, Tensor], dict[str, Any]]:
-    from se3mol.io import read_records
-
     if not path.is_file():
         raise ValueError(f"--dataset {path}: no such file (give 'qm9' or an SDF file of conformers)")
     if path.suffix.lower() not in (".sdf", ".sd", ".mol"):

@@ -33,6 +33,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdMolAlign
 
+from se3mol.chem import rdkit_messages
+
 __all__ = [
     "DEFAULT_MAX_MATCHES",
     "DEFAULT_THRESHOLD",
@@ -295,8 +297,6 @@ def read_conformer_groups(path: str | Path, match_by: str = "smiles"
     Raises:
         OSError: if the file cannot be opened.
     """
-    from se3mol.chem import rdkit_messages
-
     groups: dict[str, list[Chem.Mol]] = {}
     labels: dict[str, str] = {}
     errors: list[str] = []

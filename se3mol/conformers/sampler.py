@@ -34,12 +34,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from se3mol.conformers.geometry import clashes, nonbonded_pairs, stretched_bonds
-from se3mol.conformers.score import ScoreModel, kabsch_align, noise_levels
-from se3mol.conformers.stereo import StereoTargets, stereo_penalty, stereo_targets, stereo_wrong
+from se3mol.chem import bonds_from_rdkit
+from se3mol.conformers.checks import ConformerChecks
+from se3mol.conformers.score import LEVELS, SIGMA_MAX, SIGMA_MIN, ScoreModel, kabsch_align, noise_levels
+from se3mol.conformers.stereo import StereoTargets, stereo_penalty
 from se3mol.graph import collate
-from se3mol.molecule import Molecule
+from se3mol.molecule import Molecule, check_elements
 from se3mol.nn.layers import center_positions
+from se3mol.pretrained import load_score_model, resolve_checkpoint
 
 # ConfGF's step size for 100 steps per level; fewer steps take proportionally larger ones.
 PAPER_EPS, PAPER_STEPS = 2.4e-6, 100
@@ -100,9 +102,9 @@ class SamplerSettings:
             (``benchmarks/speed/results/allocator.md``), for a relative change of the score of about 0.4%.
     """
 
-    sigma_max: float = 10.0
-    sigma_min: float = 0.01
-    levels: int = 50
+    sigma_max: float = SIGMA_MAX
+    sigma_min: float = SIGMA_MIN
+    levels: int = LEVELS
     steps: int = 2
     coarse_sigma: float | None = None
     coarse_steps: int = 1
@@ -210,34 +212,25 @@ class ScoreSampler:
     @classmethod
     def load(cls, spec: str | os.PathLike, device: str | torch.device = "cpu") -> ScoreSampler:
         """A shipped score model by name (e.g. ``conformers-clofnet-qm9``) or a checkpoint path."""
-        from se3mol.pretrained import load_score_model, resolve_checkpoint
-
         model, ckpt = load_score_model(resolve_checkpoint(spec), device)
         return cls(model, ckpt, device)
 
     def molecule(self, mol) -> Molecule:
         """The graph of RDKit molecule ``mol`` (explicit hydrogens) as a :class:`Molecule` at the origin."""
-        z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
-        unknown = sorted({int(e) for e in z} - set(self.elements))
-        if unknown:
-            from rdkit.Chem import GetPeriodicTable
-
-            pt = GetPeriodicTable()
-            raise ValueError(f"element(s) {', '.join(pt.GetElementSymbol(e) for e in unknown)} outside the score "
-                             f"model's training set ({', '.join(pt.GetElementSymbol(e) for e in self.elements)})")
+        z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)  # [N]
+        check_elements(z, self.elements, "the score model's")
         if len(z) > 1 and not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) and mol.GetNumBonds() and \
                 any(a.GetTotalNumHs() for a in mol.GetAtoms()):
             raise ValueError("the molecule has implicit hydrogens; add them first (Chem.AddHs)")
-        bonds = np.array([[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()], dtype=np.int64)
-        orders = np.array([b.GetBondTypeAsDouble() for b in mol.GetBonds()], dtype=np.float64)
-        return Molecule(z=z, pos=np.zeros((len(z), 3)), bonds=bonds.reshape(-1, 2), bond_orders=orders)
+        bonds, orders = bonds_from_rdkit(mol)  # [M,2], [M]
+        return Molecule(z=z, pos=np.zeros((len(z), 3)), bonds=bonds, bond_orders=orders)
 
     @torch.no_grad()
     def sample(self, mol, n: int, seed: int = 0, settings: SamplerSettings | None = None) -> np.ndarray:
         """``n`` conformers of ``mol`` (RDKit, explicit H) as coordinates ``[n,N,3]`` (Angstrom).
 
-        Conformers that come out with a stretched bond (:func:`stretched_bonds`), with overlapping atoms
-        (:func:`clashes`) or, despite the stereo term, with a specified stereo element the wrong way round are
+        Conformers that come out with a stretched bond, with overlapping atoms or, despite the stereo term, with a
+        specified stereo element the wrong way round (:class:`~se3mol.conformers.checks.ConformerChecks`) are
         sampled again, up to ``settings.resample`` times, with the same generator (so the result depends only
         on ``mol``, ``n`` and ``seed``)."""
         if n < 1:
@@ -245,12 +238,9 @@ class ScoreSampler:
         settings = settings or SamplerSettings()
         template = self.molecule(mol)
         gen = torch.Generator().manual_seed(int(seed))
-        targets = stereo_targets(mol) if settings.stereo_weight > 0 else None
-        bonds, pairs = template.bonds, nonbonded_pairs(mol)
-
-        def flawed(xyz: np.ndarray) -> np.ndarray:  # [k] bool
-            bad = stretched_bonds(xyz, template.z, bonds).any(-1) | clashes(xyz, template.z, pairs).any(-1)
-            return bad | stereo_wrong(xyz, targets).any(-1) if targets else bad
+        checks = ConformerChecks.of(mol, stereo=settings.stereo_weight > 0)
+        targets = checks.stereo
+        flawed = checks.flawed
 
         xyz = self._langevin(template, n, gen, settings, targets)
         redo = flawed(xyz)

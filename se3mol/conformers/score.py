@@ -115,7 +115,12 @@ def recorded_config(description: dict[str, Any]) -> dict[str, Any]:
     return {"max_hops": None, **description["config"]}
 
 
-def noise_levels(sigma_max: float = 10.0, sigma_min: float = 0.01, levels: int = 50) -> Tensor:
+#: The noise schedule of ConfGF and ClofNet, the one the score model is trained on and sampled with: geometric,
+#: from ``SIGMA_MAX`` down to ``SIGMA_MIN`` Angstrom in ``LEVELS`` levels (:func:`noise_levels`).
+SIGMA_MAX, SIGMA_MIN, LEVELS = 10.0, 0.01, 50
+
+
+def noise_levels(sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN, levels: int = LEVELS) -> Tensor:
     """Geometric noise levels from ``sigma_max`` down to ``sigma_min`` (Angstrom) ``[levels]`` (float64)."""
     return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), levels, dtype=torch.float64))
 

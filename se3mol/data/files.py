@@ -25,7 +25,9 @@ reading settings, so a CSV of SMILES is embedded in 3D (RDKit ETKDG+MMFF, seeded
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -39,9 +41,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from se3mol.chem import embed_smiles
 from se3mol.data.qm9 import PackedMolecules, cache_dir
 from se3mol.graph import Batch, GraphConfig
+from se3mol.io import Record, read_records
 from se3mol.targets import Target, parse_target_spec
+from se3mol.writers import atomic_open, atomic_write_text
 
 CACHE_FORMAT = 1
 #: Fewest usable molecules a training run accepts (at least 8 to train on, one each to validate and test).
@@ -163,11 +168,6 @@ class LabelledDataset(PackedMolecules):
 
     def write_report(self, path: str | Path) -> None:
         """Write every skipped record and missing label, with the reason, as CSV (atomically)."""
-        import csv
-        import io
-
-        from se3mol.training.checkpoint import atomic_write_text
-
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(REPORT_COLUMNS))
         w.writeheader()
@@ -275,8 +275,6 @@ class LabelledDataset(PackedMolecules):
         """Read labelled molecules from SDF (data fields), XYZ/extxyz (info keys), CSV (columns) or any
         ASE format; ``.gz`` works everywhere; ``forces`` names a per-atom force array (extxyz ``forces``).
         Raises ``ValueError`` if a file does not exist."""
-        from se3mol.io import read_records
-
         targets = _as_targets(targets)
         files = [os.fspath(p) for p in paths]
         for p in files:
@@ -296,9 +294,8 @@ class LabelledDataset(PackedMolecules):
                                id_column=id_column)
         ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces)
         if path is not None:
-            from se3mol.training.checkpoint import atomic_save
-
-            atomic_save(ds._to_cache(), path)
+            with atomic_open(path, "wb") as fh:
+                torch.save(ds._to_cache(), fh)
         return ds
 
     @classmethod
@@ -307,9 +304,6 @@ class LabelledDataset(PackedMolecules):
                        keep_fields: Sequence[str] = ()) -> LabelledDataset:
         """Build from a pandas DataFrame: a SMILES column (embedded in 3D, seeded) or a ``molecule``
         column of :class:`~se3mol.molecule.Molecule` objects, and one column per target."""
-        from se3mol.chem import embed_smiles
-        from se3mol.io import Record
-
         targets = _as_targets(targets)
         use_molecules = "molecule" in df.columns
         if not use_molecules and smiles_column not in df.columns:

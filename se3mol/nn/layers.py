@@ -12,6 +12,8 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from se3mol.molecule import check_elements
+
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False) -> nn.Sequential:
     """Linear layers of the given widths with ``act`` between them (and after the last if asked)."""
@@ -156,6 +158,5 @@ class ElementEmbedding(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         idx = self.lookup[z]
         if (idx < 0).any():
-            unknown = sorted(set(z[idx < 0].tolist()))
-            raise ValueError(f"element(s) Z={unknown} not known to this model (knows {list(self.elements)})")
+            check_elements(z[idx < 0].tolist(), self.elements, "this model's")
         return self.embedding(idx)

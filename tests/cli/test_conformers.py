@@ -251,7 +251,7 @@ class DistortsTheSecond:
 
 
 def test_a_torn_conformer_is_flagged_per_record_and_in_the_summary():
-    from se3mol.conformers.generate import ClofnetMethod, SmilesInput, generate_one
+    from se3mol.conformers import ClofnetMethod, SmilesInput, generate_one
     from se3mol.conformers.sampler import SamplerSettings
 
     def tear(xyz):  # methanol's C-O bond 3 A long
@@ -266,7 +266,7 @@ def test_a_torn_conformer_is_flagged_per_record_and_in_the_summary():
 
 
 def test_overlapping_atoms_are_flagged_per_record_and_in_the_summary():
-    from se3mol.conformers.generate import ClofnetMethod, SmilesInput, generate_one
+    from se3mol.conformers import ClofnetMethod, SmilesInput, generate_one
     from se3mol.conformers.sampler import SamplerSettings
 
     def collapse(xyz):  # butanol's hydroxyl O onto the methyl C, 4 bonds apart
@@ -280,7 +280,7 @@ def test_overlapping_atoms_are_flagged_per_record_and_in_the_summary():
 
 
 def test_molecules_outside_the_score_models_training_domain_are_flagged():
-    from se3mol.conformers.generate import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
+    from se3mol.conformers import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
     from se3mol.conformers.sampler import SamplerSettings
 
     class SmallDomain(FakeSampler):
@@ -303,7 +303,7 @@ def test_molecules_outside_the_score_models_training_domain_are_flagged():
 
 
 def test_oversampling_keeps_whole_conformers_in_their_order():
-    from se3mol.conformers.generate import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
+    from se3mol.conformers import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
     from se3mol.conformers.sampler import SamplerSettings
 
     def collapse(xyz):  # butanol's hydroxyl O onto the methyl C: a huge MMFF94 energy
@@ -323,7 +323,7 @@ def test_oversampling_keeps_whole_conformers_in_their_order():
 
 
 def _embedded(smiles: str, k: int, seed: int = 3):
-    from se3mol.conformers.generate import molecule_from_smiles
+    from se3mol.conformers import molecule_from_smiles
 
     mol = molecule_from_smiles(smiles)
     m = Chem.Mol(mol)
@@ -332,7 +332,7 @@ def _embedded(smiles: str, k: int, seed: int = 3):
 
 
 def test_select_conformers_drops_the_most_strained_and_flawed_ones():
-    from se3mol.conformers.generate import molecule_from_smiles, select_conformers
+    from se3mol.conformers import molecule_from_smiles, select_conformers
 
     def kept_indices(kept):
         return sorted(int(np.argmin([np.abs(x - p).max() for p in pos])) for x in kept)
@@ -354,7 +354,7 @@ def test_select_conformers_drops_the_most_strained_and_flawed_ones():
 
 
 def test_select_conformers_keeps_one_of_near_duplicates():
-    from se3mol.conformers.generate import molecule_from_smiles, select_conformers
+    from se3mol.conformers import molecule_from_smiles, select_conformers
     from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 
     mol = molecule_from_smiles("CCCCO")
@@ -376,7 +376,7 @@ def test_select_conformers_keeps_one_of_near_duplicates():
 
 
 def test_notes_of_an_oversampled_method_say_how_many_were_sampled_for_how_many_kept():
-    from se3mol.conformers.generate import SmilesInput, generate_one
+    from se3mol.conformers import SmilesInput, generate_one
 
     class EmbedsTwo:  # like ETKDG when only some conformers embed
         name, oversample = "fake", 1.5

@@ -48,11 +48,11 @@ def test_shards_together_are_the_whole_input_once():
 
 
 def test_other_shards_records_are_not_parsed(monkeypatch):
-    import se3mol.io as sio
+    import se3mol.io.sdf as sdf
 
     parsed = []
-    real = sio._molecule_from_molblock
-    monkeypatch.setattr(sio, "_molecule_from_molblock", lambda lines, *a: parsed.append(lines[0]) or real(lines, *a))
+    real = sdf.molecule_from_molblock
+    monkeypatch.setattr(sdf, "molecule_from_molblock", lambda lines, *a: parsed.append(lines[0]) or real(lines, *a))
     recs = list(read_records([str(FIXTURES / "good.sdf")], shard="1/2"))
     assert len(parsed) == len(recs) and all(r.index % 2 == 1 for r in recs)
 

@@ -138,7 +138,7 @@ def test_files_group_by_canonical_smiles_and_report_unreadable_records(tmp_path)
 def test_mmff_relaxed_conformers_still_match_their_molecule():
     # RDKit's MMFF set-up rewrites aromaticity flags in place; relax_mmff must leave the chemistry alone,
     # or relaxed conformers of aromatic molecules no longer match the same molecule from elsewhere.
-    from se3mol.conformers.generate import relax_mmff
+    from se3mol.conformers import relax_mmff
 
     # a 1,3-oxazin-6-one from QM9: RDKit calls the ring non-aromatic, MMFF's aromaticity model aromatic
     ref = _embedded("NC1=NC=CC(=O)O1")

@@ -144,7 +144,7 @@ def test_sampler_is_seeded_and_refuses_unknown_elements():
     b = sampler.sample(mol, 2, seed=7, settings=settings)
     c = sampler.sample(mol, 2, seed=8, settings=settings)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    with pytest.raises(ValueError, match="Cl outside the score model's training set"):
+    with pytest.raises(ValueError, match="Cl not in the score model's training set"):
         sampler.sample(Chem.AddHs(Chem.MolFromSmiles("CCl")), 1, settings=settings)
     with pytest.raises(ValueError, match="implicit hydrogens"):
         sampler.sample(Chem.MolFromSmiles("CCO"), 1, settings=settings)

@@ -176,7 +176,7 @@ def test_flawed_conformers_are_sampled_again_and_only_they(monkeypatch):
 def test_mmff_relaxation_never_inverts_the_stereo_a_conformer_has_right():
     from rdkit.Chem import rdForceFieldHelpers
 
-    from se3mol.conformers.generate import relax_mmff
+    from se3mol.conformers import relax_mmff
 
     for smiles, seed in [("C[C@H](O)CN", 5), ("C[C@@H]1CC[C@H](O)CC1", 3)]:
         mol = _pushed_through_faces(smiles, seed)
@@ -190,7 +190,7 @@ def test_mmff_relaxation_never_inverts_the_stereo_a_conformer_has_right():
 
 
 def test_mmff_relaxation_of_an_ordinary_conformer_is_not_restrained():
-    from se3mol.conformers.generate import relax_mmff
+    from se3mol.conformers import relax_mmff
 
     mol = Chem.AddHs(Chem.MolFromSmiles("C[C@H](O)[C@@H](N)/C=C\\C"))
     assert len(AllChem.EmbedMultipleConfs(mol, 3, randomSeed=7)) == 3

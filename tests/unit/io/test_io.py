@@ -496,11 +496,11 @@ def test_csv_quoted_newline_and_line_numbers(tmp_path):
 
 
 def test_csv_shard_embeds_only_its_rows(monkeypatch):
-    import se3mol.io as sio
+    import se3mol.io.tables as tables
 
     embedded = []
-    real = sio.embed_smiles
-    monkeypatch.setattr(sio, "embed_smiles", lambda smiles, **kw: embedded.append(smiles) or real(smiles, **kw))
+    real = tables.embed_smiles
+    monkeypatch.setattr(tables, "embed_smiles", lambda smiles, **kw: embedded.append(smiles) or real(smiles, **kw))
     recs = list(read_records([str(TABLE)], shard="1/2", id_column="name"))
     assert [(r.index, r.id) for r in recs] == [(1, "benzene"), (3, "table.csv:4")]
     assert embedded == ["c1ccccc1"]  # the ragged row 3 is never embedded; rows 0, 2, 4 are other shards'
@@ -725,9 +725,9 @@ def test_random_bytes_give_a_readable_error_and_a_usable_id(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=50) | st.text(alphabet=st.characters(max_codepoint=127), max_size=50))
 def test_text_check_fast_path_agrees_with_the_definition(text):
-    from se3mol.io import _is_text
+    from se3mol.io.base import is_text
 
-    assert _is_text(text) == ("\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text))
+    assert is_text(text) == ("\ufffd" not in text and all(c.isprintable() or c in "\t\r\n" for c in text))
 
 
 def test_non_ascii_in_the_bond_block_is_a_clear_error_not_boost_internals(tmp_path):

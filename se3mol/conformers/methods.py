@@ -1,0 +1,266 @@
+"""How conformers are placed: the :class:`ConformerMethod` contract, its two methods (RDKit ETKDG and the ClofNet
+score model), and :data:`METHODS`, the one list of method names that ``se3mol conformers --method`` offers.
+
+The score-based sampler (``se3mol.conformers.sampler``, torch) is imported only when a ClofNet method is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from se3mol.chem import clean_rdkit_messages, rdkit_messages
+from se3mol.molecule import check_elements
+from se3mol.pretrained import models_dir
+
+__all__ = [
+    "CLOFNET_OVERSAMPLE",
+    "DEFAULT_SCORE_MODEL",
+    "METHODS",
+    "ClofnetMethod",
+    "ConformerMethod",
+    "EtkdgMethod",
+    "MethodEntry",
+    "ModelUnavailableError",
+    "load_clofnet_method",
+    "make_method",
+]
+
+#: The shipped score model ``--method clofnet`` uses unless ``--model`` says otherwise.
+DEFAULT_SCORE_MODEL = "conformers-clofnet-qm9"
+#: ``--method clofnet`` samples this many times the conformers asked for and keeps the least strained and most
+#: diverse (:func:`~se3mol.conformers.select.select_conformers`). On 300 QM9 validation molecules with stereo-free
+#: SMILES (pools of 40 samples each, benchmarks/conformers/results/conformer_selection_m40.md), 10 kept are expected to cover
+#: 83.6% of the DFT geometries as plain samples, 85.2% of 12, 88.0% of 20, 89.9% of 30 and 91.7% of 40; 30 took
+#: 1.29 s per molecule on two threads (bfloat16), 40 took 1.58 s, against the 2 s of the benchmark's goal, which 3
+#: meets with a margin.
+CLOFNET_OVERSAMPLE = 3.0
+
+
+class ConformerMethod(Protocol):
+    """Places the atoms of a molecule: ``coordinates(mol, n, seed) -> [n,N,3]`` in Angstrom.
+
+    ``mol`` has explicit hydrogens and its atom order defines the rows. ``check`` raises ValueError for a
+    molecule the method cannot handle (before any time is spent); ``extrapolation`` names the ways a molecule
+    it can handle lies outside what it was fitted to (a learned model's training molecules), each a warning;
+    ``coordinates`` may return fewer than ``n`` conformers (with a note saying why) but raises ValueError
+    when it has none. ``oversample`` (at least 1): :func:`~se3mol.conformers.generate.generate_one` asks for
+    ``ceil(oversample * n)`` conformers and keeps ``n``, the least strained and most diverse
+    (:func:`~se3mol.conformers.select.select_conformers`).
+    """
+
+    name: str
+    oversample: float
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def check(self, mol: Chem.Mol) -> None: ...
+
+    def extrapolation(self, mol: Chem.Mol) -> list[str]: ...
+
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]: ...
+
+
+@dataclass
+class EtkdgMethod:
+    """RDKit ETKDGv3 distance geometry (Riniker and Landrum 2015), the classical baseline.
+
+    Conformers that fail to embed from ETKDG's distance-bounds start are retried from random starting
+    coordinates (RDKit's documented fallback for strained molecules); a note says how many.
+    """
+
+    name: str = "etkdg"
+    max_attempts: int = 0  # RDKit's default (0: 10 x number of atoms)
+    oversample: float = 1.0
+
+    def settings(self) -> dict[str, Any]:
+        return {"algorithm": "ETKDGv3", "max_iterations": self.max_attempts, "prune_rms_threshold": None,
+                "random_coords_fallback": True, "oversample": self.oversample}
+
+    def check(self, mol: Chem.Mol) -> None:
+        return None
+
+    def extrapolation(self, mol: Chem.Mol) -> list[str]:
+        return []  # distance geometry is not fitted to a set of molecules
+
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+        work = Chem.Mol(mol)
+        params = AllChem.ETKDGv3()
+        params.randomSeed = seed
+        params.numThreads = 1
+        params.maxIterations = self.max_attempts
+        notes: list[str] = []
+        with rdkit_messages() as messages:
+            ids = list(AllChem.EmbedMultipleConfs(work, numConfs=n, params=params))
+            if len(ids) < n:
+                params.useRandomCoords = True
+                params.clearConfs = False
+                params.randomSeed = (seed + 1) % (2**31 - 1)
+                extra = list(AllChem.EmbedMultipleConfs(work, numConfs=n - len(ids), params=params))
+                if extra:
+                    notes.append(f"{len(extra)} of {n} conformers embedded from random starting coordinates")
+                ids += extra
+        if not ids:
+            detail = clean_rdkit_messages(messages)
+            raise ValueError("RDKit ETKDG could not embed this molecule, also from random starting coordinates"
+                             + (f" (RDKit: {detail})" if detail else ""))
+        if len(ids) < n:
+            notes.append(f"only {len(ids)} of {n} conformers could be embedded")
+        pos = np.stack([work.GetConformer(i).GetPositions() for i in ids])  # [K,N,3]
+        return pos, notes
+
+
+class ModelUnavailableError(FileNotFoundError):
+    """The score model for ``--method clofnet`` is not installed or cannot be loaded."""
+
+
+@dataclass
+class ClofnetMethod:
+    """The ClofNet score model sampled with annealed Langevin dynamics (``se3mol.conformers.sampler``).
+
+    Attributes:
+        sampler: a loaded ``ScoreSampler`` (anything with ``elements`` and ``sample(mol, n, seed, settings)``).
+        sampler_settings: its ``SamplerSettings`` (levels, steps per level, step size, clipping).
+        model: the model name or path, written into every record.
+        oversample: sample this many times the conformers asked for and keep the least strained, most diverse
+            (:data:`CLOFNET_OVERSAMPLE`; 1 keeps every sample).
+    """
+
+    sampler: Any
+    sampler_settings: Any
+    model: str = DEFAULT_SCORE_MODEL
+    name: str = "clofnet"
+    oversample: float = CLOFNET_OVERSAMPLE
+
+    def settings(self) -> dict[str, Any]:
+        return {"model": self.model, **self.sampler_settings.to_dict(), "oversample": self.oversample}
+
+    def check(self, mol: Chem.Mol) -> None:
+        check_elements((a.GetAtomicNum() for a in mol.GetAtoms()), self.sampler.elements, "the score model's",
+                       hint="use --method etkdg for this molecule")
+
+    def extrapolation(self, mol: Chem.Mol) -> list[str]:
+        """Warnings for a molecule larger, or with another total charge, than the score model's training
+        molecules (the ``domain`` its checkpoint records; QM9: at most 29 atoms with hydrogens, neutral). The
+        model has never placed atoms more than 3 bonds apart in a bigger molecule, and its conformers of
+        one degrade with size (e.g. atoms of distant groups overlap), so they are worth checking
+        (``--relax``, or ``--method etkdg`` for comparison)."""
+        domain = (getattr(self.sampler, "checkpoint", None) or {}).get("domain") or {}
+        notes = []
+        max_atoms = domain.get("max_atoms")
+        if max_atoms is not None and mol.GetNumAtoms() > max_atoms:
+            notes.append(f"{mol.GetNumAtoms()} atoms with hydrogens; the score model's training molecules had at "
+                         f"most {max_atoms} (extrapolation)")
+        charge = Chem.GetFormalCharge(mol)
+        if domain.get("charge") is not None and charge != domain["charge"]:
+            notes.append(f"total charge {charge:+d}; the score model was trained on molecules of charge "
+                         f"{domain['charge']} only (extrapolation)")
+        return notes
+
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+        pos = np.asarray(self.sampler.sample(mol, n, seed, self.sampler_settings), dtype=np.float64)  # [n,N,3]
+        if pos.shape != (n, mol.GetNumAtoms(), 3):
+            raise ValueError(f"the sampler returned coordinates of shape {pos.shape}, "
+                             f"expected ({n}, {mol.GetNumAtoms()}, 3)")
+        finite = np.isfinite(pos).all(axis=(1, 2))  # [n]
+        if not finite.any():
+            raise ValueError("the sampler diverged: every conformer has non-finite coordinates")
+        dropped = int((~finite).sum())
+        notes = [f"{dropped} of {n} samples diverged (non-finite coordinates) and were dropped"] if dropped else []
+        return pos[finite], notes
+
+
+def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: str | None = None,
+                        steps: int | None = None, precision: str = "auto") -> ClofnetMethod:
+    """Load the score model ``model`` (shipped name or ``.pt`` path) and its sampler settings.
+
+    ``precision``: ``float32``, ``bfloat16`` or ``auto`` (bfloat16 where ``device`` multiplies it natively; see
+    :func:`se3mol.conformers.sampler.resolve_precision`).
+
+    Raises:
+        ModelUnavailableError: if the model is not installed (naming it, with what to do instead) or the
+            ClofNet sampler is not part of this installation.
+        ValueError: for an unknown preset or precision, or a non-positive ``steps``.
+    """
+    spec = model or DEFAULT_SCORE_MODEL
+    hint = "use --method etkdg, or --model PATH to a score model trained with `se3mol train --task conformers`"
+    path, shipped = _score_model_path(spec)
+    if not path.is_file():
+        what = (f"the score model {spec!r} is not installed (no {path})" if shipped
+                else f"score model file {path} does not exist")
+        raise ModelUnavailableError(f"{what}; {hint}")
+    try:  # on use: the sampler is torch code that ETKDG users never load, and may be missing from an install
+        from se3mol.conformers.sampler import SamplerSettings, ScoreSampler, resolve_precision
+    except ImportError as exc:
+        raise ModelUnavailableError(f"the ClofNet sampler is not available in this installation ({exc}); {hint}") \
+            from None
+    settings = SamplerSettings.preset(preset or "default")
+    if steps is not None:
+        if steps < 1:
+            raise ValueError("--steps must be at least 1")
+        settings = replace(settings, steps=steps)
+    settings = replace(settings, precision=resolve_precision(precision, device))
+    try:
+        sampler = ScoreSampler.load(str(path), device=device)
+    except FileNotFoundError as exc:
+        raise ModelUnavailableError(f"{exc}; {hint}") from None
+    return ClofnetMethod(sampler=sampler, sampler_settings=settings, model=spec)
+
+
+def _score_model_path(spec: str) -> tuple[Path, bool]:
+    """The checkpoint file named by ``spec`` and whether it names a shipped model (not a path)."""
+    p = Path(spec)
+    if p.suffix == ".pt" or os.sep in spec or p.exists():
+        return p, False
+    return models_dir() / f"{spec}.pt", True
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One conformer method as the command line offers it.
+
+    Attributes:
+        name: what ``--method`` takes.
+        summary: a few words for ``--help``.
+        build: makes the method from the keyword ``options`` it takes.
+        options: the load options it takes, of ``model``, ``device``, ``preset``, ``steps``, ``precision``
+            (the command line refuses the others for this method).
+    """
+
+    name: str
+    summary: str
+    build: Callable[..., ConformerMethod]
+    options: tuple[str, ...] = ()
+
+
+#: The conformer methods, by name, the default first: the choices and help of ``se3mol conformers --method``.
+METHODS: dict[str, MethodEntry] = {
+    entry.name: entry for entry in (
+        MethodEntry("clofnet", "score model + annealed Langevin dynamics", load_clofnet_method,
+                    ("model", "device", "preset", "steps", "precision")),
+        MethodEntry("etkdg", "RDKit ETKDGv3", lambda: EtkdgMethod()),
+    )
+}
+
+
+def make_method(name: str, **options: Any) -> ConformerMethod:
+    """The method ``name`` of :data:`METHODS`, built with those of ``options`` that it takes (others must be None).
+
+    Raises:
+        ValueError: for an unknown name, or an option (not None) the method does not take.
+        ModelUnavailableError: if the method's model cannot be loaded.
+    """
+    if name not in METHODS:
+        raise ValueError(f"unknown conformer method {name!r}; choose {' or '.join(METHODS)}")
+    entry = METHODS[name]
+    extra = [k for k, v in options.items() if v is not None and k not in entry.options]
+    if extra:
+        raise ValueError(f"{', '.join(extra)} do(es) not apply to the {name} method")
+    return entry.build(**{k: v for k, v in options.items() if k in entry.options and v is not None})
