@@ -23,8 +23,11 @@ demo: $(STAMP)
 	$(BIN)/se3mol models
 	$(BIN)/se3mol predict examples/molecules.sdf examples/molecules.xyz examples/molecules.smi --format table
 
+# ruff; the import layers of pyproject.toml's [tool.importlinter]; mypy on se3mol/ ([tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check se3mol tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # --strict: a broken link or anchor, or a page missing from the nav, fails the build (and so make test);
 # never add --quiet, which hides the warnings from --strict too (the build then passes with broken links).

@@ -21,10 +21,11 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import AllChem, rdDetermineBonds
+from rdkit.Chem import rdDetermineBonds, rdDistGeom, rdForceFieldHelpers
 from rdkit.Geometry import Point3D
 
 from se3mol.molecule import Molecule
@@ -174,15 +175,15 @@ def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
 
     Returns notes, the first of the form ``"RDKit ETKDG+MMFF"`` for the caller to complete.
     """
-    params = AllChem.ETKDGv3()
+    params: Any = rdDistGeom.ETKDGv3()  # Any: RDKit's stubs type its settings (randomSeed, ...) wrongly
     params.randomSeed = seed
     with rdkit_messages() as messages:
-        status = AllChem.EmbedMolecule(mol, params)
+        status = rdDistGeom.EmbedMolecule(mol, params)
         if status != 0:
             # The distance-geometry start fails for some strained or large molecules; random starting
             # coordinates are RDKit's documented fallback.
             params.useRandomCoords = True
-            status = AllChem.EmbedMolecule(mol, params)
+            status = rdDistGeom.EmbedMolecule(mol, params)
     if status != 0:
         detail = clean_rdkit_messages(messages)
         raise ValueError(
@@ -190,10 +191,10 @@ def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
             + (f" (RDKit: {detail})" if detail else "")
         )
     with rdkit_messages():
-        if AllChem.MMFFHasAllMoleculeParams(mol):
-            field_name, not_converged = "MMFF", AllChem.MMFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
-        elif AllChem.UFFHasAllMoleculeParams(mol):
-            field_name, not_converged = "UFF", AllChem.UFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
+        if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+            field_name, not_converged = "MMFF", rdForceFieldHelpers.MMFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
+        elif rdForceFieldHelpers.UFFHasAllMoleculeParams(mol):
+            field_name, not_converged = "UFF", rdForceFieldHelpers.UFFOptimizeMolecule(mol, maxIters=_MAX_FF_ITERS)
         else:
             return ["RDKit ETKDG, not optimised: neither MMFF nor UFF has parameters for this molecule"]
     notes = [f"RDKit ETKDG+{field_name}"]

@@ -242,7 +242,7 @@ def model_to_check(spec: str | os.PathLike, seed: int = 0) -> Model:
     A registry name (``egnn``, ``control-mlp``) gives a freshly initialised network of that family with
     its default config and the targets :data:`FRESH_TARGETS`, so scalar and vector outputs are both
     checked; ``seed`` fixes its weights. Anything else is a shipped model name or a checkpoint path of
-    any kind (property or conformer score model: :func:`se3mol.training.checkpoint.load_any`); an
+    any kind (property or conformer score model: :func:`se3mol.checkpoint.load_any`); an
     existing file wins over a registry name.
 
     Raises ``FileNotFoundError`` or ``ValueError`` (``CheckpointError``) if the model cannot be loaded.

@@ -90,9 +90,9 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
     Raises:
         ValueError: if a file does not exist, or no record has a usable label.
     """
+    from se3mol.checkpoint import load_model
     from se3mol.data.qm9 import attach_bonds
     from se3mol.pretrained import resolve_checkpoints
-    from se3mol.training.checkpoint import load_model
     from se3mol.training.metrics import regression_metrics
 
     specs = [model] if isinstance(model, str | os.PathLike) else list(model)

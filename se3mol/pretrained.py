@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
+from se3mol.checkpoint import CheckpointError, load_model, read_checkpoint, rebuild
+from se3mol.nn.dynamics import DynamicsModel
 from se3mol.nn.model import Model, MoleculeModel
+from se3mol.nn.score import ScoreModel, recorded_config
 
 DEFAULT_MODEL = "qm9-egnn-all12"
 
@@ -81,8 +84,6 @@ def resolve_checkpoints(spec: str | os.PathLike) -> list[Path]:
 def load_pretrained(spec: str | os.PathLike = DEFAULT_MODEL,
                     device: str | torch.device = "cpu") -> tuple[MoleculeModel, dict[str, Any]]:
     """Load a shipped model by name, or any se3mol checkpoint by path. Returns (model, checkpoint)."""
-    from se3mol.training.checkpoint import load_model
-
     paths = resolve_checkpoints(spec)
     if len(paths) > 1:
         raise ValueError(f"{spec} is an ensemble of {len(paths)} models; load them with se3mol.Predictor.from_specs"
@@ -92,9 +93,6 @@ def load_pretrained(spec: str | os.PathLike = DEFAULT_MODEL,
 
 def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the conformer score model stored in checkpoint ``path``; returns it (eval mode) and the checkpoint."""
-    from se3mol.conformers.score import ScoreModel  # on use: conformers pull in RDKit-heavy modules
-    from se3mol.training.checkpoint import read_checkpoint, rebuild
-
     ckpt = read_checkpoint(path)
     return rebuild(ScoreModel, ckpt, path, device, "not a usable conformer score model checkpoint"), ckpt
 
@@ -102,8 +100,6 @@ def load_score_model(path: str | Path, device: str | torch.device = "cpu"):
 def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
     """Rebuild whatever model checkpoint ``path`` holds, dispatching on its recorded kind: a property model
     (:func:`load_model`), a conformer score model (:func:`load_score_model`) or an N-body dynamics model."""
-    from se3mol.training.checkpoint import CheckpointError, load_model, read_checkpoint, rebuild
-
     ckpt = read_checkpoint(path)
     kind = ckpt["model"].get("kind")
     if kind is None:
@@ -111,8 +107,6 @@ def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mode
     if kind == "conformer_score":
         return load_score_model(path, device)
     if kind == "dynamics":
-        from se3mol.nn.dynamics import DynamicsModel
-
         return rebuild(DynamicsModel, ckpt, path, device, "not a usable dynamics model checkpoint"), ckpt
     raise CheckpointError(f"{path} holds a {kind!r} model, which no loader here reads")
 
@@ -120,9 +114,6 @@ def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mode
 def recorded_model_config(spec: str | os.PathLike) -> dict[str, Any]:
     """The model settings (``--set`` keys) recorded in checkpoint ``spec`` (a path or a shipped model's
     name), as ``--init-from`` takes them over. Raises ``ValueError`` for a missing or unusable checkpoint."""
-    from se3mol.conformers.score import ScoreModel, recorded_config  # on use, as in load_score_model
-    from se3mol.training.checkpoint import read_checkpoint
-
     try:
         model = read_checkpoint(resolve_checkpoint(spec))["model"]
     except FileNotFoundError as exc:

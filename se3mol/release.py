@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
+from se3mol.checkpoint import atomic_save, load_model
 from se3mol.data.qm9 import SPLIT_SIZES, load_qm9
 from se3mol.graph import GraphConfig
-from se3mol.training.checkpoint import atomic_save, atomic_write_text, load_model
 from se3mol.training.metrics import evaluate
+from se3mol.writers import atomic_write_text
 
 
 def _cpu_name() -> str:
@@ -35,7 +36,7 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
     """Write ``models_dir/name.pt`` and ``name.json`` from ``run_dir/best.pt``; return the card. ``benchmarks``:
     the result files a conformer model's card summarises (default ``conformer_benchmarks()``)."""
     run_dir, models_dir = Path(run_dir), Path(models_dir)
-    from se3mol.training.checkpoint import read_checkpoint
+    from se3mol.checkpoint import read_checkpoint
 
     if "kind" in read_checkpoint(run_dir / "best.pt")["model"]:
         return release_conformers(run_dir, name, command, models_dir, benchmarks)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from typing import Self  # Python 3.11 on; only read by type checkers here
+    from typing_extensions import Self  # typing.Self from Python 3.11; only read by type checkers here
 
 FORMATS = ("csv", "jsonl")
 
@@ -33,7 +33,7 @@ class _Output:
     def __init__(self, path: str | os.PathLike | None, stream: TextIO | None) -> None:
         self.path = Path(path) if path is not None and str(path) != "-" else None
         self._stream = stream
-        self._fh: TextIO | None = None
+        self._fh: IO[str] | None = None
         self._output = contextlib.ExitStack()
 
     def __enter__(self) -> Self:
@@ -72,6 +72,7 @@ class RowWriter(_Output):
 
     def _start(self) -> None:
         if self.fmt == "csv":
+            assert self._fh is not None  # opened by __enter__
             self._csv = csv.DictWriter(self._fh, fieldnames=self.columns, extrasaction="ignore",
                                        lineterminator="\n")
             self._csv.writeheader()
@@ -175,9 +176,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, suffix: str = ".tmp
     elif not path.parent.is_dir():
         raise OSError(f"output directory {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    text = "b" not in mode
     try:
-        with os.fdopen(fd, mode, **text) as fh:
+        with os.fdopen(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -37,9 +37,9 @@ def qm9():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """An (untrained, but complete) se3mol checkpoint of a tiny EGNN predicting gap and mu."""
+    from se3mol.checkpoint import atomic_save, model_checkpoint
     from se3mol.nn import build_model
     from se3mol.targets import get_target
-    from se3mol.training.checkpoint import atomic_save, model_checkpoint
 
     torch.manual_seed(0)
     model = build_model("egnn", [get_target("gap"), get_target("mu")], {"hidden": 16, "layers": 2})

@@ -16,6 +16,7 @@ from se3mol.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_SOME_RECORDS_FAILED,
+    Justify,
     err,
     fail,
     silence_stdout,
@@ -155,8 +156,9 @@ def _render_summary(results, n: int) -> None:
     shown = results if len(results) <= _FULL_SUMMARY_MAX else short
     if shown:
         table = Table(title="conformers", title_justify="left", show_lines=False)
-        for col, justify in (("#", "right"), ("molecule", "left"), ("status", "left"), ("conformers", "right"),
-                             ("seconds", "right"), ("error / notes", "left")):
+        columns: list[tuple[str, Justify]] = [("#", "right"), ("molecule", "left"), ("status", "left"),
+                                              ("conformers", "right"), ("seconds", "right"), ("error / notes", "left")]
+        for col, justify in columns:
             table.add_column(col, justify=justify, overflow="fold")
         for r in shown:
             style = {"error": "red", "warning": "yellow"}.get(r.status, "")
@@ -220,8 +222,10 @@ def _render_evaluation(result) -> None:
 
     out = Console()
     per = Table(title=f"per molecule (threshold {result.threshold:g} A)", title_justify="left")
-    for col, justify in (("molecule", "left"), ("gen", "right"), ("ref", "right"), ("COV-R", "right"),
-                         ("MAT-R", "right"), ("COV-P", "right"), ("MAT-P", "right"), ("status", "left")):
+    columns: list[tuple[str, Justify]] = [("molecule", "left"), ("gen", "right"), ("ref", "right"),
+                                          ("COV-R", "right"), ("MAT-R", "right"), ("COV-P", "right"),
+                                          ("MAT-P", "right"), ("status", "left")]
+    for col, justify in columns:
         per.add_column(col, justify=justify, overflow="fold")
     for m in result.molecules:
         status = m.status if m.error is None else f"{m.status}: {m.error}"

@@ -34,8 +34,8 @@ def evaluate(
     """Score MODEL on the labelled molecules of INPUTS: MAE, RMSE and R^2 per target (in its unit), a parity
     plot, and how many records were used and skipped, with the reasons (nothing is dropped silently).
     Exit 0 when scored, 1 if no record is usable, 4 if the model cannot be loaded, 6 if an input is missing."""
+    from se3mol.checkpoint import CheckpointError
     from se3mol.evaluation import evaluate_files
-    from se3mol.training.checkpoint import CheckpointError
 
     for p in inputs:
         if not os.path.isfile(p):

@@ -58,8 +58,8 @@ def predict(
     """Score molecules with a shipped or trained model. Exit 0 if every record was scored, 3 if some
     could not be (their rows say why), 4 if the model cannot be loaded, 5 if the output cannot be written,
     6 if an input file does not exist, 130 if interrupted; 2 for bad usage."""
+    from se3mol.checkpoint import CheckpointError
     from se3mol.prediction import Predictor
-    from se3mol.training.checkpoint import CheckpointError
     from se3mol.writers import RowWriter
 
     if fmt not in ("csv", "jsonl", "table"):

@@ -74,7 +74,7 @@ class ConformerChecks:
 
     def flawed(self, pos: np.ndarray) -> np.ndarray:
         """Which conformers of ``pos [K,N,3]`` have any flaw ``[K]`` (bool)."""
-        bad = self.stretched(pos).any(-1) | self.clashes(pos).any(-1)
+        bad = np.asarray(self.stretched(pos).any(-1) | self.clashes(pos).any(-1))  # [K]
         if self.stereo:
             bad |= stereo_wrong(pos, self.stereo).any(-1)
         return bad

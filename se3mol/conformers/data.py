@@ -28,6 +28,7 @@ def conformer_dataset(spec: str, data: QM9 | None = None,
     is split 80/10/10 *by molecule* (canonical SMILES, stereo included): all conformers of one molecule
     land in the same split. ``limit`` keeps the first N molecules of each split.
     """
+    packed: PackedMolecules
     if spec == "qm9":
         packed = attach_bonds(data if data is not None else load_qm9())
         split = standard_split(len(packed), SPLIT_SEED)

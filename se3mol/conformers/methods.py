@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem
+from rdkit.Chem import rdDistGeom
 
 from se3mol.chem import clean_rdkit_messages, rdkit_messages
 from se3mol.molecule import check_elements
@@ -37,10 +37,10 @@ __all__ = [
 DEFAULT_SCORE_MODEL = "conformers-clofnet-qm9"
 #: ``--method clofnet`` samples this many times the conformers asked for and keeps the least strained and most
 #: diverse (:func:`~se3mol.conformers.select.select_conformers`). On 300 QM9 validation molecules with stereo-free
-#: SMILES (pools of 40 samples each, benchmarks/conformers/results/conformer_selection_m40.md), 10 kept are expected to cover
-#: 83.6% of the DFT geometries as plain samples, 85.2% of 12, 88.0% of 20, 89.9% of 30 and 91.7% of 40; 30 took
-#: 1.29 s per molecule on two threads (bfloat16), 40 took 1.58 s, against the 2 s of the benchmark's goal, which 3
-#: meets with a margin.
+#: SMILES (pools of 40 samples each, benchmarks/conformers/results/conformer_selection_m40.md), 10 kept are
+#: expected to cover 83.6% of the DFT geometries as plain samples, 85.2% of 12, 88.0% of 20, 89.9% of 30 and
+#: 91.7% of 40; 30 took 1.29 s per molecule on two threads (bfloat16), 40 took 1.58 s, against the 2 s of the
+#: benchmark's goal, which 3 meets with a margin.
 CLOFNET_OVERSAMPLE = 3.0
 
 
@@ -92,18 +92,18 @@ class EtkdgMethod:
 
     def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
         work = Chem.Mol(mol)
-        params = AllChem.ETKDGv3()
+        params: Any = rdDistGeom.ETKDGv3()  # Any: RDKit's stubs type its settings (randomSeed, ...) wrongly
         params.randomSeed = seed
         params.numThreads = 1
         params.maxIterations = self.max_attempts
         notes: list[str] = []
         with rdkit_messages() as messages:
-            ids = list(AllChem.EmbedMultipleConfs(work, numConfs=n, params=params))
+            ids = list(rdDistGeom.EmbedMultipleConfs(work, numConfs=n, params=params))
             if len(ids) < n:
                 params.useRandomCoords = True
                 params.clearConfs = False
                 params.randomSeed = (seed + 1) % (2**31 - 1)
-                extra = list(AllChem.EmbedMultipleConfs(work, numConfs=n - len(ids), params=params))
+                extra = list(rdDistGeom.EmbedMultipleConfs(work, numConfs=n - len(ids), params=params))
                 if extra:
                     notes.append(f"{len(extra)} of {n} conformers embedded from random starting coordinates")
                 ids += extra

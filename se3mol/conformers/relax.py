@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem, rdMolTransforms
+from rdkit.Chem import rdForceFieldHelpers, rdMolTransforms
 from rdkit.Geometry import Point3D
 
 from se3mol.chem import rdkit_messages
@@ -55,13 +55,13 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
     """
     work = Chem.Mol(mol)
     with rdkit_messages():
-        props = AllChem.MMFFGetMoleculeProperties(work)
+        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(work)
     if props is None:
         raise ValueError("MMFF94 has no parameters for this molecule; run without --relax")
     targets = stereo_targets(mol)
 
     def minimise(cid: int, restrain: Sequence[tuple[tuple[int, int, int, int], float, float]] = ()) -> bool:
-        ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid)
+        ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(work, props, confId=cid)
         for (a, b, c, d), lo, hi in restrain:
             ff.MMFFAddTorsionConstraint(a, b, c, d, False, lo, hi, RESTRAINT_FORCE)
         return ff.Minimize(maxIts=max_iters) == 0
@@ -74,7 +74,8 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
     for conf, work_conf in zip(mol.GetConformers(), work.GetConformers(), strict=True):
         cid = work_conf.GetId()
         start = work_conf.GetPositions()
-        ff = AllChem.MMFFGetMoleculeForceField(work, props, confId=cid)  # plain MMFF94: minimises, and scores
+        # plain MMFF94: minimises, and scores
+        ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(work, props, confId=cid)
         before = ff.CalcEnergy()
         converged = ff.Minimize(maxIts=max_iters) == 0
         restrained = False

@@ -263,6 +263,7 @@ class ScoreSampler:
             return center_positions(z, batch.batch, n)
 
         def stereo_pull(x: Tensor) -> Tensor:  # [N,3] minus the gradient of the wrong-hand penalty
+            assert targets is not None  # only called when there are stereo targets
             with torch.enable_grad():
                 xr = x.detach().reshape(n, template.n_atoms, 3).requires_grad_(True)
                 (grad,) = torch.autograd.grad(stereo_penalty(xr, targets).sum(), xr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem
+from rdkit.Chem import rdForceFieldHelpers
 
 from se3mol.chem import rdkit_messages, with_conformers
 from se3mol.conformers.checks import ConformerChecks
@@ -38,7 +38,7 @@ def select_conformers(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarra
     notes: list[str] = []
     work = Chem.Mol(mol)  # MMFF typing rewrites aromaticity flags; keep them off the molecule written out
     with rdkit_messages():
-        props = AllChem.MMFFGetMoleculeProperties(work)
+        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(work)
     if props is None:
         energy = np.zeros(k)
         notes.append(f"kept {n} of {k} samples without ranking them by strain: MMFF94 has no parameters for this "
@@ -46,7 +46,7 @@ def select_conformers(mol: Chem.Mol, pos: np.ndarray, n: int) -> tuple[np.ndarra
     else:
         work.RemoveAllConformers()
         work.AddConformer(Chem.Conformer(mol.GetNumAtoms()), assignId=True)
-        ff = AllChem.MMFFGetMoleculeForceField(work, props)
+        ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(work, props)
         energy = np.array([ff.CalcEnergy(x.ravel().tolist()) for x in pos])
         energy[~np.isfinite(energy)] = np.inf
     checks = ConformerChecks.of(mol)

@@ -165,14 +165,15 @@ def _csv_layout(header: str, delimiter: str, options: CsvOptions) -> _CsvLayout:
         smiles = _find_column(columns, options.smiles_column, "SMILES")
     else:
         found = (k for want in _SMILES_COLUMNS for k, c in enumerate(columns) if c.lower() == want)
-        smiles = next(found, None)
-        if smiles is None:
+        maybe = next(found, None)
+        if maybe is None:
             hint = " (the first line is read as the header)" if len(columns) == 1 else ""
             raise ValueError(
                 f"no SMILES column: none is named {', '.join(_SMILES_COLUMNS[:-1])} or {_SMILES_COLUMNS[-1]} "
                 f"(any case); the columns are {_list_columns(columns)}{hint}. Name the SMILES column with "
                 "smiles_column (se3mol predict --smiles-column)"
             )
+        smiles = maybe
     id_ = None if options.id_column is None else _find_column(columns, options.id_column, "id")
     passthrough = tuple(k for k in range(len(columns)) if k not in (smiles, id_))
     return _CsvLayout(delimiter, tuple(columns), smiles, id_, passthrough)
@@ -239,7 +240,7 @@ class CsvPlan:
 
 
 def plan_csv(
-    paths: Sequence[str], input_format: str | None, stdin: TextIO | None, options: CsvOptions
+    paths: Sequence[str], input_format: str | None, stdin: TextIO | _Replay | None, options: CsvOptions
 ) -> CsvPlan:
     """Which inputs are CSV and their pass-through columns (:func:`csv_columns`), before reading any record.
 

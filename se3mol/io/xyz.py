@@ -11,9 +11,10 @@ import functools
 import io
 import re
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import ase.io
+from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
 from se3mol.io.base import LazyParsed, Parsed, plain_value, ready
@@ -89,7 +90,8 @@ def _xyz_frame_to_parsed(lines: list[str], first_line: int) -> Parsed:
     if not key_value:
         lines = _symbols_for_atomic_numbers(lines)
     try:
-        atoms = ase.io.read(io.StringIO("".join(lines)), format="extxyz")
+        # One frame, so one Atoms (ASE's annotation also allows a list, for slices).
+        atoms = cast(Atoms, ase.io.read(io.StringIO("".join(lines)), format="extxyz"))
     except KeyError as exc:  # ASE looks the symbol up in its periodic table
         symbol = str(exc.args[0]) if exc.args else "?"
         where = ""

@@ -15,10 +15,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from se3mol.checkpoint import module_checkpoint
 from se3mol.data.nbody import NBodyData, load_nbody
 from se3mol.nn.dynamics import DynamicsModel, dynamics_model
 from se3mol.tasks.base import Task
-from se3mol.training.checkpoint import module_checkpoint
 from se3mol.training.config import TrainConfig
 from se3mol.training.plots import loss_curve
 

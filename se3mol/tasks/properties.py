@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from se3mol.checkpoint import model_checkpoint, read_checkpoint
 from se3mol.data.files import LabelledDataset, split_dataset
 from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
 from se3mol.graph import GraphConfig, GraphKind
@@ -24,7 +25,6 @@ from se3mol.nn.model import QM9_ELEMENTS, MoleculeModel, build_model
 from se3mol.pretrained import resolve_checkpoint
 from se3mol.targets import Target, get_target
 from se3mol.tasks.base import Task
-from se3mol.training.checkpoint import model_checkpoint, read_checkpoint
 from se3mol.training.config import TrainConfig
 from se3mol.training.metrics import (
     evaluate,

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from se3mol.tasks import make_task, task_class
-from se3mol.training.checkpoint import atomic_write_text
 from se3mol.training.config import TrainConfig
 from se3mol.training.loop import RunResult, Trainer
+from se3mol.writers import atomic_write_text
 
 Progress = Callable[[dict[str, Any]], None]
 

@@ -30,10 +30,11 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
+from se3mol.checkpoint import atomic_save, read_checkpoint, remove_stale_temporaries
 from se3mol.pretrained import load_any, resolve_checkpoint
-from se3mol.training.checkpoint import atomic_save, atomic_write_text, read_checkpoint, remove_stale_temporaries
 from se3mol.training.config import TrainConfig
 from se3mol.training.distributed import Distributed
+from se3mol.writers import atomic_write_text
 
 if TYPE_CHECKING:
     from se3mol.tasks.base import Task

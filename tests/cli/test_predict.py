@@ -124,10 +124,10 @@ def test_models_command_lists_families():
 def test_bond_graph_model_perceives_bonds_of_xyz_input(tmp_path):
     import torch
 
+    from se3mol.checkpoint import atomic_save, model_checkpoint
     from se3mol.graph import GraphConfig
     from se3mol.nn import build_model
     from se3mol.targets import get_target
-    from se3mol.training.checkpoint import atomic_save, model_checkpoint
 
     torch.manual_seed(0)
     model = build_model("egnn", [get_target("gap")], {"hidden": 16, "layers": 2}, graph=GraphConfig("bond"))
@@ -147,9 +147,9 @@ def test_bond_graph_model_perceives_bonds_of_xyz_input(tmp_path):
 def test_tensor_target_is_written_as_six_components(tmp_path):
     import torch
 
+    from se3mol.checkpoint import atomic_save, model_checkpoint
     from se3mol.nn import build_model
     from se3mol.targets import get_target
-    from se3mol.training.checkpoint import atomic_save, model_checkpoint
 
     torch.manual_seed(0)
     model = build_model("egnn", [get_target("gap"), get_target("alpha_tensor")], {"hidden": 16, "layers": 2})

@@ -17,7 +17,7 @@ import time
 import pytest
 import torch
 
-from se3mol.training.checkpoint import CheckpointError, atomic_save, read_checkpoint, remove_stale_temporaries
+from se3mol.checkpoint import CheckpointError, atomic_save, read_checkpoint, remove_stale_temporaries
 from tests.helpers.runs import (
     assert_no_truncated_files,
     differences,
@@ -69,7 +69,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
 # A child that starts replacing a checkpoint, writes half of the new bytes, says so, and waits to be killed.
 _HALF_WRITE = """
 import io, sys, time, torch
-import se3mol.training.checkpoint as ckpt
+import se3mol.checkpoint as ckpt
 
 path, marker = sys.argv[1], sys.argv[2]
 real_save = torch.save

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from se3mol.checkpoint import atomic_save, load_model, model_checkpoint
 from se3mol.graph import GraphConfig, collate
 from se3mol.nn import OUTPUT_KINDS, build_model, model_names
 from se3mol.targets import get_target
-from se3mol.training.checkpoint import atomic_save, load_model, model_checkpoint
 from tests.helpers import small_molecules, tiny_config
 
 MODELS = model_names(include_controls=True)

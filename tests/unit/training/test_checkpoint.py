@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from se3mol.training.checkpoint import CheckpointError, atomic_save, load_model, read_checkpoint
+from se3mol.checkpoint import CheckpointError, atomic_save, load_model, read_checkpoint
 from tests.helpers import CodeRunningPickle as _Evil
 
 

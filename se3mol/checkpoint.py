@@ -7,18 +7,15 @@ file or the new one, never a truncated one.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from se3mol._version import __version__
 from se3mol.nn.model import Model, MoleculeModel
-from se3mol.writers import file_mode
+from se3mol.writers import atomic_open
 
 FORMAT_VERSION = 1
 
@@ -27,23 +24,7 @@ class CheckpointError(ValueError):
     """A file that is not a usable se3mol checkpoint (corrupt, foreign, or of another format)."""
 
 
-def _atomic_write(path: str | Path, write: Callable[[IO], None], text: bool) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w" if text else "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# What _atomic_write's mkstemp names look like: "." + target name + "." + 8 random characters + ".tmp".
+# What se3mol.writers.atomic_open's temporary names look like: "." + target name + "." + 8 random characters + ".tmp".
 _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
@@ -61,13 +42,9 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically."""
-    _atomic_write(path, lambda fh: torch.save(obj, fh), text=False)
-
-
-def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    _atomic_write(path, lambda fh: fh.write(text), text=True)
+    """``torch.save`` to ``path`` atomically (:func:`se3mol.writers.atomic_open`)."""
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def module_checkpoint(model: Model, **extra: Any) -> dict[str, Any]:
