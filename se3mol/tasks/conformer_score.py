@@ -17,15 +17,22 @@ import torch
 from torch import Tensor
 
 from se3mol.conformers.data import conformer_dataset
-from se3mol.conformers.score import ScoreModel, ScoreModelConfig, dsm_loss, noise_levels, score_checkpoint
+from se3mol.conformers.score import (
+    LEVELS,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    ScoreModel,
+    ScoreModelConfig,
+    dsm_loss,
+    noise_levels,
+    score_checkpoint,
+)
 from se3mol.data.qm9 import QM9, SPLIT_SEED, PackedMolecules
 from se3mol.nn.model import QM9_ELEMENTS
 from se3mol.tasks.base import Task
 from se3mol.training.config import TrainConfig
 from se3mol.training.plots import loss_curve
 
-# Noise levels of the issue and of ConfGF/ClofNet: geometric, 10 -> 0.01 Angstrom, 50 levels.
-SIGMA_MAX, SIGMA_MIN, LEVELS = 10.0, 0.01, 50
 VAL_MOLECULES = 2000  # validation loss on this many molecules (fixed noise), each epoch
 EVAL_SEED = 12345
 
@@ -42,7 +49,7 @@ class ConformerScoreTask(Task[ScoreModel]):
         self.config = config
         self.data, self.split, self.data_info = conformer_dataset(config.dataset, data, config.limit)
         self.split_info = {"seed": SPLIT_SEED}
-        self.sigmas = noise_levels(SIGMA_MAX, SIGMA_MIN, LEVELS)
+        self.sigmas = noise_levels()
 
     def build_model(self) -> ScoreModel:
         elements = tuple(sorted({int(z) for z in self.data.z.unique().tolist()} | set(QM9_ELEMENTS)))
@@ -86,7 +93,7 @@ def dsm_loss_on(model: ScoreModel, data: PackedMolecules, idx: Tensor, device: t
     noise of a fixed seed, so that values are comparable across epochs, runs and checkpoints."""
     was_training = model.training
     model.eval()
-    sigmas = noise_levels(SIGMA_MAX, SIGMA_MIN, LEVELS)
+    sigmas = noise_levels()
     g = torch.Generator().manual_seed(EVAL_SEED)
     total, n = 0.0, 0
     for k in range(0, len(idx), batch_size):
