@@ -152,17 +152,29 @@ def _progress():
 
 
 def _render_table(rows: list[dict], columns: list[str]) -> None:
+    """A rich table for people: the predictions with 4 significant digits; on a terminal, at its width,
+    elsewhere (a pipe, a file, ``make demo`` in CI) at the table's natural width, so no column is squashed."""
+    import sys
+
     from rich.console import Console
 
     shown = [c for c in columns if c not in ("source", "notes", "warning")]
     table = Table(show_lines=False)
     for c in shown:
-        table.add_column(c, justify="right" if c in ("index", "n_atoms") or c.endswith(("meV", "_D")) else "left",
-                         overflow="fold")
+        numeric = c in ("index", "n_atoms") or any(isinstance(r.get(c), float) for r in rows)
+        table.add_column(c, justify="right" if numeric else "left", overflow="fold")
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else (f"{r[c]:.1f}" if isinstance(r[c], float) else str(r[c]))
-                        for c in shown))
-    Console().print(table)
+        table.add_row(*(_cell(r.get(c)) for c in shown))
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+
+
+def _cell(value: object) -> str:
+    """``1.379``, ``9438``, ``-33074``: four significant digits, never an exponent for QM9-sized values."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
 
 
 def _os_message(exc: OSError) -> str:

@@ -233,3 +233,18 @@ def test_unknown_input_format_is_a_usage_error(tiny_checkpoint):
     r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--input-format", "mol2x",
                             "--model", str(tiny_checkpoint)])
     assert r.exit_code == 2 and "unknown input format 'mol2x'" in r.stderr
+
+
+def test_table_format_keeps_every_prediction_column_whole_and_four_digits(tiny_checkpoint):
+    csv_out = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--model", str(tiny_checkpoint)])
+    r = runner.invoke(app, ["predict", str(FIXTURES / "good.sdf"), "--model", str(tiny_checkpoint),
+                            "--format", "table"])
+    assert r.exit_code == 0, r.stderr
+    header = next(line for line in r.stdout.splitlines() if "index" in line)
+    for column in ("index", "id", "status", "gap_meV", "mu_D"):  # not folded onto several lines (not a terminal)
+        assert column in header
+    first = _rows(csv_out.stdout)[0]
+    row = next(line for line in r.stdout.splitlines() if f" {first['id']} " in line)
+    for column in ("gap_meV", "mu_D"):
+        value = float(first[column])
+        assert (f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}") in row
