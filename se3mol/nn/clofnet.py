@@ -32,9 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from se3mol.graph import Batch
+from se3mol.nn.entry import ModelEntry
 from se3mol.nn.heads import AtomFeatures
 from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, center_positions, cosine_cutoff, mlp
-from se3mol.nn.registry import ModelEntry, register
 
 # Soft-norm floors: |x_i - x_j| in Angstrom, |x_i x x_j| in Angstrom^2.
 EPS_DIFF = 1e-3
@@ -180,9 +180,9 @@ class ClofNet(nn.Module):
         return AtomFeatures(scalars=h, vectors=vec[:, None, :])
 
 
-register(ModelEntry(
+ENTRY = ModelEntry(
     name="clofnet",
     config_cls=ClofNetConfig,
     build=lambda cfg, elements, edge_attr_dim: ClofNet(cfg, elements, edge_attr_dim),
     description="ClofNet (Du et al. 2022): complete local frames, SE(3)- (not reflection-) equivariant",
-))
+)

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from se3mol.graph import Batch
+from se3mol.nn.entry import ModelEntry
 from se3mol.nn.heads import AtomFeatures
 from se3mol.nn.layers import ElementEmbedding, mlp
-from se3mol.nn.registry import ModelEntry, register
 
 
 @dataclass
@@ -41,10 +41,10 @@ class ControlMLP(nn.Module):
         return AtomFeatures(scalars=h, vectors=self.to_vec(h)[:, None, :])
 
 
-register(ModelEntry(
+ENTRY = ModelEntry(
     name="control-mlp",
     config_cls=ControlMLPConfig,
     build=lambda cfg, elements, edge_attr_dim: ControlMLP(cfg, elements, edge_attr_dim),
     description="CONTROL, not equivariant: MLP on raw coordinates; shows that check-equivariance can fail",
     control=True,
-))
+)

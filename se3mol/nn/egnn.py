@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from se3mol.graph import Batch
+from se3mol.nn.entry import ModelEntry
 from se3mol.nn.heads import AtomFeatures
 from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, cosine_cutoff, mlp
-from se3mol.nn.registry import ModelEntry, register
 
 
 @dataclass
@@ -140,9 +140,9 @@ class EGNN(nn.Module):
         return AtomFeatures(scalars=h, vectors=vectors)
 
 
-register(ModelEntry(
+ENTRY = ModelEntry(
     name="egnn",
     config_cls=EGNNConfig,
     build=lambda cfg, elements, edge_attr_dim: EGNN(cfg, elements, edge_attr_dim),
     description="EGNN (Satorras et al. 2021): E(n)-equivariant message passing on distances",
-))
+)

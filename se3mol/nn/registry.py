@@ -7,45 +7,30 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from importlib import import_module
 from typing import Any
 
 from torch import nn
 
+from se3mol.nn.entry import ModelEntry
 
-@dataclass(frozen=True)
-class ModelEntry:
-    """A registered representation family.
-
-    Attributes:
-        name: registry name used on the command line.
-        config_cls: the family's typed config dataclass.
-        build: ``build(config, elements, edge_attr_dim) -> nn.Module`` returning a representation.
-        description: one line for ``--help`` and ``se3mol models``.
-        control: True for deliberately non-equivariant control models (they exist to show that
-            the equivariance check can fail).
-    """
-
-    name: str
-    config_cls: type
-    build: Callable[..., nn.Module]
-    description: str
-    control: bool = False
-
-    def make_config(self, overrides: dict[str, Any] | None = None) -> Any:
-        overrides = dict(overrides or {})
-        known = {f.name for f in fields(self.config_cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(f"{self.name} has no setting(s) {sorted(unknown)}; it has {sorted(known)}")
-        return self.config_cls(**overrides)
-
+#: The families shipped with se3mol: name -> the module that defines its ``ENTRY``. A module is imported on the
+#: first lookup, not with the registry: the e3nn-based families cost a second to import, which ``se3mol --help``
+#: and property prediction with EGNN should not pay.
+FAMILIES = {
+    "clofnet": "se3mol.nn.clofnet",
+    "control-mlp": "se3mol.nn.control",
+    "egnn": "se3mol.nn.egnn",
+    "se3_transformer": "se3mol.nn.se3_transformer",
+    "tfn": "se3mol.nn.tfn",
+}
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register(entry: ModelEntry) -> ModelEntry:
+    """Add a family of your own (the shipped ones are listed in :data:`FAMILIES`)."""
+    _load_families()
     if entry.name in _REGISTRY:
         raise ValueError(f"model {entry.name!r} registered twice")
     _REGISTRY[entry.name] = entry
@@ -53,7 +38,9 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 
 def get_entry(name: str) -> ModelEntry:
-    _load_families()
+    """The entry of family ``name`` (its module is imported now if it was not before)."""
+    if name not in _REGISTRY and name in FAMILIES:
+        _load(name)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -61,13 +48,23 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def model_names(include_controls: bool = False) -> list[str]:
+    """Every family's name (the deliberately non-equivariant controls with ``include_controls``)."""
     _load_families()
-    return [n for n, e in _REGISTRY.items() if include_controls or not e.control]
+    names = [*FAMILIES, *(n for n in _REGISTRY if n not in FAMILIES)]
+    return [n for n in names if include_controls or not _REGISTRY[n].control]
+
+
+def _load(name: str) -> None:
+    entry = import_module(FAMILIES[name]).ENTRY
+    if entry.name != name:
+        raise RuntimeError(f"{FAMILIES[name]} defines family {entry.name!r}, listed as {name!r}")
+    _REGISTRY[name] = entry
 
 
 def _load_families() -> None:
-    # Importing a family module registers it; done lazily so importing se3mol stays cheap.
-    from se3mol.nn import clofnet, control, egnn, se3_transformer, tfn  # noqa: F401
+    for name in FAMILIES:
+        if name not in _REGISTRY:
+            _load(name)
 
 
 def representation_width(config: Any, representation: nn.Module) -> int:

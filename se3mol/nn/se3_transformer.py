@@ -60,9 +60,9 @@ from se3mol.nn.e3 import (
     polar_irreps,
     validate_e3_config,
 )
+from se3mol.nn.entry import ModelEntry
 from se3mol.nn.heads import AtomFeatures
 from se3mol.nn.layers import scatter_sum
-from se3mol.nn.registry import ModelEntry, register
 
 
 @dataclass
@@ -240,9 +240,9 @@ class SE3Transformer(E3Module):
         return self.readout(f)
 
 
-register(ModelEntry(
+ENTRY = ModelEntry(
     name="se3_transformer",
     config_cls=SE3TransformerConfig,
     build=lambda cfg, elements, edge_attr_dim: SE3Transformer(cfg, elements, edge_attr_dim),
     description="SE(3)-Transformer (Fuchs et al. 2020): equivariant multi-head graph attention on e3nn kernels",
-))
+)

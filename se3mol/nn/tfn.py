@@ -44,9 +44,9 @@ from se3mol.nn.e3 import (
     smooth_degree,
     validate_e3_config,
 )
+from se3mol.nn.entry import ModelEntry
 from se3mol.nn.heads import AtomFeatures
 from se3mol.nn.layers import scatter_sum
-from se3mol.nn.registry import ModelEntry, register
 
 _HALF_SQRT2 = 0.5**0.5
 
@@ -133,9 +133,9 @@ class TFN(E3Module):
         return self.readout(f)
 
 
-register(ModelEntry(
+ENTRY = ModelEntry(
     name="tfn",
     config_cls=TFNConfig,
     build=lambda cfg, elements, edge_attr_dim: TFN(cfg, elements, edge_attr_dim),
     description="Tensor Field Networks (Thomas et al. 2018): e3nn point convolutions of irreps features",
-))
+)
