@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -19,7 +20,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the model
     if as_json:
         print(json.dumps(cards, indent=2))
         return
-    con = Console()
+    # A terminal's width on a terminal; elsewhere (a pipe, make demo in CI) the tables' natural width, unfolded.
+    con = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"Shipped models ({models_dir()}); measured on the QM9 test split")
     table.add_column("name", no_wrap=True)
     for c in ("family", "targets", "test metric", "test n", "epochs", "train h"):
