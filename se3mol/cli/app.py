@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from se3mol.cli.check_equivariance import check_equivariance
-from se3mol.cli.conformers import conformers, evaluate_conformers
+from se3mol.cli.conformers import ConformersCommand, conformers, evaluate_conformers
 from se3mol.cli.evaluate import evaluate
 from se3mol.cli.models import models
 from se3mol.cli.predict import predict
@@ -23,8 +23,8 @@ app.command("predict")(predict)
 app.command("evaluate")(evaluate)
 app.command("models")(models)
 app.command("check-equivariance")(check_equivariance)
-app.command("conformers")(conformers)
-app.command("generate-conformers", help="Alias of `se3mol conformers`.")(conformers)
+app.command("conformers", cls=ConformersCommand)(conformers)
+app.command("generate-conformers", cls=ConformersCommand, help="Alias of `se3mol conformers`.")(conformers)
 app.command("evaluate-conformers")(evaluate_conformers)
 
 

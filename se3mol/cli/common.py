@@ -24,10 +24,11 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int) -> NoReturn:
-    """Print ``message`` on stderr and exit with ``code``."""
+    """Print ``message`` on stderr (as text: brackets in it are not markup) and exit with ``code``."""
     import typer
+    from rich.markup import escape
 
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # no hard wraps in logs
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # no hard wraps in logs
     raise typer.Exit(code)
 
 

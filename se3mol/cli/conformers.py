@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from se3mol.cli.common import (
     EXIT_BAD_MODEL,
@@ -22,6 +23,7 @@ from se3mol.cli.common import (
     silence_stdout,
 )
 from se3mol.conformers.methods import METHODS
+from se3mol.conformers.relax import RELAX_METHODS
 
 PRESETS = ("default", "fast", "paper")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -47,8 +49,10 @@ def conformers(
     oversample: Annotated[float | None, typer.Option(
         help="Sample this many times -n conformers and keep -n: the least strained (MMFF94 energy as sampled), "
              "then the most diverse; 1 keeps every sample. Default: 3 for clofnet, 1 for etkdg.")] = None,
-    relax: Annotated[bool, typer.Option("--relax", help="Finish with MMFF94 minimisation (RDKit); energies and "
-                                                        "convergence go into each record.")] = False,
+    relax: Annotated[str | None, typer.Option(
+        "--relax", metavar="[mmff|xtb]",
+        help="Finish with minimisation: " + "; ".join(f"{k}: {v}" for k, v in RELAX_METHODS.items())
+             + ". Plain --relax is mmff. Energies and convergence go into each record.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet).")] = "cpu",
     precision: Annotated[str | None, typer.Option(
         help="Score network arithmetic (clofnet): float32, bfloat16 (faster where the hardware has it), or auto "
@@ -75,6 +79,15 @@ def conformers(
         takers = [m.name for m in METHODS.values() if all(u[2:] in m.options for u in used)]
         raise typer.BadParameter(f"{', '.join(used)} only apply to --method {' or '.join(takers)}",
                                  param_hint=used[0])
+    if relax is not None and relax not in RELAX_METHODS:
+        raise typer.BadParameter(f"choose {' or '.join(RELAX_METHODS)}", param_hint="--relax")
+    if relax == "xtb":
+        from se3mol.conformers.xtb import XtbUnavailableError, require_tblite
+
+        try:
+            require_tblite()
+        except XtbUnavailableError as exc:
+            fail(str(exc), EXIT_BAD_MODEL)
     if precision is not None and precision not in PRECISIONS:
         raise typer.BadParameter(f"choose {', '.join(PRECISIONS)}", param_hint="--precision")
     if oversample is not None and not oversample >= 1:
@@ -114,6 +127,24 @@ def conformers(
 
     _render_summary(results, n)
     raise typer.Exit(EXIT_SOME_RECORDS_FAILED if any(r.status == "error" for r in results) else EXIT_OK)
+
+
+class ConformersCommand(TyperCommand):
+    """``se3mol conformers``, where ``--relax`` may stand alone (MMFF94, as before it took a value) or name a method.
+
+    Click has no option whose value is optional, so a ``--relax`` not followed by a method name gets ``mmff``
+    inserted before parsing: ``--relax CCO`` still reads CCO as a SMILES.
+    """
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        args = list(args)
+        for i in range(len(args) - 1, -1, -1):
+            if args[i] == "--":
+                continue
+            bare = i + 1 == len(args) or args[i + 1] not in RELAX_METHODS
+            if args[i] == "--relax" and "--" not in args[:i] and bare:
+                args.insert(i + 1, "mmff")
+        return super().parse_args(ctx, args)
 
 
 class _Progress:

@@ -28,8 +28,10 @@ from se3mol.chem import conformer_positions, with_conformers
 from se3mol.conformers.checks import FINDINGS, ConformerChecks
 from se3mol.conformers.inputs import SmilesInput, derive_seed, molecule_from_smiles
 from se3mol.conformers.methods import ConformerMethod
-from se3mol.conformers.relax import MMFF_MAX_ITERS, RelaxOutcome, relax_mmff
+from se3mol.conformers.relax import MMFF_MAX_ITERS, RelaxOutcome
+from se3mol.conformers.relax import relax as relax_conformers
 from se3mol.conformers.select import select_conformers
+from se3mol.conformers.xtb import XTB_MAX_STEPS
 
 __all__ = ["ConformerResult", "generate_conformers", "generate_one"]
 
@@ -48,7 +50,8 @@ class ConformerResult:
         canonical_smiles: canonical (isomeric) SMILES of the input, ``""`` if it did not parse.
         seed: the derived per-molecule seed.
         method, settings: the method's name and settings (written into every record).
-        relax: one MMFF outcome per conformer with ``--relax``, else ``None``.
+        relax: one outcome per conformer with ``--relax`` (MMFF94 energies in kcal/mol, GFN2-xTB's in Eh), else
+            ``None``.
         seconds: wall time for this molecule (embedding, sampling, relaxation).
         notes: remarks, e.g. conformers dropped.
         stereo: per conformer, the stereo elements the SMILES specifies that it has the wrong way round
@@ -94,7 +97,7 @@ class ConformerResult:
                 **({"name": self.input.name} if self.input.name else {}),
                 "conformer": k,
                 "n_conformers": self.n_conformers,
-                "method": self.method + ("+mmff" if self.relax is not None else ""),
+                "method": self.method + (f"+{self.relax[0].method}" if self.relax else ""),
                 "seed": self.seed,
                 "base_seed": self.base_seed,
                 "settings": settings,
@@ -106,23 +109,34 @@ class ConformerResult:
             props["extrapolation"] = "; ".join(self.extrapolation) or "none"
             if self.relax is not None:
                 r = self.relax[k - 1]
-                props.update({"mmff_converged": int(r.converged),
-                              "mmff_energy_before_kcal_mol": round(r.energy_before, 4),
-                              "mmff_energy_after_kcal_mol": round(r.energy_after, 4)})
+                if r.method == "xtb":
+                    props.update({"xtb_converged": int(r.converged),
+                                  "xtb_energy_before_eh": round(r.energy_before, 8),
+                                  "xtb_energy_after_eh": round(r.energy_after, 8)})
+                else:
+                    props.update({"mmff_converged": int(r.converged),
+                                  "mmff_energy_before_kcal_mol": round(r.energy_before, 4),
+                                  "mmff_energy_after_kcal_mol": round(r.energy_after, 4)})
                 if r.stereo_restrained:
                     props["mmff_stereo_restrained"] = 1
             yield self.mol, conf.GetId(), f"{self.input.label} conf {k}", props
 
 
 def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n: int, seed: int = 0,
-                        relax: bool = False) -> Iterator[ConformerResult]:
+                        relax: bool | str | None = None) -> Iterator[ConformerResult]:
     """Generate ``n`` conformers per molecule with ``method``, one :class:`ConformerResult` per input, in order.
+
+    ``relax``: ``"mmff"`` (or ``True``), ``"xtb"`` (:data:`~se3mol.conformers.relax.RELAX_METHODS`) or ``None``.
 
     Never raises for a bad molecule: invalid SMILES, elements the method does not know, failed embeddings
     and MMFF failures become results with ``status == "error"`` and go on to the next molecule.
     """
     if n < 1:
         raise ValueError("the number of conformers must be at least 1")
+    if relax == "xtb":
+        from se3mol.conformers.xtb import require_tblite
+
+        require_tblite()  # once, before the first molecule, rather than as every molecule's error
     if not getattr(method, "oversample", 1.0) >= 1:
         raise ValueError(f"oversample must be at least 1, got {method.oversample}")
     for item in items:
@@ -130,8 +144,9 @@ def generate_conformers(items: Iterable[SmilesInput], method: ConformerMethod, n
 
 
 def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int = 0,
-                 relax: bool = False) -> ConformerResult:
+                 relax: bool | str | None = None) -> ConformerResult:
     """:func:`generate_conformers` for one input."""
+    relax = "mmff" if relax is True else (relax or None)
     t0 = time.perf_counter()
     result = ConformerResult(input=item, status="error", method=method.name, settings=method.settings(),
                              base_seed=seed)
@@ -154,10 +169,12 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
         result.notes.extend(notes)
         mol = with_conformers(mol, pos)
         if relax:
-            result.relax = relax_mmff(mol)
+            result.relax = relax_conformers(mol, relax)
             unconverged = sum(not r.converged for r in result.relax)
             if unconverged:
-                result.notes.append(f"MMFF did not converge in {MMFF_MAX_ITERS} steps for {unconverged} conformer(s)")
+                limit = f"{MMFF_MAX_ITERS} steps" if relax == "mmff" else f"{XTB_MAX_STEPS} L-BFGS steps"
+                result.notes.append(f"{'MMFF' if relax == 'mmff' else 'GFN2-xTB'} did not converge in {limit} for "
+                                    f"{unconverged} conformer(s)")
             restrained = sum(r.stereo_restrained for r in result.relax)
             if restrained:
                 result.notes.append(f"MMFF inverted specified stereo in {restrained} conformer(s), which were "

@@ -1,4 +1,8 @@
-"""``--relax``: MMFF94 minimisation of finished conformers (RDKit), holding the stereo the SMILES specifies."""
+"""``--relax``: minimisation of finished conformers, holding the stereo the SMILES specifies.
+
+``--relax mmff`` (or plain ``--relax``): MMFF94 (RDKit). ``--relax xtb``: MMFF94 first (cheap, and it brings a
+sampled conformer near a minimum), then GFN2-xTB (:mod:`se3mol.conformers.xtb`, needs the optional ``tblite``).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,11 @@ from rdkit.Geometry import Point3D
 from se3mol.chem import rdkit_messages
 from se3mol.conformers.stereo import StereoTargets, stereo_targets, stereo_wrong
 
-__all__ = ["MMFF_MAX_ITERS", "RESTRAINT_FORCE", "RESTRAINT_MARGIN", "RelaxOutcome", "relax_mmff"]
+__all__ = ["MMFF_MAX_ITERS", "RELAX_METHODS", "RESTRAINT_FORCE", "RESTRAINT_MARGIN", "RelaxOutcome", "relax",
+           "relax_mmff", "relax_xtb"]
+
+#: ``--relax`` methods: name -> what it does (the CLI's help and its choices).
+RELAX_METHODS = {"mmff": "MMFF94 (RDKit)", "xtb": "MMFF94, then GFN2-xTB (needs tblite: pip install 'se3mol[xtb]')"}
 
 #: MMFF minimisation steps per conformer for ``--relax`` (RDKit's default is 200, often too few to converge).
 MMFF_MAX_ITERS = 2000
@@ -34,6 +42,50 @@ class RelaxOutcome:
     energy_before: float
     energy_after: float
     stereo_restrained: bool = False
+    method: str = "mmff"
+
+
+def relax(mol: Chem.Mol, method: str = "mmff") -> list[RelaxOutcome]:
+    """Minimise every conformer of ``mol`` in place with a :data:`RELAX_METHODS` method, one outcome each.
+
+    Raises:
+        ValueError: an unknown method, or one that cannot treat the molecule (e.g. no MMFF94 parameters).
+        se3mol.conformers.xtb.XtbUnavailableError: ``xtb`` without ``tblite`` installed.
+    """
+    if method == "mmff":
+        return relax_mmff(mol)
+    if method == "xtb":
+        return relax_xtb(mol)
+    raise ValueError(f"unknown relaxation {method!r}: choose {' or '.join(RELAX_METHODS)}")
+
+
+def relax_xtb(mol: Chem.Mol) -> list[RelaxOutcome]:
+    """MMFF94 minimisation (:func:`relax_mmff`, holding specified stereo) where MMFF94 has parameters, then
+    GFN2-xTB minimisation of every conformer of ``mol`` (in place). Energies are GFN2-xTB's, in Eh: before is the
+    conformer as given, after the GFN2-xTB minimum; ``stereo_restrained`` reports the MMFF94 stage.
+
+    Raises:
+        se3mol.conformers.xtb.XtbUnavailableError: ``tblite`` is not installed (checked before any work).
+        ValueError: GFN2-xTB failed on a conformer (e.g. atoms on top of each other).
+    """
+    from se3mol.conformers.xtb import require_tblite, xtb_energy, xtb_optimise
+
+    require_tblite()
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    charge = Chem.GetFormalCharge(mol)
+    before = [xtb_energy(z, conf.GetPositions(), charge) for conf in mol.GetConformers()]
+    try:
+        restrained = [r.stereo_restrained for r in relax_mmff(mol)]
+    except ValueError:  # no MMFF94 parameters: GFN2-xTB from the conformers as given
+        restrained = [False] * mol.GetNumConformers()
+    outcomes = []
+    for conf, e0, held in zip(mol.GetConformers(), before, restrained, strict=True):
+        out = xtb_optimise(z, conf.GetPositions(), charge)
+        for i, p in enumerate(out.positions.tolist()):
+            conf.SetAtomPosition(i, Point3D(*p))
+        outcomes.append(RelaxOutcome(converged=out.converged, energy_before=e0, energy_after=out.energy_after,
+                                     stereo_restrained=held, method="xtb"))
+    return outcomes
 
 
 def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutcome]:

@@ -89,6 +89,40 @@ def test_relax_reports_mmff_outcome_and_lowers_the_energy(tmp_path):
         assert float(m.GetProp("mmff_energy_after_kcal_mol")) <= float(m.GetProp("mmff_energy_before_kcal_mol"))
 
 
+@pytest.mark.parametrize("args", [["CCCO", "--relax"], ["--relax", "CCCO"], ["CCCO", "--relax", "-n", "1"],
+                                  ["CCCO", "--relax", "mmff"]])
+def test_plain_relax_still_means_mmff_wherever_it_stands(args):
+    r = runner.invoke(app, ["conformers", *args, "--method", "etkdg"])
+    assert r.exit_code == 0, r.stderr
+    mols = _records(r.stdout)
+    assert mols and all(m.GetProp("method") == "etkdg+mmff" for m in mols)
+    assert all(m.GetProp("smiles") == "CCCO" for m in mols)
+
+
+def test_relax_xtb_writes_gfn2_energies_that_went_down(tmp_path):
+    pytest.importorskip("tblite")
+    out = tmp_path / "out.sdf"
+    r = runner.invoke(app, ["conformers", "CC(=O)NC", "-n", "2", "--method", "etkdg", "--relax", "xtb", "-o",
+                            str(out)])
+    assert r.exit_code == 0, r.stderr
+    for m in _records(out.read_text()):
+        assert m.GetProp("method") == "etkdg+xtb" and m.GetProp("xtb_converged") == "1"
+        before, after = float(m.GetProp("xtb_energy_before_eh")), float(m.GetProp("xtb_energy_after_eh"))
+        assert -20 < after < before  # N-methylacetamide: about -17.9 Eh in GFN2-xTB
+        assert m.GetProp("clashes") == "none" and m.GetProp("stretched_bonds") == "none"
+
+
+def test_relax_xtb_without_tblite_says_how_to_install_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tblite" else real(name, *a))
+    out = tmp_path / "out.sdf"
+    r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "--relax", "xtb", "-o", str(out)])
+    assert r.exit_code == EXIT_BAD_MODEL and "pip install 'se3mol[xtb]'" in r.stderr
+    assert not out.exists()
+
+
 def test_unwritable_output_and_missing_model(tmp_path, monkeypatch):
     r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "-o", "/nonexistent/dir/out.sdf"])
     assert r.exit_code == EXIT_OUTPUT and "does not exist" in r.stderr
