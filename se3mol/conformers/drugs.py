@@ -3,6 +3,7 @@
     python -m se3mol.conformers.drugs build data/drugs/test --split test -n 100
     python -m se3mol.conformers.drugs build data/drugs/train --split train -n 2000 --workers 2
     python -m se3mol.conformers.drugs summary data/drugs/test
+    python -m se3mol.conformers.drugs export data/drugs/train drugs-train.sdf   # for se3mol train --dataset
 
 GEOM-Drugs (Axelrod and Gomez-Bombarelli 2022) cannot be downloaded here, so this builds its like from what can
 be installed: the SMILES of MOSES (Polykovskiy et al. 2020; ~1.9M ZINC molecules of elements C N O S F Cl Br H,
@@ -53,7 +54,8 @@ from se3mol.conformers.inputs import molecule_from_smiles
 from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 from se3mol.conformers.xtb import EH_TO_KCAL, XTB_METHOD, require_tblite, xtb_optimise
 
-__all__ = ["BuildSettings", "build", "build_ensemble", "fix_stereo", "moses_smiles", "read_ensembles", "summary"]
+__all__ = ["BuildSettings", "build", "build_ensemble", "export", "fix_stereo", "moses_smiles", "read_ensembles",
+           "summary"]
 
 #: kT at 298.15 K in kcal/mol, for Boltzmann weights.
 KT_KCAL = 0.0019872041 * 298.15
@@ -312,6 +314,26 @@ def read_ensembles(out: str | Path, rows: Sequence[int] | None = None) -> Iterat
         yield row, info, mol
 
 
+def export(out: str | Path, path: str | Path) -> int:
+    """Every ensemble of a build in one SD file (atomically), by row, for ``se3mol train --task conformers
+    --dataset FILE`` (which splits by molecule); returns the number of conformers written."""
+    folder = Path(out) / "molecules"
+    rows = sorted(int(p.stem) for p in folder.glob("*.sdf"))
+    if not rows:
+        raise ValueError(f"no ensembles in {out}")
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with open(tmp, "w") as f:
+            for row in rows:
+                text = (folder / f"{row}.sdf").read_text()
+                count += text.count("$$$$")
+                f.write(text)
+    _atomic_write(Path(path), write)
+    return count
+
+
 def summary(out: str | Path) -> dict[str, float]:
     """Counts and sizes of a build: molecules built and failed, conformers per ensemble, atoms, seconds."""
     folder = Path(out) / "molecules"
@@ -344,8 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         b.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=getattr(defaults, name))
     s = sub.add_parser("summary", help="counts and sizes of a build")
     s.add_argument("out", type=Path)
+    e = sub.add_parser("export", help="every ensemble in one SD file, for se3mol train --task conformers")
+    e.add_argument("out", type=Path)
+    e.add_argument("file", type=Path)
     args = p.parse_args(argv)
     try:
+        if args.command == "export":
+            print(f"{export(args.out, args.file)} conformers written to {args.file}")
+            return 0
         if args.command == "summary":
             print(json.dumps(summary(args.out), indent=2))
             return 0

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from se3mol.conformers.drugs import BuildSettings, build, build_ensemble, fix_stereo, read_ensembles, summary
+from se3mol.conformers.data import conformer_dataset
+from se3mol.conformers.drugs import BuildSettings, build, build_ensemble, export, fix_stereo, read_ensembles, summary
 from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 
 pytest.importorskip("tblite")
@@ -34,17 +35,22 @@ def test_ensemble_is_sorted_distinct_and_within_the_window():
 
 def test_build_writes_one_file_per_molecule_resumes_and_keeps_failures(tmp_path):
     source = tmp_path / "smiles.csv"
-    source.write_text("SMILES\nCCO\nC1CC\nCC(=O)N\n")
+    source.write_text("SMILES\nCCO\nC1CC\nCC(=O)N\nCCCF\nNCC=O\n")
     out = tmp_path / "build"
-    counts = build(out, "test", 3, source=source, settings=SMALL, log=lambda m: None)
-    assert counts == {"done": 0, "built": 2, "failed": 1}
+    counts = build(out, "test", 5, source=source, settings=SMALL, log=lambda m: None)
+    assert counts == {"done": 0, "built": 4, "failed": 1}
     error = json.loads((out / "molecules" / "1.error.json").read_text())
     assert error["smiles"] == "C1CC" and "invalid SMILES" in error["error"]
     rows = [row for row, _, _ in read_ensembles(out)]
-    assert rows == [0, 2]
-    assert summary(out)["built"] == 2 and summary(out)["failed"] == 1
+    assert rows == [0, 2, 3, 4]
+    assert summary(out)["built"] == 4 and summary(out)["failed"] == 1
     # resuming builds nothing again; other settings are refused
-    assert build(out, "test", 3, source=source, settings=SMALL, log=lambda m: None)["done"] == 3
+    assert build(out, "test", 5, source=source, settings=SMALL, log=lambda m: None)["done"] == 5
     with pytest.raises(ValueError, match="other settings"):
-        build(out, "test", 3, source=source, settings=BuildSettings(pool=7, keep=3), log=lambda m: None)
+        build(out, "test", 5, source=source, settings=BuildSettings(pool=7, keep=3), log=lambda m: None)
     assert not list(out.rglob(".*.tmp"))
+    # one SD file for score-model training, split by molecule
+    n = export(out, tmp_path / "all.sdf")
+    assert n == sum(mol.GetNumConformers() for _, _, mol in read_ensembles(out))
+    packed, split, info = conformer_dataset(str(tmp_path / "all.sdf"))
+    assert len(packed) == n and sum(len(v) for v in split.values()) == n
