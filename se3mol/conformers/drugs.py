@@ -53,6 +53,7 @@ from se3mol.conformers.checks import ConformerChecks
 from se3mol.conformers.inputs import molecule_from_smiles
 from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 from se3mol.conformers.xtb import EH_TO_KCAL, XTB_METHOD, require_tblite, xtb_optimise
+from se3mol.writers import SDFWriter, atomic_open, atomic_write_text
 
 __all__ = ["BuildSettings", "build", "build_ensemble", "export", "fix_stereo", "moses_smiles", "read_ensembles",
            "summary"]
@@ -171,9 +172,9 @@ def build_ensemble(smiles: str, settings: BuildSettings, seed: int) -> tuple[Che
     pos = np.stack(minima)
     energies_eh = np.array(energies)
     bad = ConformerChecks.of(mol).flawed(pos)
-    rel = (energies_eh - energies_eh[~bad].min()) * EH_TO_KCAL if (~bad).any() else energies_eh
     if bad.all():
         raise ValueError(f"every GFN2-xTB minimum of {len(starts)} tore a bond, clashed or inverted stereo")
+    rel = (energies_eh - energies_eh[~bad].min()) * EH_TO_KCAL
     order = [int(i) for i in np.argsort(energies_eh) if not bad[i] and rel[i] <= settings.window]
     members = _dedupe(with_conformers(mol, pos), order, settings.rmsd)
     out_mol = with_conformers(mol, pos[members])
@@ -194,29 +195,15 @@ def build_ensemble(smiles: str, settings: BuildSettings, seed: int) -> tuple[Che
 # --------------------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_ensemble(path: Path, mol: Chem.Mol, info: dict, row: int) -> None:
-    def write(tmp: Path) -> None:
-        with Chem.SDWriter(str(tmp)) as w:
-            for k, conf in enumerate(mol.GetConformers()):
-                mol.SetProp("_Name", f"moses-{row} conf {k + 1}")
-                values = {"row": row, "smiles": info["smiles"], "source_smiles": info["source_smiles"],
-                          "conformer": k + 1, "n_conformers": info["members"], "method": XTB_METHOD,
-                          "xtb_energy_eh": f"{info['energies_eh'][k]:.8f}",
-                          "rel_energy_kcal_mol": f"{info['rel_kcal'][k]:.4f}",
-                          "boltzmann_weight": f"{info['weights'][k]:.6f}"}
-                for key, value in values.items():
-                    mol.SetProp(key, str(value))
-                w.write(mol, confId=conf.GetId())
-    _atomic_write(path, write)
+    with SDFWriter(path) as w:  # atomic: a temporary file renamed into place when complete
+        for k, conf in enumerate(mol.GetConformers()):
+            w.write(mol, conf.GetId(), f"moses-{row} conf {k + 1}",
+                    {"row": row, "smiles": info["smiles"], "source_smiles": info["source_smiles"],
+                     "conformer": k + 1, "n_conformers": info["members"], "method": XTB_METHOD,
+                     "xtb_energy_eh": f"{info['energies_eh'][k]:.8f}",
+                     "rel_energy_kcal_mol": f"{info['rel_kcal'][k]:.4f}",
+                     "boltzmann_weight": f"{info['weights'][k]:.6f}"})
 
 
 def _work(task: tuple[int, str, dict, int, str]) -> tuple[int, str, float]:
@@ -229,11 +216,11 @@ def _work(task: tuple[int, str, dict, int, str]) -> tuple[int, str, float]:
     except Exception as exc:  # noqa: BLE001 - every failure is recorded per molecule, the build goes on
         seconds = round(time.perf_counter() - t0, 2)
         record = {"row": row, "smiles": smiles, "error": f"{type(exc).__name__}: {exc}", "seconds": seconds}
-        _atomic_write(folder / f"{row}.error.json", lambda p: p.write_text(json.dumps(record) + "\n"))
+        atomic_write_text(json.dumps(record) + "\n", folder / f"{row}.error.json")
         return row, "error", seconds
     info["row"] = row
     _write_ensemble(folder / f"{row}.sdf", mol, info, row)
-    _atomic_write(folder / f"{row}.json", lambda p: p.write_text(json.dumps(info) + "\n"))
+    atomic_write_text(json.dumps(info) + "\n", folder / f"{row}.json")
     return row, "ok", info["seconds"]
 
 
@@ -270,7 +257,7 @@ def build(out: str | Path, split: str = "test", n: int = 100, source: str | Path
         if changed:
             was = ", ".join(f"{k}: {old.get(k)!r}" for k in changed)
             raise ValueError(f"{out} was built with other settings ({was}); build into another folder")
-    _atomic_write(stored, lambda p: p.write_text(json.dumps({**identity, "n": n}, indent=2) + "\n"))
+    atomic_write_text(json.dumps({**identity, "n": n}, indent=2) + "\n", stored)
 
     smiles = moses_smiles(src)
     rows = selection(len(smiles), seed, n)
@@ -322,15 +309,11 @@ def export(out: str | Path, path: str | Path) -> int:
     if not rows:
         raise ValueError(f"no ensembles in {out}")
     count = 0
-
-    def write(tmp: Path) -> None:
-        nonlocal count
-        with open(tmp, "w") as f:
-            for row in rows:
-                text = (folder / f"{row}.sdf").read_text()
-                count += text.count("$$$$")
-                f.write(text)
-    _atomic_write(Path(path), write)
+    with atomic_open(path) as f:
+        for row in rows:
+            text = (folder / f"{row}.sdf").read_text()
+            count += text.count("$$$$")
+            f.write(text)
     return count
 
 

@@ -81,8 +81,7 @@ def relax_xtb(mol: Chem.Mol) -> list[RelaxOutcome]:
     outcomes = []
     for conf, e0, held in zip(mol.GetConformers(), before, restrained, strict=True):
         out = xtb_optimise(z, conf.GetPositions(), charge)
-        for i, p in enumerate(out.positions.tolist()):
-            conf.SetAtomPosition(i, Point3D(*p))
+        _set_positions(conf, out.positions)
         outcomes.append(RelaxOutcome(converged=out.converged, energy_before=e0, energy_after=out.energy_after,
                                      stereo_restrained=held, method="xtb"))
     return outcomes
@@ -118,10 +117,6 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
             ff.MMFFAddTorsionConstraint(a, b, c, d, False, lo, hi, RESTRAINT_FORCE)
         return ff.Minimize(maxIts=max_iters) == 0
 
-    def set_positions(conf: Chem.Conformer, xyz: np.ndarray) -> None:
-        for i, p in enumerate(xyz.tolist()):
-            conf.SetAtomPosition(i, Point3D(*p))
-
     outcomes = []
     for conf, work_conf in zip(mol.GetConformers(), work.GetConformers(), strict=True):
         cid = work_conf.GetId()
@@ -136,19 +131,24 @@ def relax_mmff(mol: Chem.Mol, max_iters: int = MMFF_MAX_ITERS) -> list[RelaxOutc
             right = np.flatnonzero(~wrong_before)
             if wrong_after[right].any():
                 restrained = True
-                set_positions(work_conf, start)
+                _set_positions(work_conf, start)
                 converged = minimise(cid, [_stereo_restraint(work_conf, targets, int(k)) for k in right])
                 held = work_conf.GetPositions()
                 free_converged = minimise(cid)
                 if stereo_wrong(work_conf.GetPositions()[None], targets)[0][right].any():
-                    set_positions(work_conf, held)
+                    _set_positions(work_conf, held)
                 else:
                     converged = free_converged
         after = ff.CalcEnergy(work_conf.GetPositions().ravel().tolist())
         outcomes.append(RelaxOutcome(converged=converged, energy_before=float(before), energy_after=float(after),
                                      stereo_restrained=restrained))
-        set_positions(conf, work_conf.GetPositions())
+        _set_positions(conf, work_conf.GetPositions())
     return outcomes
+
+
+def _set_positions(conf: Chem.Conformer, xyz: np.ndarray) -> None:
+    for i, p in enumerate(xyz.tolist()):
+        conf.SetAtomPosition(i, Point3D(*p))
 
 
 def _stereo_restraint(conf: Chem.Conformer, targets: StereoTargets,
