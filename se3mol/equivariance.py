@@ -243,7 +243,8 @@ def model_to_check(spec: str | os.PathLike, seed: int = 0) -> Model:
     its default config and the targets :data:`FRESH_TARGETS`, so scalar and vector outputs are both
     checked; ``seed`` fixes its weights. Anything else is a shipped model name or a checkpoint path of
     any kind (property or conformer score model: :func:`se3mol.checkpoint.load_any`); an
-    existing file wins over a registry name.
+    existing file wins over a registry name. A shipped ensemble's name gives its first member: the members
+    share one architecture, and a mean of equivariant models is equivariant.
 
     Raises ``FileNotFoundError`` or ``ValueError`` (``CheckpointError``) if the model cannot be loaded.
     """

@@ -81,7 +81,8 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
                    id_column: str | None = None, input_format: str | None = None, embed_seed: int = 0,
                    device: str = "cpu", batch_size: int = 256) -> Evaluation:
     """Evaluate a model (shipped name, checkpoint, run directory, or an ensemble's directory; or a list of
-    them, averaged) on the labelled molecules of ``paths``.
+    them, averaged) on the labelled molecules of ``paths``. A shipped ensemble's ``std`` is calibrated as
+    ``se3mol predict`` writes it (its card's ``std_scale``).
 
     ``targets``: target names of the model to evaluate, each optionally ``NAME=FIELD`` when the file's field
     has another name; default all of the model's targets, read from fields of the same names. Labels must be
@@ -92,7 +93,7 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
     """
     from se3mol.checkpoint import load_model
     from se3mol.data.qm9 import attach_bonds
-    from se3mol.pretrained import resolve_checkpoints
+    from se3mol.pretrained import resolve_checkpoints, std_scale
     from se3mol.training.metrics import regression_metrics
 
     specs = [model] if isinstance(model, str | os.PathLike) else list(model)
@@ -136,5 +137,8 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
     every = torch.stack(per_model)  # [K,M,D]
     pred = every.mean(0)
     std = every.std(0, unbiased=True) if len(models) > 1 else None
+    scale = std_scale(specs[0]) if len(specs) == 1 else None
+    if std is not None and scale:  # a shipped ensemble: its calibrated spread, as predict writes it
+        std = std * torch.tensor([scale.get(t.name, 1.0) for t in chosen], dtype=std.dtype)
     ref = data.y.double()
     return Evaluation(chosen, regression_metrics(pred, ref, chosen), data, pred, ref, std, [str(c) for c in ckpts])

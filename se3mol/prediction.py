@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ from se3mol.graph import Batch, GraphConfig, collate
 from se3mol.io import CsvOptions, Record, parse_shard, plan_csv, read_records
 from se3mol.molecule import Molecule, check_elements
 from se3mol.nn.model import MoleculeModel
-from se3mol.pretrained import DEFAULT_MODEL, load_pretrained, resolve_checkpoints
+from se3mol.pretrained import DEFAULT_MODEL, load_pretrained, resolve_checkpoints, std_scale
 from se3mol.targets import Target
 
 BASE_COLUMNS = ("index", "id", "source", "smiles", "n_atoms", "status", "error")
@@ -106,9 +106,11 @@ class Predictor:
     """Scores molecules with one model, or an ensemble of models with the same targets."""
 
     def __init__(self, models: Sequence[MoleculeModel], checkpoints: Sequence[dict[str, Any]] | None = None,
-                 batch_size: int = 64, device: str | torch.device = "cpu", prefetch: int = 2) -> None:
+                 batch_size: int = 64, device: str | torch.device = "cpu", prefetch: int = 2,
+                 std_scale: Mapping[str, float] | None = None) -> None:
         """``prefetch``: batches read and featurised ahead of the model in a background thread (0: none,
-        everything in the calling thread)."""
+        everything in the calling thread). ``std_scale``: per target name, the factor the members' spread is
+        multiplied by in the ``_std`` columns (a shipped ensemble's calibration; default 1)."""
         if not models:
             raise ValueError("no model given")
         if batch_size < 1:
@@ -126,6 +128,12 @@ class Predictor:
         self.device = torch.device(device)
         self.elements = set.intersection(*(set(m.elements) for m in self.models))
         self.domain = [c.get("domain", {}) for c in self.checkpoints]
+        scale = dict(std_scale or {})
+        unknown = sorted(set(scale) - {t.name for t in self.targets})
+        if unknown:
+            raise ValueError(f"std_scale names targets the models do not predict: {', '.join(unknown)}")
+        self.std_scale = torch.tensor([scale.get(t.name, 1.0) for t in self.targets for _ in range(t.width)],
+                                      dtype=torch.float64)
         self.stats = PredictStats()
         #: Output names of the CSV input columns passed through by the last call of predict_file_chunks
         #: (or predict_files, once iterated); empty for other inputs. They end :attr:`columns`.
@@ -134,11 +142,15 @@ class Predictor:
     @classmethod
     def from_specs(cls, specs: Sequence[str | os.PathLike], batch_size: int = 64,
                    device: str | torch.device = "cpu", prefetch: int = 2) -> Predictor:
-        """Load shipped model names, checkpoint paths or run directories (an ensemble's: every member)."""
+        """Load shipped model names, checkpoint paths or run directories (an ensemble's: every member).
+
+        A shipped ensemble given alone brings its calibration (:func:`se3mol.pretrained.std_scale`); members
+        put together here give their raw spread."""
 
         # A run directory of an ensemble (train --ensemble N) stands for all of its members.
         loaded = [load_pretrained(p, device) for s in specs for p in resolve_checkpoints(s)]
-        return cls([m for m, _ in loaded], [c for _, c in loaded], batch_size, device, prefetch)
+        scale = std_scale(specs[0]) if len(specs) == 1 else None
+        return cls([m for m, _ in loaded], [c for _, c in loaded], batch_size, device, prefetch, scale)
 
     @property
     def columns(self) -> list[str]:
@@ -360,7 +372,7 @@ class Predictor:
         if not torch.isfinite(p).all():
             raise ValueError("model produced a non-finite value")
         mean = p.mean(0).tolist()
-        std = p.std(0, unbiased=True).tolist() if len(self.models) > 1 else None
+        std = (p.std(0, unbiased=True) * self.std_scale).tolist() if len(self.models) > 1 else None
         out_rows = []
         for b in range(n_mols):
             row: dict[str, float] = {}

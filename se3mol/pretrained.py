@@ -2,6 +2,11 @@
 
 ``load_pretrained("qm9-egnn-gap")`` loads a shipped model by name; a path to any se3mol
 checkpoint works too. Nothing is downloaded: shipped weights are installed with the package.
+
+A shipped ensemble is a card whose ``members`` lists its checkpoints (``NAME.pt`` first, then
+``NAME.member-K.pt``); its ``std_scale`` holds, per target, the factor that turns the members' spread
+into a calibrated standard deviation (fitted on the validation split; see :mod:`se3mol.release`). Where one
+model is read (``--init-from``, ``check-equivariance``), the name stands for its first member.
 """
 
 from __future__ import annotations
@@ -45,6 +50,26 @@ def list_model_cards() -> list[dict[str, Any]]:
     return cards
 
 
+def shipped_card(spec: str | os.PathLike) -> dict[str, Any] | None:
+    """The model card of shipped model ``spec``, or ``None`` when ``spec`` names no shipped model (a path)."""
+    p = Path(spec)
+    if p.suffix == ".pt" or p.exists() or os.sep in str(spec):
+        return None
+    card = models_dir() / f"{spec}.json"
+    if not (card.is_file() and (models_dir() / f"{spec}.pt").is_file()):
+        return None
+    info: dict[str, Any] = json.loads(card.read_text())
+    return info
+
+
+def std_scale(spec: str | os.PathLike) -> dict[str, float] | None:
+    """The calibration factors of the ``_std`` columns of shipped ensemble ``spec`` (per target name), or
+    ``None`` when ``spec`` is not one (members given one by one or as a run directory: the raw spread)."""
+    card = shipped_card(spec)
+    scale = card.get("std_scale") if card else None
+    return {str(k): float(v) for k, v in scale.items()} if scale else None
+
+
 def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     """Path of the checkpoint named by ``spec``: a shipped model name, a file path, or a run directory
     (its ``best.pt``)."""
@@ -64,11 +89,19 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
 
 def resolve_checkpoints(spec: str | os.PathLike) -> list[Path]:
     """The checkpoints ``spec`` names: a shipped model, a ``.pt`` file, a run directory (its ``best.pt``),
-    or the directory of an ensemble (``se3mol train --ensemble N``: every ``member-K/best.pt``).
+    the directory of an ensemble (``se3mol train --ensemble N``: every ``member-K/best.pt``), or a shipped
+    ensemble's name (every member its card lists).
 
     Raises:
         FileNotFoundError: if ``spec`` names none of these.
     """
+    card = shipped_card(spec)
+    if card is not None and card.get("members"):
+        paths = [models_dir() / m for m in card["members"]]
+        missing = [str(q) for q in paths if not q.is_file()]
+        if missing:
+            raise FileNotFoundError(f"shipped ensemble {spec} lacks member checkpoints: {', '.join(missing)}")
+        return paths
     p = Path(spec)
     if p.is_dir():
         if (p / "best.pt").is_file():
@@ -81,13 +114,18 @@ def resolve_checkpoints(spec: str | os.PathLike) -> list[Path]:
     return [resolve_checkpoint(spec)]
 
 
-def load_pretrained(spec: str | os.PathLike = DEFAULT_MODEL,
+def load_pretrained(spec: str | os.PathLike,
                     device: str | torch.device = "cpu") -> tuple[MoleculeModel, dict[str, Any]]:
-    """Load a shipped model by name, or any se3mol checkpoint by path. Returns (model, checkpoint)."""
+    """Load a shipped model by name, or any se3mol checkpoint by path. Returns (model, checkpoint).
+
+    Raises:
+        ValueError: ``spec`` is an ensemble (a shipped one, such as the default, or a run directory); score
+            with all of its members through :meth:`se3mol.Predictor.from_specs`, or load one by its path.
+    """
     paths = resolve_checkpoints(spec)
     if len(paths) > 1:
-        raise ValueError(f"{spec} is an ensemble of {len(paths)} models; load them with se3mol.Predictor.from_specs"
-                         f" (or one of them: {paths[0]})")
+        raise ValueError(f"{spec} is an ensemble of {len(paths)} models; score with all of them through "
+                         f"se3mol.Predictor.from_specs([{str(spec)!r}]), or load one of them by path: {paths[0]}")
     return load_model(paths[0], device)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from se3mol.checkpoint import atomic_save, load_model
+from se3mol.checkpoint import atomic_save, load_model, read_checkpoint
 from se3mol.data.qm9 import SPLIT_SIZES, load_qm9
 from se3mol.graph import GraphConfig
 from se3mol.training.metrics import evaluate
@@ -36,8 +36,10 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
     """Write ``models_dir/name.pt`` and ``name.json`` from ``run_dir/best.pt``; return the card. ``benchmarks``:
     the result files a conformer model's card summarises (default ``conformer_benchmarks()``)."""
     run_dir, models_dir = Path(run_dir), Path(models_dir)
-    from se3mol.checkpoint import read_checkpoint
+    from se3mol.tasks.run import is_ensemble
 
+    if is_ensemble(run_dir):
+        return release_ensemble(run_dir, name, command, models_dir)
     if "kind" in read_checkpoint(run_dir / "best.pt")["model"]:
         return release_conformers(run_dir, name, command, models_dir, benchmarks)
     model, ckpt = load_model(run_dir / "best.pt")
@@ -84,6 +86,109 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
     }
     atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
     return card
+
+
+def release_ensemble(run_dir: Path, name: str, command: str, models_dir: Path) -> dict[str, Any]:
+    """Ship the ensemble in ``run_dir`` (``se3mol train --ensemble N``: ``member-K/best.pt``) as ``NAME.pt``
+    (member 0) and ``NAME.member-K.pt``, with one card: the test MAE of the members' mean, each member's,
+    and the calibration of their spread.
+
+    The ``_std`` columns are the members' spread times ``std_scale`` (per target), fitted on the validation
+    split so that 68.27 % of its errors lie within one std (:func:`fit_std_scale`); the card's ``calibration``
+    then says, on the test split, which fraction of errors lies within 1 and 2 std, raw and calibrated.
+    Members fine-tuned from one run (``init_from``) record it as their ``base``, with its epochs and time."""
+    from se3mol.training.metrics import calibration, fit_std_scale, regression_metrics
+
+    paths = sorted(run_dir.glob("member-*/best.pt"), key=lambda q: int(q.parent.name.split("-")[1]))
+    loaded = [load_model(p) for p in paths]
+    ckpts = [c for _, c in loaded]
+    split = ckpts[0]["split"]
+    for p, c in zip(paths, ckpts, strict=True):
+        if c["target_names"] != ckpts[0]["target_names"] or any(
+                not torch.equal(torch.as_tensor(c["split"][k]), torch.as_tensor(split[k])) for k in ("val", "test")):
+            raise ValueError(f"{p}: its targets or split differ from member-0's; an ensemble shares both")
+    model0 = loaded[0][0]
+    targets = list(model0.targets)
+    data = load_qm9()
+    graph = GraphConfig(**ckpts[0]["model"]["graph"])
+    measured: dict[str, dict[str, torch.Tensor]] = {}
+    for part in ("val", "test"):
+        idx = split[part].long()
+        outs = [evaluate(m, data, idx, graph, torch.device("cpu"), return_values=True) for m, _ in loaded]
+        every = torch.stack([o[1] for o in outs])  # [K,M,D]
+        measured[part] = {"pred": every.mean(0), "std": every.std(0, unbiased=True), "ref": outs[0][2]}
+    val, test = measured["val"], measured["test"]
+    scale = fit_std_scale(val["pred"], val["std"], val["ref"], targets)
+    test_metrics = regression_metrics(test["pred"], test["ref"], targets)
+    val_metrics = regression_metrics(val["pred"], val["ref"], targets)
+    members = [f"{name}.pt"] + [f"{name}.member-{k}.pt" for k in range(1, len(paths))]
+    for stale in models_dir.glob(f"{name}.member-*.pt"):
+        if stale.name not in members:
+            stale.unlink()
+    for file, ckpt in zip(members, ckpts, strict=True):
+        ckpt.setdefault("domain", data.domain(split["train"].long(), model0.elements))
+        atomic_save(ckpt, models_dir / file)
+    histories = [_history(p.parent) for p in paths]
+    walls = [c["metrics"].get("wall_time_s") or (h[-1]["time_s"] if h else 0.0) for c, h in zip(ckpts, histories,
+                                                                                               strict=True)]
+    cfg = ckpts[0]["train_config"]
+    base = _base_run(cfg.get("init_from"))
+    card = {
+        "name": name,
+        "model": ckpts[0]["model"]["name"],
+        "model_config": ckpts[0]["model"]["config"],
+        "graph": ckpts[0]["model"]["graph"],
+        "targets": ckpts[0]["target_names"],
+        "units": ckpts[0]["units"],
+        "ensemble_size": len(paths),
+        "members": members,
+        "test_mae": {k: v["mae"] for k, v in test_metrics.items()},
+        "test_metrics": test_metrics,
+        "test_n": int(len(split["test"])),
+        "val_mae": {k: v["mae"] for k, v in val_metrics.items()},
+        "member_test_mae": [c["metrics"].get("test_mae") for c in ckpts],
+        "std_scale": scale,
+        "calibration": {
+            "method": "std_scale[t] = the 68.27% quantile of |error| / spread on the validation split "
+                      f"({len(split['val']):,} molecules); checked on the test split. Normal errors: within_1std "
+                      "0.683, within_2std 0.954.",
+            "test_raw": calibration(test["pred"], test["std"], test["ref"], targets),
+            "test_calibrated": calibration(test["pred"], test["std"], test["ref"], targets, scale),
+        },
+        "best_epoch": [c["metrics"].get("epoch") for c in ckpts],
+        "epochs": max(len(h) for h in histories) or cfg["epochs"],
+        "epochs_planned": cfg["epochs"],
+        "wall_time_s": round(sum(walls) + (base or {}).get("wall_time_s", 0.0), 1),
+        "member_wall_time_s": walls,
+        **({"base": base} if base else {}),
+        "dataset": "QM9 (qm9pack 1.0.3, 130,831 molecules)",
+        "split": f"standard fixed split {SPLIT_SIZES['train']}/{SPLIT_SIZES['val']}/{SPLIT_SIZES['test']}, "
+                 f"numpy default_rng({split['seed']}).permutation; test MAE measured on the test split",
+        "training_limit": cfg.get("limit"),
+        "domain": ckpts[0]["domain"],
+        "hardware": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "command": command,
+        "history": histories,
+        "se3mol_version": ckpts[0]["se3mol_version"],
+    }
+    atomic_write_text(json.dumps(card, indent=2) + "\n", models_dir / f"{name}.json")
+    return card
+
+
+def _base_run(init_from: str | None) -> dict[str, Any] | None:
+    """What a fine-tuned run started from: the checkpoint, its epoch, and (a run directory's) history up to
+    that epoch and the training time it took; ``None`` for a run from random weights."""
+    if not init_from:
+        return None
+    path = Path(init_from)
+    if not path.is_file():
+        return {"source": init_from}
+    ckpt = read_checkpoint(path)
+    epoch = ckpt.get("metrics", {}).get("epoch")
+    history = [h for h in _history(path.parent) if epoch is None or h["epoch"] <= epoch]
+    return {"source": init_from, "epoch": epoch, "epochs_planned": ckpt["train_config"].get("epochs"),
+            "wall_time_s": history[-1]["time_s"] if history else None, "val_mae": ckpt["metrics"].get("val_mae"),
+            "history": history}
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:

@@ -31,9 +31,12 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print the model
             mae = _conformer_metric(card)
         else:
             mae = ", ".join(f"MAE {k} {v:.4g} {card['units'][k]}" for k, v in card.get("test_mae", {}).items())
-        table.add_row(card["name"], card.get("model", ""), ", ".join(card.get("targets", [])), mae,
-                      str((card.get("benchmark") or {}).get("n_molecules") or card.get("test_n", "?")),
-                      str(card.get("epochs", "")),
+        family = card.get("model", "") + (f" x{card['ensemble_size']}" if card.get("ensemble_size") else "")
+        epochs = str(card.get("epochs", ""))
+        if (card.get("base") or {}).get("epoch"):
+            epochs = f"{card['base']['epoch']}+{epochs}"  # fine-tuned from a run's epoch
+        table.add_row(card["name"], family, ", ".join(card.get("targets", [])), mae,
+                      str((card.get("benchmark") or {}).get("n_molecules") or card.get("test_n", "?")), epochs,
                       f"{(card.get('wall_time_s') or 0) / 3600:.1f}")
     con.print(table)
     fam = Table(title="Model families (for se3mol train --model)")
