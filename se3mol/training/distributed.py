@@ -132,8 +132,13 @@ class Distributed:
         return group
 
     def close(self) -> None:
-        """Leave the process group, if this object joined it."""
+        """Leave the process group, if this object joined it.
+
+        Every rank waits for the others first: a rank that tore down its gloo threads while a peer was still
+        finishing the last broadcast was seen to abort at exit ("terminate called without an active
+        exception") after a complete run."""
         if self._owns_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
             self._owns_group = False
 
