@@ -56,7 +56,7 @@ def _one(task: tuple[int, dict, str, str, str | None, int, int | None]) -> dict:
     rdBase.DisableLog("rdApp.warning")
     row, info, spec, reference_dir, model, seed, n = task
     base, _, relax = spec.partition("+")
-    method = make_method(base, **({"model": model} if base == "clofnet" and model else {}))
+    method = make_method(base, **({"model": model} if base in ("clofnet", "hybrid") and model else {}))
     _, _, ref = next(read_ensembles(reference_dir, [row]))
     k = n or 2 * ref.GetNumConformers()
     r = generate_one(SmilesInput(0, "benchmark", info["smiles"], f"moses-{row}"), method, k, seed=seed,

@@ -41,22 +41,23 @@ def conformers(
     method: Annotated[str, typer.Option(help=" or ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ".")
                       ] = next(iter(METHODS)),
     model: Annotated[str | None, typer.Option(
-        help="Score model for --method clofnet: shipped name or .pt path. Default: conformers-clofnet-qm9.")] = None,
+        help="Score model for --method clofnet or hybrid: shipped name or .pt path. "
+             "Default: conformers-clofnet-qm9.")] = None,
     seed: Annotated[int, typer.Option(help="Base seed; each molecule's seed is derived from it and its SMILES.")] = 0,
-    steps: Annotated[int | None, typer.Option(help="Langevin steps per noise level (clofnet).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Langevin steps per noise level (clofnet, hybrid).")] = None,
     preset: Annotated[str | None, typer.Option(
-        help="Sampler settings (clofnet): default, fast, or paper (50 levels x 100 steps).")] = None,
+        help="Sampler settings (clofnet, hybrid): default, fast, or paper (50 levels x 100 steps).")] = None,
     oversample: Annotated[float | None, typer.Option(
         help="Sample this many times -n conformers and keep -n: the least strained (MMFF94 energy as sampled), "
-             "then the most diverse; 1 keeps every sample. Default: 3 for clofnet, 1 for etkdg.")] = None,
+             "then the most diverse; 1 keeps every sample. Default: 3 for clofnet, 1 for etkdg and hybrid.")] = None,
     relax: Annotated[str | None, typer.Option(
         "--relax", metavar="[mmff|xtb]",
         help="Finish with minimisation: " + "; ".join(f"{k}: {v}" for k, v in RELAX_METHODS.items())
              + ". Plain --relax is mmff. Energies and convergence go into each record.", show_default=False)] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet).")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet, hybrid).")] = "cpu",
     precision: Annotated[str | None, typer.Option(
-        help="Score network arithmetic (clofnet): float32, bfloat16 (faster where the hardware has it), or auto "
-             "(bfloat16 where --device multiplies it natively, else float32). Default: auto.",
+        help="Score network arithmetic (clofnet, hybrid): float32, bfloat16 (faster where the hardware has it), "
+             "or auto (bfloat16 where --device multiplies it natively, else float32). Default: auto.",
         show_default=False)] = None,
 ) -> None:
     """Generate 3D conformers (with hydrogens, bonds from the SMILES) and write them as SDF.

@@ -1,5 +1,6 @@
-"""How conformers are placed: the :class:`ConformerMethod` contract, its two methods (RDKit ETKDG and the ClofNet
-score model), and :data:`METHODS`, the one list of method names that ``se3mol conformers --method`` offers.
+"""How conformers are placed: the :class:`ConformerMethod` contract, its methods (RDKit ETKDG, the ClofNet score
+model, and the hybrid of the two: ETKDG conformers refined by the score model), and :data:`METHODS`, the one list
+of method names that ``se3mol conformers --method`` offers.
 
 The score-based sampler (``se3mol.conformers.sampler``, torch) is imported only when a ClofNet method is loaded.
 """
@@ -24,12 +25,15 @@ __all__ = [
     "CLOFNET_OVERSAMPLE",
     "DEFAULT_SCORE_MODEL",
     "METHODS",
+    "HYBRID_START_SIGMA",
     "ClofnetMethod",
     "ConformerMethod",
     "EtkdgMethod",
+    "HybridMethod",
     "MethodEntry",
     "ModelUnavailableError",
     "load_clofnet_method",
+    "load_hybrid_method",
     "make_method",
 ]
 
@@ -164,8 +168,14 @@ class ClofnetMethod:
                          f"{domain['charge']} only (extrapolation)")
         return notes
 
-    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-        pos = np.asarray(self.sampler.sample(mol, n, seed, self.sampler_settings), dtype=np.float64)  # [n,N,3]
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int,
+                    start: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+        """``n`` samples (``start [n,N,3]``: those conformers refined, as :meth:`ScoreSampler.sample` does)."""
+        if start is None:
+            pos = self.sampler.sample(mol, n, seed, self.sampler_settings)
+        else:
+            pos = self.sampler.sample(mol, n, seed, self.sampler_settings, start=start)
+        pos = np.asarray(pos, dtype=np.float64)  # [n,N,3]
         if pos.shape != (n, mol.GetNumAtoms(), 3):
             raise ValueError(f"the sampler returned coordinates of shape {pos.shape}, "
                              f"expected ({n}, {mol.GetNumAtoms()}, 3)")
@@ -214,6 +224,54 @@ def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: s
     return ClofnetMethod(sampler=sampler, sampler_settings=settings, model=spec)
 
 
+#: Noise (Angstrom) at which ``--method hybrid`` takes up ETKDG's conformers: the score model's levels from here down
+#: (25 of its 50) correct bond lengths, angles and contacts, while the torsions ETKDG drew mostly stay.
+HYBRID_START_SIGMA = 0.3
+
+
+@dataclass
+class HybridMethod:
+    """ETKDG conformers refined by the score model: each perturbed at ``start_sigma`` and annealed down the rest
+    of the noise schedule (``SamplerSettings.start_sigma``). Distance geometry draws the shape (torsions, ring
+    puckers) the way it does for any size of molecule; the learned score corrects the local geometry towards
+    the minima it was trained on, as a force-field relaxation would.
+
+    Attributes:
+        start: the ETKDG method that makes the starting conformers.
+        refine: the ClofNet method (its ``sampler_settings.start_sigma`` set) that refines them.
+    """
+
+    start: EtkdgMethod
+    refine: ClofnetMethod
+    name: str = "hybrid"
+    oversample: float = 1.0
+
+    def settings(self) -> dict[str, Any]:
+        return {"start": self.start.settings(), **self.refine.settings(), "oversample": self.oversample}
+
+    def check(self, mol: Chem.Mol) -> None:
+        self.refine.check(mol)
+
+    def extrapolation(self, mol: Chem.Mol) -> list[str]:
+        return self.refine.extrapolation(mol)
+
+    def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+        start, notes = self.start.coordinates(mol, n, seed)
+        pos, more = self.refine.coordinates(mol, len(start), seed, start=start)
+        return pos, notes + more
+
+
+def load_hybrid_method(model: str | None = None, device: str = "cpu", preset: str | None = None,
+                       steps: int | None = None, precision: str = "auto",
+                       start_sigma: float = HYBRID_START_SIGMA) -> HybridMethod:
+    """ETKDG refined by score model ``model`` from noise ``start_sigma`` (:class:`HybridMethod`); the other
+    arguments and the errors are those of :func:`load_clofnet_method`."""
+    refine = load_clofnet_method(model, device, preset, steps, precision)
+    refine = replace(refine, sampler_settings=replace(refine.sampler_settings, start_sigma=start_sigma),
+                     oversample=1.0)
+    return HybridMethod(start=EtkdgMethod(), refine=refine)
+
+
 def _score_model_path(spec: str) -> tuple[Path, bool]:
     """The checkpoint file named by ``spec`` and whether it names a shipped model (not a path)."""
     p = Path(spec)
@@ -246,6 +304,8 @@ METHODS: dict[str, MethodEntry] = {
         MethodEntry("clofnet", "score model + annealed Langevin dynamics", load_clofnet_method,
                     ("model", "device", "preset", "steps", "precision")),
         MethodEntry("etkdg", "RDKit ETKDGv3", lambda: EtkdgMethod()),
+        MethodEntry("hybrid", "ETKDGv3 conformers refined by the score model", load_hybrid_method,
+                    ("model", "device", "preset", "steps", "precision")),
     )
 }
 
@@ -258,7 +318,7 @@ def make_method(name: str, **options: Any) -> ConformerMethod:
         ModelUnavailableError: if the method's model cannot be loaded.
     """
     if name not in METHODS:
-        raise ValueError(f"unknown conformer method {name!r}; choose {' or '.join(METHODS)}")
+        raise ValueError(f"unknown conformer method {name!r}; choose {', '.join(METHODS)}")
     entry = METHODS[name]
     extra = [k for k, v in options.items() if v is not None and k not in entry.options]
     if extra:

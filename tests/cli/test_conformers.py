@@ -160,6 +160,7 @@ class FakeSettings:
     levels: int = 5
     steps: int = 2
     precision: str = "float32"
+    start_sigma: float | None = None
 
     @classmethod
     def preset(cls, name):
@@ -182,8 +183,11 @@ class FakeSampler:
         cls.loaded = spec
         return cls()
 
-    def sample(self, mol, n, seed, settings):
+    def sample(self, mol, n, seed, settings, start=None):
         FakeSampler.calls.append((Chem.MolToSmiles(Chem.RemoveHs(mol)), n, seed, settings.steps))
+        if start is not None:  # refine: hand back the starting conformers, moved by a known amount
+            FakeSampler.starts.append((np.array(start), settings.start_sigma))
+            return np.array(start) + 0.01
         m = Chem.Mol(mol)
         ids = AllChem.EmbedMultipleConfs(m, n, randomSeed=seed)
         return np.stack([m.GetConformer(i).GetPositions() for i in ids])
@@ -200,7 +204,7 @@ def fake_clofnet(monkeypatch, tmp_path):
     module.SamplerSettings, module.ScoreSampler = FakeSettings, FakeSampler
     module.resolve_precision = _fake_resolve_precision
     monkeypatch.setitem(sys.modules, "se3mol.conformers.sampler", module)
-    FakeSampler.calls = []
+    FakeSampler.calls, FakeSampler.starts = [], []
     model = tmp_path / "score.pt"
     model.write_bytes(b"fake")
     return model
@@ -214,7 +218,8 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     assert [m.GetProp("smiles") for m in mols] == ["CCO", "CCO", "N#N", "N#N"]
     settings = json.loads(mols[0].GetProp("settings"))
     assert settings == {"model": str(fake_clofnet), "sigma_max": 10.0, "sigma_min": 0.01, "levels": 50, "steps": 7,
-                        "precision": "bfloat16", "oversample": 3.0}  # --precision auto, resolved for the device
+                        "precision": "bfloat16", "start_sigma": None,  # --precision auto, for the device
+                        "oversample": 3.0}
     assert mols[0].GetProp("method") == "clofnet+mmff" and mols[0].HasProp("mmff_converged")
     assert "Cl not in the score model's training set" in r.stderr
     # the sampler got the molecule with hydrogens, 3 times the number asked for (the least strained, most diverse 2 are
@@ -228,6 +233,25 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     assert json.loads(_records(r.stdout)[0].GetProp("settings"))["oversample"] == 1
     r = runner.invoke(app, ["conformers", "CCO", "--oversample", "0.5"])
     assert r.exit_code == 2 and "--oversample" in r.stderr
+
+
+def test_hybrid_refines_etkdg_conformers_with_the_score_model(fake_clofnet):
+    r = runner.invoke(app, ["conformers", "CCO", "CCCl", "-n", "3", "--method", "hybrid", "--model", str(fake_clofnet),
+                            "--seed", "4"])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED  # Cl: outside the score model's elements, named per molecule
+    assert "Cl not in the score model's training set" in r.stderr
+    mols = _records(r.stdout)
+    assert len(mols) == 3 and all(m.GetProp("method") == "hybrid" for m in mols)
+    settings = json.loads(mols[0].GetProp("settings"))
+    assert settings["start"]["algorithm"] == "ETKDGv3" and settings["start_sigma"] == pytest.approx(0.3)
+    assert settings["oversample"] == 1 and settings["model"] == str(fake_clofnet)
+    # the sampler refined exactly the ETKDG conformers of this molecule and seed, one call, all of them
+    (start, sigma), = FakeSampler.starts
+    etkdg = runner.invoke(app, ["conformers", "CCO", "-n", "3", "--method", "etkdg", "--seed", "4"])
+    plain = [m.GetConformer().GetPositions() for m in _records(etkdg.stdout)]
+    assert sigma == pytest.approx(0.3) and start.shape == (3, 9, 3)
+    assert np.allclose(start, np.stack(plain), atol=1e-4)
+    assert np.allclose(np.stack([m.GetConformer().GetPositions() for m in mols]), start + 0.01, atol=1e-4)
 
 
 def test_precision_is_chosen_recorded_and_checked(fake_clofnet, monkeypatch):

@@ -135,6 +135,26 @@ def test_annealed_langevin_with_the_exact_score_finds_the_reference(preset):
         assert _rmsd_after_alignment(x, ref) < 0.05
 
 
+def test_refinement_starts_from_given_conformers_and_runs_the_low_noise_levels():
+    mol = _mol()
+    ref = mol.GetConformer().GetPositions()
+    settings = SamplerSettings(start_sigma=0.3)
+    levels = [sigma for sigma, _, _ in settings.schedule()]
+    assert len(levels) == 25 and max(levels) <= 0.3 and settings.evaluations == 51  # 25 of 50 levels x 2 + denoise
+    start = ref[None] + 0.15 * np.random.default_rng(0).standard_normal((3, *ref.shape))  # [3,N,3]
+    xyz = ScoreSampler(_ExactScore(ref)).sample(mol, 3, seed=1, settings=settings, start=start)
+    for x in xyz:
+        assert _rmsd_after_alignment(x, ref) < 0.05  # the exact score pulls each start onto the reference
+    with pytest.raises(ValueError, match="needs both"):
+        ScoreSampler(_ExactScore(ref)).sample(mol, 3, settings=settings)
+    with pytest.raises(ValueError, match="needs both"):
+        ScoreSampler(_ExactScore(ref)).sample(mol, 3, settings=SamplerSettings(), start=start)
+    with pytest.raises(ValueError, match="expected"):
+        ScoreSampler(_ExactScore(ref)).sample(mol, 2, settings=settings, start=start)
+    with pytest.raises(ValueError, match="start_sigma"):
+        SamplerSettings(start_sigma=20.0)
+
+
 def test_sampler_is_seeded_and_refuses_unknown_elements():
     model = _tiny()
     sampler = ScoreSampler(model)
