@@ -50,10 +50,15 @@ def list_model_cards() -> list[dict[str, Any]]:
     return cards
 
 
+def names_a_path(spec: str | os.PathLike) -> bool:
+    """Whether ``spec`` is read as a file path (a ``.pt`` name, an existing path, a separator in it) rather
+    than as the name of a shipped model."""
+    return Path(spec).suffix == ".pt" or Path(spec).exists() or os.sep in str(spec)
+
+
 def shipped_card(spec: str | os.PathLike) -> dict[str, Any] | None:
     """The model card of shipped model ``spec``, or ``None`` when ``spec`` names no shipped model (a path)."""
-    p = Path(spec)
-    if p.suffix == ".pt" or p.exists() or os.sep in str(spec):
+    if names_a_path(spec):
         return None
     card = models_dir() / f"{spec}.json"
     if not (card.is_file() and (models_dir() / f"{spec}.pt").is_file()):
@@ -76,7 +81,7 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     p = Path(spec)
     if p.is_dir() and (p / "best.pt").is_file():
         return p / "best.pt"
-    if p.suffix == ".pt" or p.exists() or os.sep in str(spec):
+    if names_a_path(spec):
         return p
     shipped = models_dir() / f"{spec}.pt"
     if shipped.is_file():

@@ -7,7 +7,6 @@ The score-based sampler (``se3mol.conformers.sampler``, torch) is imported only 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from rdkit.Chem import rdDistGeom
 
 from se3mol.chem import clean_rdkit_messages, rdkit_messages
 from se3mol.molecule import check_elements
-from se3mol.pretrained import models_dir
+from se3mol.pretrained import models_dir, names_a_path
 
 __all__ = [
     "CLOFNET_OVERSAMPLE",
@@ -274,9 +273,8 @@ def load_hybrid_method(model: str | None = None, device: str = "cpu", preset: st
 
 def _score_model_path(spec: str) -> tuple[Path, bool]:
     """The checkpoint file named by ``spec`` and whether it names a shipped model (not a path)."""
-    p = Path(spec)
-    if p.suffix == ".pt" or os.sep in spec or p.exists():
-        return p, False
+    if names_a_path(spec):
+        return Path(spec), False
     return models_dir() / f"{spec}.pt", True
 
 
