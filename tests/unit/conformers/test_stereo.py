@@ -155,7 +155,7 @@ def test_flawed_conformers_are_sampled_again_and_only_they(monkeypatch):
                            [[b.GetBeginAtomIdx(), b.GetEndAtomIdx()] for b in mol.GetBonds()]).tolist()[0][0]
     calls = []
 
-    def fake_langevin(self, template, n, gen, settings, targets):
+    def fake_langevin(self, template, n, gen, settings, targets, start=None):
         calls.append(n)
         if len(calls) == 1:
             return np.stack([good, torn, mirrored, good])
