@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -113,6 +114,8 @@ def test_default_shipped_model_writes_all_twelve_qm9_targets_for_the_examples():
         assert float(x["homo_meV"]) < 0 and float(x["U0_meV"]) < 0 and float(x["alpha_bohr3"]) > 0
         assert float(x["mu_D"]) >= 0 and float(x["Cv_cal_molK"]) > 0 and float(x["zpve_meV"]) > 0
         assert float(x["gap_meV"]) == pytest.approx(float(x["lumo_meV"]) - float(x["homo_meV"]), abs=600)
+        stds = [float(x[f"{t}_std"]) for t in TARGET_COLUMNS]
+        assert all(math.isfinite(s) and s > 0 for s in stds), stds  # three members never agree to the last bit
 
 
 def test_models_command_lists_families():
@@ -167,9 +170,11 @@ def test_tensor_target_is_written_as_six_components(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ CSV input
 
-MODEL_COLUMNS = ["index", "id", "source", "smiles", "n_atoms", "status", "error", "mu_D", "alpha_bohr3", "homo_meV",
-                 "lumo_meV", "gap_meV", "r2_bohr2", "zpve_meV", "U0_meV", "U_meV", "H_meV", "G_meV", "Cv_cal_molK",
-                 "warning", "notes"]
+TARGET_COLUMNS = ["mu_D", "alpha_bohr3", "homo_meV", "lumo_meV", "gap_meV", "r2_bohr2", "zpve_meV", "U0_meV", "U_meV",
+                  "H_meV", "G_meV", "Cv_cal_molK"]
+# the default is a shipped ensemble: each target's mean, then its (calibrated) spread across the members
+MODEL_COLUMNS = (["index", "id", "source", "smiles", "n_atoms", "status", "error"]
+                 + [c for t in TARGET_COLUMNS for c in (t, f"{t}_std")] + ["warning", "notes"])
 
 
 def test_csv_input_passes_its_other_columns_through_in_order():
