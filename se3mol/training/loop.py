@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from se3mol.checkpoint import atomic_save, read_checkpoint, remove_stale_temporaries
+from se3mol.nn.layers import ElementEmbedding
 from se3mol.pretrained import load_any, resolve_checkpoint
 from se3mol.training.config import TrainConfig
 from se3mol.training.distributed import Distributed
@@ -150,7 +151,9 @@ class Trainer:
         are taken: optimiser, schedule and EMA start afresh. Settings that only choose which atom pairs are
         edges (``max_hops``) may differ: no weight or buffer depends on them, so a model can be fine-tuned
         onto a sparser graph. A model for other targets gives only its representation's weights; the
-        heads are trained afresh.
+        heads are trained afresh. Elements may differ when the two share at least one: the embedding rows
+        of the shared elements are taken, elements new to this run start from fresh rows (a QM9 model
+        fine-tuned onto data with S, Cl and Br), every other weight is taken as usual.
         """
         try:
             ckpt = self.dist.on_main(lambda: read_checkpoint(resolve_checkpoint(spec)))
@@ -158,19 +161,24 @@ class Trainer:
             raise ValueError(f"--init-from {spec}: {exc}") from None
         mine, theirs = self.model.describe(), ckpt.get("model", {})
         diffs = [f"{k}: {theirs.get(k)!r} in {spec}, {mine[k]!r} here" for k in mine
-                 if k != "targets" and _weights_view(theirs.get(k)) != _weights_view(mine[k])]
+                 if k not in ("targets", "elements") and _weights_view(theirs.get(k)) != _weights_view(mine[k])]
+        their_elements = [int(e) for e in theirs.get("elements", [])]
+        if not set(their_elements) & set(self.model.elements):
+            diffs.append(f"elements: {their_elements} in {spec}, {list(self.model.elements)} here (none shared)")
         if diffs:
             raise ValueError(f"--init-from {spec}: its model differs from the one this run builds: "
                              + "; ".join(diffs) + " (match it with --model and --set KEY=VALUE)")
+        new = [e for e in self.model.elements if e not in their_elements]
+        extra = f"; fresh embeddings for the elements {new}" if new else ""
         if theirs.get("targets") == mine.get("targets"):
-            self.model.load_state_dict(ckpt["state_dict"])
-            return f"all weights from {spec}"
+            self.model.load_state_dict(_with_elements(self.model, ckpt["state_dict"], their_elements))
+            return f"all weights from {spec}{extra}"
         # Other targets: keep the learned representation, train fresh heads (normalised on this data).
         rep = {k.removeprefix("representation."): v for k, v in ckpt["state_dict"].items()
                if k.startswith("representation.")}
-        self.model.representation.load_state_dict(rep)
+        self.model.representation.load_state_dict(_with_elements(self.model.representation, rep, their_elements))
         names = ", ".join(t["name"] for t in mine.get("targets", []))
-        return f"representation from {spec}; new heads for {names}"
+        return f"representation from {spec}; new heads for {names}{extra}"
 
     # ----------------------------------------------------------------- state
     @property
@@ -413,6 +421,23 @@ def _tuples(x):
 
 # Model settings that choose only which atom pairs are edges: no weight or buffer depends on them.
 _EDGE_ONLY_SETTINGS = ("max_hops",)
+
+
+def _with_elements(module: torch.nn.Module, state: dict[str, Tensor], elements: list[int]) -> dict[str, Tensor]:
+    """``state``, a state dict of ``module`` for a model of ``elements``, with every element embedding's table
+    rearranged to ``module``'s elements: the rows of shared elements taken from ``state``, the others kept as
+    ``module`` initialised them."""
+    state = dict(state)
+    for name, sub in module.named_modules():
+        if not isinstance(sub, ElementEmbedding) or list(sub.elements) == elements:
+            continue
+        key = f"{name}.embedding.weight" if name else "embedding.weight"
+        table = sub.embedding.weight.detach().clone()
+        for row, element in enumerate(sub.elements):
+            if element in elements:
+                table[row] = state[key][elements.index(element)]
+        state[key] = table
+    return state
 
 
 def _weights_view(value: Any) -> Any:

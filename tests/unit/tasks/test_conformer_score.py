@@ -129,3 +129,30 @@ def test_init_from_a_checkpoint_written_before_max_hops_keeps_every_pair(tmp_pat
 
     model, _ = load_score_model(tmp_path / "old.pt")
     assert model.graph.max_hops is None
+
+
+def test_init_from_a_model_of_fewer_elements_takes_the_shared_rows_and_starts_the_new_ones_fresh(
+        tmp_path, conformer_sdf):
+    small = {"hidden": 16, "layers": 2, "num_rbf": 8, "frame_features": 8, "sigma_features": 8}
+    Trainer(make_task(_cfg(tmp_path / "all", conformer_sdf, epochs=1, model_config=small))).train()
+    ckpt = torch.load(tmp_path / "all" / "best.pt", weights_only=True)
+    elements = ckpt["model"]["elements"]
+    key = "net.embed.embedding.weight"
+    table = ckpt["state_dict"][key]
+    # the same model as if trained without its last element (a QM9 model before data with S, Cl, Br)
+    fewer = {**ckpt, "model": {**ckpt["model"], "elements": elements[:-1]},
+             "state_dict": {**ckpt["state_dict"], key: table[:-1].clone()}}
+    torch.save(fewer, tmp_path / "fewer.pt")
+    tuned = Trainer(make_task(_cfg(tmp_path / "ft", conformer_sdf, epochs=1, seed=3, model_config=small,
+                                   init_from=str(tmp_path / "fewer.pt"))))
+    got = tuned.module.state_dict()
+    assert list(tuned.module.elements) == elements
+    assert torch.equal(got[key][:-1], table[:-1])  # shared elements: their learned rows
+    assert not torch.equal(got[key][-1], table[-1])  # the new element: a fresh row, not a copy of anything
+    assert all(torch.equal(v, got[k]) for k, v in ckpt["state_dict"].items() if k != key)
+    tuned.train()
+    none_shared = {**fewer, "model": {**fewer["model"], "elements": [99] * (len(elements) - 1)}}
+    torch.save(none_shared, tmp_path / "alien.pt")
+    with pytest.raises(ValueError, match="elements.*none shared"):
+        Trainer(make_task(_cfg(tmp_path / "x", conformer_sdf, model_config=small,
+                               init_from=str(tmp_path / "alien.pt"))))
