@@ -10,7 +10,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from ase.data import chemical_symbols
+
+
+def symbol(z: int) -> str:
+    """The chemical symbol of atomic number ``z`` (``Z<z>`` outside the periodic table). ASE is imported here,
+    not at the top, so that training (which never needs a symbol) runs where ASE is not installed.
+
+    >>> symbol(17), symbol(0)
+    ('Cl', 'Z0')
+    """
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z{z}"
+
 
 # Bond orders as stored in ``Molecule.bond_orders``; aromatic bonds are 1.5.
 BOND_TYPES: tuple[float, ...] = (1.0, 2.0, 3.0, 1.5)
@@ -69,7 +81,7 @@ class Molecule:
         """Hill formula (C first, then H, then the rest alphabetically)."""
         counts: dict[str, int] = {}
         for zi in self.z:
-            sym = chemical_symbols[int(zi)] if 0 < zi < len(chemical_symbols) else f"Z{int(zi)}"
+            sym = symbol(int(zi))
             counts[sym] = counts.get(sym, 0) + 1
         first = [s for s in ("C", "H") if s in counts] if "C" in counts else []
         order = first + sorted(k for k in counts if k not in first)
@@ -128,7 +140,7 @@ def check_elements(z: Iterable[int], known: Iterable[int], whose: str = "the mod
     known = {int(e) for e in known}
     unknown = sorted({int(e) for e in z} - known)
     if unknown:
-        names = ", ".join(chemical_symbols[e] for e in unknown)
-        allowed = ", ".join(chemical_symbols[e] for e in sorted(known))
+        names = ", ".join(symbol(e) for e in unknown)
+        allowed = ", ".join(symbol(e) for e in sorted(known))
         raise ValueError(f"element(s) {names} not in {whose} training set (knows {allowed})"
                          + (f"; {hint}" if hint else ""))

@@ -41,10 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from se3mol.chem import embed_smiles
 from se3mol.data.qm9 import PackedMolecules, cache_dir
 from se3mol.graph import Batch, GraphConfig
-from se3mol.io import Record, read_records
 from se3mol.targets import Target, parse_target_spec
 from se3mol.writers import atomic_open, atomic_write_text
 
@@ -290,6 +288,8 @@ class LabelledDataset(PackedMolecules):
                 return cls._from_cache(torch.load(path, weights_only=True))
             except Exception:  # noqa: BLE001  (a corrupt cache is rebuilt, not fatal)
                 path.unlink(missing_ok=True)
+        from se3mol.io import read_records  # RDKit and ASE: imported where files are read, not for training
+
         records = read_records(files, input_format, embed_seed=embed_seed, smiles_column=smiles_column,
                                id_column=id_column)
         ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces)
@@ -309,6 +309,9 @@ class LabelledDataset(PackedMolecules):
         if not use_molecules and smiles_column not in df.columns:
             raise ValueError(f"no column {smiles_column!r} (nor 'molecule') in the DataFrame; it has "
                              f"{list(df.columns)}")
+
+        from se3mol.chem import embed_smiles
+        from se3mol.io import Record
 
         def records():
             for k, row in enumerate(df.to_dict("records")):
