@@ -41,7 +41,7 @@ DEFAULT_METHODS = ("etkdg", "etkdg+mmff", "clofnet", "clofnet+mmff")
 THRESHOLDS = (1.25, 0.75)
 
 
-def _one(task: tuple[int, dict, str, str, str | None, int, int | None]) -> dict:
+def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | None]) -> dict:
     """Generate and score one molecule with one method (in a worker process)."""
     import numpy as np
     import torch
@@ -54,9 +54,12 @@ def _one(task: tuple[int, dict, str, str, str | None, int, int | None]) -> dict:
 
     torch.set_num_threads(1)
     rdBase.DisableLog("rdApp.warning")
-    row, info, spec, reference_dir, model, seed, n = task
+    row, info, spec, reference_dir, model, seed, n, start_sigma = task
     base, _, relax = spec.partition("+")
-    method = make_method(base, **({"model": model} if base in ("clofnet", "hybrid") and model else {}))
+    options = {"model": model} if base in ("clofnet", "hybrid") and model else {}
+    if base == "hybrid" and start_sigma is not None:
+        options["start_sigma"] = start_sigma
+    method = make_method(base, **options)
     _, _, ref = next(read_ensembles(reference_dir, [row]))
     k = n or 2 * ref.GetNumConformers()
     r = generate_one(SmilesInput(0, "benchmark", info["smiles"], f"moses-{row}"), method, k, seed=seed,
@@ -148,6 +151,7 @@ def main() -> None:
     p.add_argument("--model", default=None, help="score model for clofnet (default: the shipped default)")
     p.add_argument("--limit", type=int, default=None, help="only the first N molecules (by row)")
     p.add_argument("-n", type=int, default=None, help="conformers per molecule (default: twice the reference's)")
+    p.add_argument("--start-sigma", type=float, default=None, help="hybrid's starting noise (default: its own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "drugs")
@@ -168,7 +172,7 @@ def main() -> None:
     if not infos:
         sys.exit(f"no reference ensembles in {args.reference}: build them with python -m se3mol.conformers.drugs")
     methods = args.methods.split(",")
-    tasks = [(row, info, m, str(args.reference), args.model, args.seed, args.n) for m in methods
+    tasks = [(row, info, m, str(args.reference), args.model, args.seed, args.n, args.start_sigma) for m in methods
              for row, info, _, _ in infos]
     rows: list[dict] = []
     with ProcessPoolExecutor(args.workers) as pool:
@@ -185,10 +189,11 @@ def main() -> None:
                             "molecules": len(infos), "heavy_atoms_median": statistics.median(heavy),
                             "heavy_atoms_max": max(heavy),
                             "conformers_mean": statistics.mean(c for _, _, _, c in infos)},
-              "model": args.model or "default", "seed": args.seed, "workers": args.workers,
+              "model": args.model or "default", "start_sigma": args.start_sigma, "seed": args.seed,
+              "workers": args.workers,
               "summary": [summarise(rows, m) for m in methods], "molecules": rows}
     lines = markdown(report)
-    write_result(args.out, f"Drug-like conformers against GFN2-xTB ensembles ({len(infos)} MOSES test molecules)",
+    write_result(args.out, f"Drug-like conformers against GFN2-xTB ensembles ({len(infos)} molecules)",
                  report, lines, per_molecule=["molecules"])
     print("\n".join(lines))
 

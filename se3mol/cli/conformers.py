@@ -54,6 +54,9 @@ def conformers(
         "--relax", metavar="[mmff|xtb]",
         help="Finish with minimisation: " + "; ".join(f"{k}: {v}" for k, v in RELAX_METHODS.items())
              + ". Plain --relax is mmff. Energies and convergence go into each record.", show_default=False)] = None,
+    start_sigma: Annotated[float | None, typer.Option(
+        help="Noise (Angstrom) each ETKDG conformer is perturbed with before the score model anneals it "
+             "(hybrid). Default: 0.3.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet, hybrid).")] = "cpu",
     precision: Annotated[str | None, typer.Option(
         help="Score network arithmetic (clofnet, hybrid): float32, bfloat16 (faster where the hardware has it), "
@@ -74,10 +77,11 @@ def conformers(
         raise typer.BadParameter(f"choose {' or '.join(METHODS)}", param_hint="--method")
     if preset is not None and preset not in PRESETS:
         raise typer.BadParameter(f"choose {', '.join(PRESETS)}", param_hint="--preset")
-    options = {"model": model, "preset": preset, "steps": steps, "precision": precision}
-    used = [f"--{name}" for name, v in options.items() if v is not None and name not in METHODS[method].options]
+    options = {"model": model, "preset": preset, "steps": steps, "precision": precision, "start_sigma": start_sigma}
+    used = [f"--{name.replace('_', '-')}" for name, v in options.items()
+            if v is not None and name not in METHODS[method].options]
     if used:
-        takers = [m.name for m in METHODS.values() if all(u[2:] in m.options for u in used)]
+        takers = [m.name for m in METHODS.values() if all(u[2:].replace("-", "_") in m.options for u in used)]
         raise typer.BadParameter(f"{', '.join(used)} only apply to --method {' or '.join(takers)}",
                                  param_hint=used[0])
     if relax is not None and relax not in RELAX_METHODS:

@@ -286,8 +286,8 @@ class MethodEntry:
         name: what ``--method`` takes.
         summary: a few words for ``--help``.
         build: makes the method from the keyword ``options`` it takes.
-        options: the load options it takes, of ``model``, ``device``, ``preset``, ``steps``, ``precision``
-            (the command line refuses the others for this method).
+        options: the load options it takes, of ``model``, ``device``, ``preset``, ``steps``, ``precision``,
+            ``start_sigma`` (the command line refuses the others for this method).
     """
 
     name: str
@@ -303,7 +303,7 @@ METHODS: dict[str, MethodEntry] = {
                     ("model", "device", "preset", "steps", "precision")),
         MethodEntry("etkdg", "RDKit ETKDGv3", lambda: EtkdgMethod()),
         MethodEntry("hybrid", "ETKDGv3 conformers refined by the score model", load_hybrid_method,
-                    ("model", "device", "preset", "steps", "precision")),
+                    ("model", "device", "preset", "steps", "precision", "start_sigma")),
     )
 }
 

@@ -457,3 +457,15 @@ def test_notes_of_an_oversampled_method_say_how_many_were_sampled_for_how_many_k
     result = generate_one(SmilesInput(0, "argument", "CCO"), EmbedsTwo(), 4)
     assert result.n_conformers == 2 and result.status == "warning"
     assert "only 2 of 6 conformers could be embedded (6 sampled to keep 4: --oversample 1.5)" in result.notes
+
+
+def test_hybrid_takes_its_starting_noise_and_only_hybrid_does(fake_clofnet):
+    FakeSampler.starts.clear()
+    r = runner.invoke(app, ["conformers", "CCO", "-n", "2", "--method", "hybrid", "--model", str(fake_clofnet),
+                            "--start-sigma", "0.7"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(_records(r.stdout)[0].GetProp("settings"))["start_sigma"] == pytest.approx(0.7)
+    (_, sigma), = FakeSampler.starts
+    assert sigma == pytest.approx(0.7)
+    r = runner.invoke(app, ["conformers", "CCO", "--method", "clofnet", "--start-sigma", "0.7"])
+    assert r.exit_code == 2 and "--start-sigma only apply to --method hybrid" in r.stderr
