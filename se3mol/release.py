@@ -295,8 +295,12 @@ def benchmark_sections(benchmarks: dict[str, Path] | None = None) -> dict[str, A
         if not path.is_file():
             continue
         bench = json.loads(path.read_text())
-        summary = [{k: v for k, v in row.items() if k not in ("molecules", "failures")} for row in bench["results"]]
-        kept = ("command", "date", "machine", "n_molecules", "k", "threshold", "split", "stereo")
+        # benchmarks/conformers/conformers.py writes "results"; benchmarks/conformers/drugs.py "summary"
+        rows = bench["results"] if "results" in bench else bench["summary"]
+        summary = [{k: v for k, v in row.items() if not (k in ("molecules", "failures") and isinstance(v, list))}
+                   for row in rows]  # without the per-molecule lists (a count stays)
+        kept = ("command", "date", "machine", "n_molecules", "k", "threshold", "split", "stereo", "reference",
+                "model", "start_sigma", "seed")
         sections[key] = {"source": _source(path), **{k: bench[k] for k in kept if k in bench}, "results": summary}
     return sections
 
@@ -327,10 +331,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--benchmark-results", type=Path, default=None, metavar="DIR",
                     help="where the results of benchmarks/conformers/conformers.py lie (default: "
                          "benchmarks/conformers/results of this source tree)")
+    ap.add_argument("--benchmark", action="append", default=[], metavar="KEY=FILE",
+                    help="a conformer model's card summarises these result files (JSON of benchmarks/conformers/"
+                         "conformers.py or drugs.py) under KEY, instead of the QM9 benchmark's; repeatable")
     ap.add_argument("--refresh-benchmarks", action="store_true",
                     help="only replace the benchmark sections of conformer model NAME's card (no RUN_DIR)")
     a = ap.parse_args(argv)
     benchmarks = conformer_benchmarks(a.benchmark_results)
+    if a.benchmark:
+        if any("=" not in b for b in a.benchmark):
+            ap.error("--benchmark takes KEY=FILE")
+        benchmarks = {k: Path(f) for k, _, f in (b.partition("=") for b in a.benchmark)}
+        missing = [str(f) for f in benchmarks.values() if not f.is_file()]
+        if missing:
+            ap.error(f"no such benchmark result: {', '.join(missing)}")
     if a.refresh_benchmarks:
         if a.run_dir is not None:
             ap.error("--refresh-benchmarks takes NAME only")

@@ -52,5 +52,9 @@ def _conformer_metric(card: dict) -> str:
     for row in (card.get("benchmark") or {}).get("results", []):
         if row.get("method") == "clofnet" and row.get("cov_r_mean") is not None:
             return f"COV-R {100 * row['cov_r_mean']:.1f}%, MAT-R {row['mat_r_mean']:.3f} A"
+    for row in (card.get("benchmark_drugs") or {}).get("results", []):  # benchmarks/conformers/drugs.py
+        if row.get("method") in ("hybrid", "clofnet") and row.get("COV-R@1.25"):
+            return (f"drugs ({row['method']}): COV-R {100 * row['COV-R@1.25']['mean']:.1f}%, "
+                    f"MAT-R {row['mat_r']['mean']:.3f} A")
     loss = card.get("test_dsm_loss")
     return f"DSM loss {loss:.4g}" if loss is not None else "-"

@@ -48,3 +48,22 @@ def test_default_benchmark_files_are_the_committed_results(tmp_path):
     assert sections["benchmark"]["source"] == "benchmarks/conformers/results/conformers.json"
     assert all("molecules" not in row for row in sections["benchmark"]["results"])
     assert conformer_benchmarks(tmp_path)["benchmark"] == tmp_path / "conformers.json"
+
+
+def test_a_drug_benchmark_is_summarised_under_its_key_and_shown_by_models(tmp_path):
+    from se3mol.cli.models import _conformer_metric
+
+    drugs = tmp_path / "drugs.json"
+    row = {"method": "hybrid", "molecules": 2, "failed": 0, "COV-R@1.25": {"mean": 0.875, "median": 1.0},
+           "mat_r": {"mean": 0.512, "median": 0.5}}
+    drugs.write_text(json.dumps({"command": "python -m benchmarks.conformers.drugs", "date": "2026-12-05",
+                                 "reference": {"molecules": 2}, "model": "runs/d/best.pt", "start_sigma": 0.3,
+                                 "summary": [row], "molecules": [{"row": 1}]}))
+    sections = benchmark_sections({"benchmark_drugs": drugs})
+    assert sections["benchmark_drugs"]["results"] == [row]
+    assert sections["benchmark_drugs"]["start_sigma"] == 0.3 and "molecules" not in sections["benchmark_drugs"]
+    assert _conformer_metric(sections) == "drugs (hybrid): COV-R 87.5%, MAT-R 0.512 A"
+    with pytest.raises(SystemExit):
+        main(["run_dir", "m", "--command", "x", "--benchmark", str(drugs)])  # KEY=FILE
+    with pytest.raises(SystemExit):
+        main(["run_dir", "m", "--command", "x", "--benchmark", f"benchmark_drugs={tmp_path / 'none.json'}"])
