@@ -132,14 +132,16 @@ def markdown(report: dict) -> list[str]:
                       "COV-R 0.75 A mean", "clashing conformers", "torn", "xTB dE median (kcal/mol)",
                       "xTB dE lowest", "s / molecule", "s / 10 conformers"], rows)
     ref = report["reference"]
-    lines += ["", f"Reference: {ref['molecules']} MOSES test molecules ({ref['heavy_atoms_median']} heavy atoms "
+    split = ref["settings"].get("split", "test")
+    lines += ["", f"Reference: {ref['molecules']} MOSES {split} molecules ({ref['heavy_atoms_median']} heavy atoms "
               f"median, {ref['heavy_atoms_max']} max), GFN2-xTB ensembles of "
               f"{ref['conformers_mean']:.1f} conformers on "
               f"average (`{ref['folder']}`, settings {ref['settings']}). Each method generates twice the reference "
               "count. COV-R counts a failed molecule as 0. xTB dE: GFN2-xTB energy of the conformers as written "
               "minus the reference ensemble's minimum; per molecule the median and the lowest, then the median "
               "over molecules. Seconds: one process per molecule, 1 thread, "
-              f"{report['workers']} worker(s) side by side."]
+              f"{report['workers']} worker(s) side by side. Score model (clofnet, hybrid): {report['model']}"
+              + (f"; hybrid's start sigma {report['start_sigma']} A" if report.get("start_sigma") else "") + "."]
     return lines
 
 
@@ -185,7 +187,8 @@ def main() -> None:
     heavy = [h for _, _, h, _ in infos]
     report = {"reference": {"folder": str(args.reference.relative_to(ROOT) if args.reference.is_relative_to(ROOT)
                                           else args.reference),
-                            "settings": {k: settings[k] for k in ("pool", "keep", "window", "rmsd", "method")},
+                            "settings": {k: settings[k] for k in ("split", "pool", "keep", "window", "rmsd", "method")
+                                         if k in settings},
                             "molecules": len(infos), "heavy_atoms_median": statistics.median(heavy),
                             "heavy_atoms_max": max(heavy),
                             "conformers_mean": statistics.mean(c for _, _, _, c in infos)},
