@@ -42,7 +42,7 @@ def conformers(
                       ] = next(iter(METHODS)),
     model: Annotated[str | None, typer.Option(
         help="Score model for --method clofnet or hybrid: shipped name or .pt path. "
-             "Default: conformers-clofnet-qm9.")] = None,
+             "Default: conformers-clofnet-qm9 (clofnet), conformers-clofnet-drugs (hybrid).")] = None,
     seed: Annotated[int, typer.Option(help="Base seed; each molecule's seed is derived from it and its SMILES.")] = 0,
     steps: Annotated[int | None, typer.Option(help="Langevin steps per noise level (clofnet, hybrid).")] = None,
     preset: Annotated[str | None, typer.Option(
@@ -56,7 +56,7 @@ def conformers(
              + ". Plain --relax is mmff. Energies and convergence go into each record.", show_default=False)] = None,
     start_sigma: Annotated[float | None, typer.Option(
         help="Noise (Angstrom) each ETKDG conformer is perturbed with before the score model anneals it "
-             "(hybrid). Default: 0.3.", show_default=False)] = None,
+             "(hybrid). Default: 0.08.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (clofnet, hybrid).")] = "cpu",
     precision: Annotated[str | None, typer.Option(
         help="Score network arithmetic (clofnet, hybrid): float32, bfloat16 (faster where the hardware has it), "

@@ -17,6 +17,7 @@ from se3mol.conformers.checks import ConformerChecks
 from se3mol.conformers.generate import ConformerResult, generate_conformers, generate_one
 from se3mol.conformers.inputs import SmilesInput, derive_seed, molecule_from_smiles, read_smiles_inputs
 from se3mol.conformers.methods import (
+    DEFAULT_HYBRID_MODEL,
     DEFAULT_SCORE_MODEL,
     METHODS,
     ClofnetMethod,
@@ -42,6 +43,7 @@ from se3mol.conformers.select import select_conformers
 
 __all__ = [
     "DEFAULT_MAX_MATCHES",
+    "DEFAULT_HYBRID_MODEL",
     "DEFAULT_SCORE_MODEL",
     "DEFAULT_THRESHOLD",
     "METHODS",

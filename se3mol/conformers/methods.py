@@ -22,6 +22,7 @@ from se3mol.pretrained import models_dir, names_a_path
 
 __all__ = [
     "CLOFNET_OVERSAMPLE",
+    "DEFAULT_HYBRID_MODEL",
     "DEFAULT_SCORE_MODEL",
     "METHODS",
     "HYBRID_START_SIGMA",
@@ -38,6 +39,8 @@ __all__ = [
 
 #: The shipped score model ``--method clofnet`` uses unless ``--model`` says otherwise.
 DEFAULT_SCORE_MODEL = "conformers-clofnet-qm9"
+#: The score model ``--method hybrid`` refines with: trained on drug-like GFN2-xTB ensembles (H C N O F S Cl Br).
+DEFAULT_HYBRID_MODEL = "conformers-clofnet-drugs"
 #: ``--method clofnet`` samples this many times the conformers asked for and keeps the least strained and most
 #: diverse (:func:`~se3mol.conformers.select.select_conformers`). On 300 QM9 validation molecules with stereo-free
 #: SMILES (pools of 40 samples each, benchmarks/conformers/results/conformer_selection_m40.md), 10 kept are
@@ -147,7 +150,8 @@ class ClofnetMethod:
 
     def check(self, mol: Chem.Mol) -> None:
         check_elements((a.GetAtomicNum() for a in mol.GetAtoms()), self.sampler.elements, "the score model's",
-                       hint="use --method etkdg for this molecule")
+                       hint="use --method hybrid (its score model knows H, C, N, O, F, S, Cl, Br) or --method etkdg "
+                            "for this molecule")
 
     def extrapolation(self, mol: Chem.Mol) -> list[str]:
         """Warnings for a molecule larger, or with another total charge, than the score model's training
@@ -224,8 +228,10 @@ def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: s
 
 
 #: Noise (Angstrom) at which ``--method hybrid`` takes up ETKDG's conformers: the score model's levels from here down
-#: (25 of its 50) correct bond lengths, angles and contacts, while the torsions ETKDG drew mostly stay.
-HYBRID_START_SIGMA = 0.3
+#: correct bond lengths, angles and contacts, while the torsions ETKDG drew stay. Chosen on 72 held-out MOSES
+#: molecules with the drug score model (0.04, 0.08, 0.15, 0.3, 0.6 A: smaller is better down to 0.08; 0.6 loses
+#: coverage), benchmarks/conformers/results/tuning/drugs_val_r1_s*.md.
+HYBRID_START_SIGMA = 0.08
 
 
 @dataclass
@@ -249,7 +255,8 @@ class HybridMethod:
         return {"start": self.start.settings(), **self.refine.settings(), "oversample": self.oversample}
 
     def check(self, mol: Chem.Mol) -> None:
-        self.refine.check(mol)
+        check_elements((a.GetAtomicNum() for a in mol.GetAtoms()), self.refine.sampler.elements,
+                       "the score model's", hint="use --method etkdg for this molecule")
 
     def extrapolation(self, mol: Chem.Mol) -> list[str]:
         return self.refine.extrapolation(mol)
@@ -265,7 +272,7 @@ def load_hybrid_method(model: str | None = None, device: str = "cpu", preset: st
                        start_sigma: float = HYBRID_START_SIGMA) -> HybridMethod:
     """ETKDG refined by score model ``model`` from noise ``start_sigma`` (:class:`HybridMethod`); the other
     arguments and the errors are those of :func:`load_clofnet_method`."""
-    refine = load_clofnet_method(model, device, preset, steps, precision)
+    refine = load_clofnet_method(model or DEFAULT_HYBRID_MODEL, device, preset, steps, precision)
     refine = replace(refine, sampler_settings=replace(refine.sampler_settings, start_sigma=start_sigma),
                      oversample=1.0)
     return HybridMethod(start=EtkdgMethod(), refine=refine)

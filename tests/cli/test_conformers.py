@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from se3mol.cli.app import app
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_OUTPUT, EXIT_SOME_RECORDS_FAILED
+from se3mol.conformers.methods import HYBRID_START_SIGMA
 
 runner = CliRunner()
 
@@ -243,13 +244,13 @@ def test_hybrid_refines_etkdg_conformers_with_the_score_model(fake_clofnet):
     mols = _records(r.stdout)
     assert len(mols) == 3 and all(m.GetProp("method") == "hybrid" for m in mols)
     settings = json.loads(mols[0].GetProp("settings"))
-    assert settings["start"]["algorithm"] == "ETKDGv3" and settings["start_sigma"] == pytest.approx(0.3)
+    assert settings["start"]["algorithm"] == "ETKDGv3" and settings["start_sigma"] == pytest.approx(HYBRID_START_SIGMA)
     assert settings["oversample"] == 1 and settings["model"] == str(fake_clofnet)
     # the sampler refined exactly the ETKDG conformers of this molecule and seed, one call, all of them
     (start, sigma), = FakeSampler.starts
     etkdg = runner.invoke(app, ["conformers", "CCO", "-n", "3", "--method", "etkdg", "--seed", "4"])
     plain = [m.GetConformer().GetPositions() for m in _records(etkdg.stdout)]
-    assert sigma == pytest.approx(0.3) and start.shape == (3, 9, 3)
+    assert sigma == pytest.approx(HYBRID_START_SIGMA) and start.shape == (3, 9, 3)
     assert np.allclose(start, np.stack(plain), atol=1e-4)
     assert np.allclose(np.stack([m.GetConformer().GetPositions() for m in mols]), start + 0.01, atol=1e-4)
 
