@@ -137,6 +137,7 @@ class ClofnetMethod:
         model: the model name or path, written into every record.
         oversample: sample this many times the conformers asked for and keep the least strained, most diverse
             (:data:`CLOFNET_OVERSAMPLE`; 1 keeps every sample).
+        domain_hint: what the error for a molecule with elements the score model does not know suggests.
     """
 
     sampler: Any
@@ -144,14 +145,15 @@ class ClofnetMethod:
     model: str = DEFAULT_SCORE_MODEL
     name: str = "clofnet"
     oversample: float = CLOFNET_OVERSAMPLE
+    domain_hint: str = ("use --method hybrid (its score model knows H, C, N, O, F, S, Cl, Br) or --method etkdg "
+                        "for this molecule")
 
     def settings(self) -> dict[str, Any]:
         return {"model": self.model, **self.sampler_settings.to_dict(), "oversample": self.oversample}
 
     def check(self, mol: Chem.Mol) -> None:
         check_elements((a.GetAtomicNum() for a in mol.GetAtoms()), self.sampler.elements, "the score model's",
-                       hint="use --method hybrid (its score model knows H, C, N, O, F, S, Cl, Br) or --method etkdg "
-                            "for this molecule")
+                       hint=self.domain_hint)
 
     def extrapolation(self, mol: Chem.Mol) -> list[str]:
         """Warnings for a molecule larger, or with another total charge, than the score model's training
@@ -255,8 +257,7 @@ class HybridMethod:
         return {"start": self.start.settings(), **self.refine.settings(), "oversample": self.oversample}
 
     def check(self, mol: Chem.Mol) -> None:
-        check_elements((a.GetAtomicNum() for a in mol.GetAtoms()), self.refine.sampler.elements,
-                       "the score model's", hint="use --method etkdg for this molecule")
+        self.refine.check(mol)
 
     def extrapolation(self, mol: Chem.Mol) -> list[str]:
         return self.refine.extrapolation(mol)
@@ -274,7 +275,7 @@ def load_hybrid_method(model: str | None = None, device: str = "cpu", preset: st
     arguments and the errors are those of :func:`load_clofnet_method`."""
     refine = load_clofnet_method(model or DEFAULT_HYBRID_MODEL, device, preset, steps, precision)
     refine = replace(refine, sampler_settings=replace(refine.sampler_settings, start_sigma=start_sigma),
-                     oversample=1.0)
+                     oversample=1.0, domain_hint="use --method etkdg for this molecule")
     return HybridMethod(start=EtkdgMethod(), refine=refine)
 
 
