@@ -162,6 +162,7 @@ class FakeSettings:
     steps: int = 2
     precision: str = "float32"
     start_sigma: float | None = None
+    stereo_weight: float = 1.0
 
     @classmethod
     def preset(cls, name):
@@ -219,8 +220,8 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
     assert [m.GetProp("smiles") for m in mols] == ["CCO", "CCO", "N#N", "N#N"]
     settings = json.loads(mols[0].GetProp("settings"))
     assert settings == {"model": str(fake_clofnet), "sigma_max": 10.0, "sigma_min": 0.01, "levels": 50, "steps": 7,
-                        "precision": "bfloat16", "start_sigma": None,  # --precision auto, for the device
-                        "oversample": 3.0}
+                        "precision": "bfloat16",  # --precision auto, for the device
+                        "start_sigma": None, "stereo_weight": 1.0, "oversample": 3.0}
     assert mols[0].GetProp("method") == "clofnet+mmff" and mols[0].HasProp("mmff_converged")
     assert "Cl not in the score model's training set" in r.stderr
     # the sampler got the molecule with hydrogens, 3 times the number asked for (the least strained, most diverse 2 are
@@ -307,6 +308,40 @@ class DistortsTheSecond:
         xyz = np.stack([m.GetConformer().GetPositions()] * n)
         self.distort(xyz[1])
         return xyz
+
+
+class CollapsesTheSecondRefinement:
+    """A refining sampler of H, C and O that hands back its starting conformers moved 0.01 A, except the second,
+    whose hydroxyl O it puts onto the methyl C, in every round the sampler retries it."""
+
+    elements = (1, 6, 8)
+
+    def sample(self, mol, n, seed, settings, start):
+        xyz = np.array(start) + 0.01
+        xyz[1, 4] = xyz[1, 0] + np.array([0.2, 0.0, 0.0])
+        return xyz
+
+
+def test_hybrid_keeps_the_etkdg_conformer_whose_refinement_stays_flawed():
+    from dataclasses import replace
+
+    from se3mol.conformers import ClofnetMethod, EtkdgMethod, SmilesInput, generate_one
+    from se3mol.conformers.checks import ConformerChecks
+    from se3mol.conformers.methods import HybridMethod
+
+    refine = ClofnetMethod(CollapsesTheSecondRefinement(), replace(FakeSettings(), start_sigma=0.1), oversample=1.0)
+    method = HybridMethod(start=EtkdgMethod(), refine=refine)
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCCCO"))
+    start, _ = EtkdgMethod().coordinates(mol, 3, 0)
+    pos, notes = method.coordinates(mol, 3, 0)
+    np.testing.assert_allclose(pos[1], start[1])  # the second as ETKDG drew it
+    np.testing.assert_allclose(pos[[0, 2]], start[[0, 2]] + 0.01)  # the others refined
+    assert notes == ["1 of 3 conformers are ETKDG's as drawn, unrefined: the score model's refinements of them kept "
+                     "a clash, a torn bond or a wrong stereo element"]
+    result = generate_one(SmilesInput(0, "argument", "CCCCO", "butanol"), method, 3, seed=0)
+    written = np.stack([c.GetPositions() for c in result.mol.GetConformers()])
+    assert result.status == "ok" and not ConformerChecks.of(result.mol).flawed(written).any()
+    assert any("1 of 3 conformers are ETKDG's as drawn" in note for note in result.notes)
 
 
 def test_a_torn_conformer_is_flagged_per_record_and_in_the_summary():
