@@ -16,7 +16,9 @@ reports, over molecules:
 - seconds per molecule (generation and relaxation, without the xTB scoring), and per 10 conformers.
 
 Methods: ``etkdg``, ``etkdg+mmff`` (``--relax``), ``clofnet``, ``clofnet+mmff`` by default; ``+xtb`` for
-``--relax xtb``. Writes ``benchmarks/conformers/results/drugs.{json,md}`` (per molecule in ``per_molecule/``).
+``--relax xtb``; ``hybrid``; ``:K`` after the name samples K times as many and keeps the least strained, most
+diverse (``--oversample K``), e.g. ``hybrid:2+mmff``. Writes ``benchmarks/conformers/results/drugs.{json,md}``
+(per molecule in ``per_molecule/``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ DEFAULT_METHODS = ("etkdg", "etkdg+mmff", "clofnet", "clofnet+mmff")
 THRESHOLDS = (1.25, 0.75)
 
 
-def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | None]) -> dict:
+def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | None, bool]) -> dict:
     """Generate and score one molecule with one method (in a worker process)."""
     import numpy as np
     import torch
@@ -54,17 +56,21 @@ def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | N
 
     torch.set_num_threads(1)
     rdBase.DisableLog("rdApp.warning")
-    row, info, spec, reference_dir, model, seed, n, start_sigma = task
+    row, info, spec, reference_dir, model, seed, n, start_sigma, energies_too = task
     base, _, relax = spec.partition("+")
+    base, _, oversample = base.partition(":")
     options = {"model": model} if base in ("clofnet", "hybrid") and model else {}
     if base == "hybrid" and start_sigma is not None:
         options["start_sigma"] = start_sigma
     method = make_method(base, **options)
+    if oversample:
+        method.oversample = float(oversample)
     _, _, ref = next(read_ensembles(reference_dir, [row]))
     k = n or 2 * ref.GetNumConformers()
     r = generate_one(SmilesInput(0, "benchmark", info["smiles"], f"moses-{row}"), method, k, seed=seed,
                      relax=relax or None)
-    out = {"row": row, "method": spec, "smiles": info["smiles"], "reference": ref.GetNumConformers(), "asked": k,
+    out = {"row": row, "method": spec, "oversample": getattr(method, "oversample", 1.0), "smiles": info["smiles"],
+           "reference": ref.GetNumConformers(), "asked": k,
            "seconds": r.seconds, "heavy_atoms": ref.GetNumHeavyAtoms(), "atoms": ref.GetNumAtoms()}
     if r.status == "error" or r.mol is None or r.n_conformers == 0:
         return {**out, "error": r.error or "no conformer"}
@@ -73,7 +79,9 @@ def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | N
         out[f"cov_mat_{t}"] = coverage_matching(d, t)
     z = np.array([a.GetAtomicNum() for a in r.mol.GetAtoms()])
     e_min = info["energies_eh"][0]
-    if relax == "xtb" and r.relax is not None:
+    if not energies_too:
+        energies = []
+    elif relax == "xtb" and r.relax is not None:
         energies = [o.energy_after for o in r.relax]
     else:
         energies = []
@@ -94,7 +102,8 @@ def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | N
 def summarise(rows: list[dict], method: str) -> dict:
     mine = [r for r in rows if r["method"] == method]
     done = [r for r in mine if "error" not in r]
-    s: dict = {"method": method, "molecules": len(mine), "failed": len(mine) - len(done)}
+    s: dict = {"method": method, "oversample": mine[0]["oversample"] if mine else None, "molecules": len(mine),
+               "failed": len(mine) - len(done)}
     for t in THRESHOLDS:
         covs = [r[f"cov_mat_{t}"]["cov_r"] if "error" not in r else 0.0 for r in mine]
         mats = [r[f"cov_mat_{t}"]["mat_r"] for r in done]
@@ -120,7 +129,9 @@ def markdown(report: dict) -> list[str]:
 
     rows = []
     for s in report["summary"]:
-        rows.append([s["method"], f"{s['molecules'] - s['failed']}/{s['molecules']}",
+        over = s.get("oversample") or 1.0
+        name = s["method"] if over == 1 or ":" in s["method"] else f"{s['method']} (x{over:g})"
+        rows.append([name, f"{s['molecules'] - s['failed']}/{s['molecules']}",
                      f(s["COV-R@1.25"]["mean"], ".1%") if s["COV-R@1.25"] else "n/a",
                      f(s["COV-R@1.25"]["median"], ".1%") if s["COV-R@1.25"] else "n/a",
                      f(s["mat_r"]["mean"]) if s["mat_r"] else "n/a", f(s["mat_r"]["median"]) if s["mat_r"] else "n/a",
@@ -139,7 +150,8 @@ def markdown(report: dict) -> list[str]:
               f"average (`{ref['folder']}`, settings {ref['settings']}). Each method generates twice the reference "
               "count. COV-R counts a failed molecule as 0. xTB dE: GFN2-xTB energy of the conformers as written "
               "minus the reference ensemble's minimum; per molecule the median and the lowest, then the median "
-              "over molecules. Seconds: one process per molecule, 1 thread, "
+              "over molecules. (xK: the method's own oversampling, K times the conformers generated and the least "
+              "strained, most diverse kept.) Seconds: one process per molecule, 1 thread, "
               f"{report['workers']} worker(s) side by side. Score model (clofnet, hybrid): {report['model']}"
               + (f"; hybrid's start sigma {report['start_sigma']} A" if report.get("start_sigma") else "") + "."]
     return lines
@@ -149,12 +161,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
                    help="the benchmark set's build folder (python -m se3mol.conformers.drugs build ...)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated METHOD[:OVERSAMPLE][+RELAX], e.g. etkdg,hybrid:2,hybrid+mmff")
     p.add_argument("--model", default=None, help="score model for clofnet (default: the shipped default)")
     p.add_argument("--limit", type=int, default=None, help="only the first N molecules (by row)")
     p.add_argument("-n", type=int, default=None, help="conformers per molecule (default: twice the reference's)")
     p.add_argument("--start-sigma", type=float, default=None, help="hybrid's starting noise (default: its own)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-energy", action="store_true", help="skip the GFN2-xTB scoring of every conformer (quick)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "drugs")
     args = p.parse_args()
@@ -174,8 +188,8 @@ def main() -> None:
     if not infos:
         sys.exit(f"no reference ensembles in {args.reference}: build them with python -m se3mol.conformers.drugs")
     methods = args.methods.split(",")
-    tasks = [(row, info, m, str(args.reference), args.model, args.seed, args.n, args.start_sigma) for m in methods
-             for row, info, _, _ in infos]
+    tasks = [(row, info, m, str(args.reference), args.model, args.seed, args.n, args.start_sigma, not args.no_energy)
+             for m in methods for row, info, _, _ in infos]
     rows: list[dict] = []
     with ProcessPoolExecutor(args.workers) as pool:
         for r in pool.map(_one, tasks, chunksize=1):

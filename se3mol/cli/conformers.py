@@ -49,7 +49,7 @@ def conformers(
         help="Sampler settings (clofnet, hybrid): default, fast, or paper (50 levels x 100 steps).")] = None,
     oversample: Annotated[float | None, typer.Option(
         help="Sample this many times -n conformers and keep -n: the least strained (MMFF94 energy as sampled), "
-             "then the most diverse; 1 keeps every sample. Default: 3 for clofnet, 1 for etkdg and hybrid.")] = None,
+             "then the most diverse; 1 keeps every sample. Default: 3 for clofnet and hybrid, 1 for etkdg.")] = None,
     relax: Annotated[str | None, typer.Option(
         "--relax", metavar="[mmff|xtb]",
         help="Finish with minimisation: " + "; ".join(f"{k}: {v}" for k, v in RELAX_METHODS.items())

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from se3mol.cli.app import app
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_OUTPUT, EXIT_SOME_RECORDS_FAILED
-from se3mol.conformers.methods import HYBRID_START_SIGMA
+from se3mol.conformers.methods import HYBRID_OVERSAMPLE, HYBRID_START_SIGMA
 
 runner = CliRunner()
 
@@ -239,7 +239,7 @@ def test_clofnet_path_with_fake_sampler(fake_clofnet):
 
 def test_hybrid_refines_etkdg_conformers_with_the_score_model(fake_clofnet):
     r = runner.invoke(app, ["conformers", "CCO", "CCCl", "-n", "3", "--method", "hybrid", "--model", str(fake_clofnet),
-                            "--seed", "4"])
+                            "--seed", "4", "--oversample", "1"])
     assert r.exit_code == EXIT_SOME_RECORDS_FAILED  # Cl: outside the score model's elements, named per molecule
     assert "Cl not in the score model's training set" in r.stderr
     mols = _records(r.stdout)
@@ -254,6 +254,15 @@ def test_hybrid_refines_etkdg_conformers_with_the_score_model(fake_clofnet):
     assert sigma == pytest.approx(HYBRID_START_SIGMA) and start.shape == (3, 9, 3)
     assert np.allclose(start, np.stack(plain), atol=1e-4)
     assert np.allclose(np.stack([m.GetConformer().GetPositions() for m in mols]), start + 0.01, atol=1e-4)
+
+
+def test_hybrid_refines_three_times_the_conformers_asked_for_by_default(fake_clofnet):
+    r = runner.invoke(app, ["conformers", "CCO", "-n", "2", "--method", "hybrid", "--model", str(fake_clofnet)])
+    assert r.exit_code == 0, r.stderr
+    mols = _records(r.stdout)
+    assert len(mols) == 2 and json.loads(mols[0].GetProp("settings"))["oversample"] == HYBRID_OVERSAMPLE == 3
+    (start, _), = FakeSampler.starts
+    assert start.shape == (6, 9, 3)  # 6 ETKDG conformers refined, the least strained and most diverse 2 kept
 
 
 def test_precision_is_chosen_recorded_and_checked(fake_clofnet, monkeypatch):
@@ -330,7 +339,7 @@ def test_hybrid_keeps_the_etkdg_conformer_whose_refinement_stays_flawed():
     from se3mol.conformers.methods import HybridMethod
 
     refine = ClofnetMethod(CollapsesTheSecondRefinement(), replace(FakeSettings(), start_sigma=0.1), oversample=1.0)
-    method = HybridMethod(start=EtkdgMethod(), refine=refine)
+    method = HybridMethod(start=EtkdgMethod(), refine=refine, oversample=1.0)
     mol = Chem.AddHs(Chem.MolFromSmiles("CCCCO"))
     start, _ = EtkdgMethod().coordinates(mol, 3, 0)
     pos, notes = method.coordinates(mol, 3, 0)
