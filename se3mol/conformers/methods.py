@@ -190,13 +190,17 @@ class ClofnetMethod:
 
     def coordinates(self, mol: Chem.Mol, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
         """``n`` samples; non-finite ones (a diverged sampler) are dropped, with a note."""
-        pos = self.samples(mol, n, seed)
-        finite = np.isfinite(pos).all(axis=(1, 2))  # [n]
-        if not finite.any():
-            raise ValueError("the sampler diverged: every conformer has non-finite coordinates")
-        dropped = int((~finite).sum())
-        notes = [f"{dropped} of {n} samples diverged (non-finite coordinates) and were dropped"] if dropped else []
-        return pos[finite], notes
+        return _drop_diverged(self.samples(mol, n, seed))
+
+
+def _drop_diverged(pos: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The finite conformers of ``pos [K,N,3]`` and a note on those dropped; ValueError if none is finite."""
+    finite = np.isfinite(pos).all(axis=(1, 2))  # [K]
+    if not finite.any():
+        raise ValueError("the sampler diverged: every conformer has non-finite coordinates")
+    dropped = int((~finite).sum())
+    notes = [f"{dropped} of {len(pos)} samples diverged (non-finite coordinates) and were dropped"] if dropped else []
+    return pos[finite], notes
 
 
 def load_clofnet_method(model: str | None = None, device: str = "cpu", preset: str | None = None,
@@ -294,12 +298,8 @@ class HybridMethod:
         if back.any():
             notes.append(f"{int(back.sum())} of {len(pos)} conformers are ETKDG's as drawn, unrefined: the score "
                          "model's refinements of them kept a clash, a torn bond or a wrong stereo element")
-        lost = ~np.isfinite(pos).all(axis=(1, 2))
-        if lost.all():
-            raise ValueError("the sampler diverged: every conformer has non-finite coordinates")
-        if lost.any():
-            notes.append(f"{int(lost.sum())} of {len(pos)} samples diverged (non-finite coordinates) and were dropped")
-        return pos[~lost], notes
+        pos, more = _drop_diverged(pos)
+        return pos, notes + more
 
 
 def load_hybrid_method(model: str | None = None, device: str = "cpu", preset: str | None = None,
