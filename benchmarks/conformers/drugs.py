@@ -43,7 +43,7 @@ DEFAULT_METHODS = ("etkdg", "etkdg+mmff", "clofnet", "clofnet+mmff")
 THRESHOLDS = (1.25, 0.75)
 
 
-def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | None, bool]) -> dict:
+def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | None, bool, dict]) -> dict:
     """Generate and score one molecule with one method (in a worker process)."""
     import numpy as np
     import torch
@@ -51,18 +51,21 @@ def _one(task: tuple[int, dict, str, str, str | None, int, int | None, float | N
 
     from se3mol.conformers import SmilesInput, coverage_matching, generate_one, heavy_atom_rmsd_matrix, make_method
     from se3mol.conformers.drugs import read_ensembles
+    from se3mol.conformers.methods import with_sampler_settings
     from se3mol.conformers.metrics import split_conformers
     from se3mol.conformers.xtb import EH_TO_KCAL, xtb_energy
 
     torch.set_num_threads(1)
     rdBase.DisableLog("rdApp.warning")
-    row, info, spec, reference_dir, model, seed, n, start_sigma, energies_too = task
+    row, info, spec, reference_dir, model, seed, n, start_sigma, energies_too, sampler = task
     base, _, relax = spec.partition("+")
     base, _, oversample = base.partition(":")
     options = {"model": model} if base in ("clofnet", "hybrid") and model else {}
     if base == "hybrid" and start_sigma is not None:
         options["start_sigma"] = start_sigma
     method = make_method(base, **options)
+    if sampler:
+        method = with_sampler_settings(method, sampler)
     if oversample:
         method.oversample = float(oversample)
     _, _, ref = next(read_ensembles(reference_dir, [row]))
@@ -153,8 +156,23 @@ def markdown(report: dict) -> list[str]:
               "over molecules. (xK: the method's own oversampling, K times the conformers generated and the least "
               "strained, most diverse kept.) Seconds: one process per molecule, 1 thread, "
               f"{report['workers']} worker(s) side by side. Score model (clofnet, hybrid): {report['model']}"
-              + (f"; hybrid's start sigma {report['start_sigma']} A" if report.get("start_sigma") else "") + "."]
+              + (f"; hybrid's start sigma {report['start_sigma']} A" if report.get("start_sigma") else "")
+              + (f"; sampler settings {report['sampler']}" if report.get("sampler") else "") + "."]
     return lines
+
+
+def parse_settings(items: list[str]) -> dict[str, float]:
+    """``KEY=VALUE`` sampler settings (numbers) as a dict; exits with a message on a malformed one."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            sys.exit(f"--sampler takes KEY=NUMBER, got {item!r}")
+    return out
 
 
 def main() -> None:
@@ -167,6 +185,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N molecules (by row)")
     p.add_argument("-n", type=int, default=None, help="conformers per molecule (default: twice the reference's)")
     p.add_argument("--start-sigma", type=float, default=None, help="hybrid's starting noise (default: its own)")
+    p.add_argument("--sampler", action="append", default=[], metavar="KEY=VALUE",
+                   help="a score-model sampler setting for clofnet and hybrid (SamplerSettings), e.g. temperature=0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-energy", action="store_true", help="skip the GFN2-xTB scoring of every conformer (quick)")
     p.add_argument("--workers", type=int, default=1)
@@ -188,7 +208,9 @@ def main() -> None:
     if not infos:
         sys.exit(f"no reference ensembles in {args.reference}: build them with python -m se3mol.conformers.drugs")
     methods = args.methods.split(",")
-    tasks = [(row, info, m, str(args.reference), args.model, args.seed, args.n, args.start_sigma, not args.no_energy)
+    sampler = parse_settings(args.sampler)
+    tasks = [(row, info, m, str(args.reference), args.model, args.seed, args.n, args.start_sigma, not args.no_energy,
+              sampler)
              for m in methods for row, info, _, _ in infos]
     rows: list[dict] = []
     with ProcessPoolExecutor(args.workers) as pool:
@@ -206,7 +228,7 @@ def main() -> None:
                             "molecules": len(infos), "heavy_atoms_median": statistics.median(heavy),
                             "heavy_atoms_max": max(heavy),
                             "conformers_mean": statistics.mean(c for _, _, _, c in infos)},
-              "model": args.model or "default", "start_sigma": args.start_sigma, "seed": args.seed,
+              "model": args.model or "default", "start_sigma": args.start_sigma, "sampler": sampler, "seed": args.seed,
               "workers": args.workers,
               "summary": [summarise(rows, m) for m in methods], "molecules": rows}
     lines = markdown(report)

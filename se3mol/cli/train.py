@@ -295,7 +295,7 @@ class _ProgressView:
             console=err, disable=not self.live)
         self.task: TaskID | None = None
         self.last_val = "val MAE -"
-        self.t_last: float | None = None
+        self.mark: tuple[float, int] | None = None  # (time, step) the logged rate counts from
 
     def __enter__(self):
         self.bar.__enter__()
@@ -311,10 +311,13 @@ class _ProgressView:
                                               loss=info["loss"], val=self.last_val)
             self.bar.update(self.task, completed=info["step"], epoch=info["epoch"], loss=info["loss"],
                             val=self.last_val)
+            now = time.perf_counter()
+            if self.mark is None or info["step"] < self.mark[1]:  # first step, or a new epoch
+                self.mark = (now, info["step"])
             if not self.live and info["step"] % 100 == 0:
-                now = time.perf_counter()
-                rate = 100 / (now - self.t_last) if self.t_last else float("nan")
-                self.t_last = now
+                t0, step0 = self.mark
+                rate = (info["step"] - step0) / (now - t0) if now > t0 else float("nan")
+                self.mark = (now, info["step"])
                 err.print(f"epoch {info['epoch']}/{self.epochs} step {info['step']}/{info['steps']} "
                           f"loss {info['loss']:.4f} ({rate:.2f} steps/s)", highlight=False)
         else:

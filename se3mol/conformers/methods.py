@@ -37,6 +37,7 @@ __all__ = [
     "load_clofnet_method",
     "load_hybrid_method",
     "make_method",
+    "with_sampler_settings",
 ]
 
 #: The shipped score model ``--method clofnet`` uses unless ``--model`` says otherwise.
@@ -311,6 +312,17 @@ def load_hybrid_method(model: str | None = None, device: str = "cpu", preset: st
     refine = replace(refine, sampler_settings=replace(refine.sampler_settings, start_sigma=start_sigma),
                      oversample=1.0, domain_hint="use --method etkdg for this molecule")
     return HybridMethod(start=EtkdgMethod(), refine=refine)
+
+
+def with_sampler_settings(method: ConformerMethod, changes: dict[str, Any]) -> ConformerMethod:
+    """``method`` with its score model's sampler settings changed (:class:`SamplerSettings` fields), for
+    clofnet and hybrid; a method without a score model is returned as is."""
+    if isinstance(method, HybridMethod):
+        refine = method.refine
+        return replace(method, refine=replace(refine, sampler_settings=replace(refine.sampler_settings, **changes)))
+    if isinstance(method, ClofnetMethod):
+        return replace(method, sampler_settings=replace(method.sampler_settings, **changes))
+    return method
 
 
 def _score_model_path(spec: str) -> tuple[Path, bool]:

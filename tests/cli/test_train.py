@@ -55,3 +55,19 @@ def test_nproc_under_torchrun_is_a_usage_error(tmp_path, monkeypatch):
     r = runner.invoke(app, ["train", "--nproc", "2", "--limit", "10", "--out", str(tmp_path / "n")])
     assert r.exit_code == 2 and "under torchrun, leave it out" in r.stderr
     assert not (tmp_path / "n").exists()
+
+
+def test_logged_training_rate_is_a_number_from_the_first_line(capsys, monkeypatch):
+    """Without a terminal the progress view logs a line every 100 steps; the first one used to say 'nan steps/s'
+    (no earlier line to time from) and later ones timed across epochs."""
+    from se3mol.cli import train as train_cli
+
+    clock = iter(float(t) for t in range(0, 10_000, 1))
+    monkeypatch.setattr(train_cli.time, "perf_counter", lambda: next(clock))
+    view = train_cli._ProgressView(epochs=2, enabled=False)
+    for epoch in (1, 2):
+        for step in range(1, 201):
+            view({"event": "step", "epoch": epoch, "step": step, "steps": 200, "loss": 0.5})
+    lines = [line for line in capsys.readouterr().err.splitlines() if "steps/s" in line]
+    assert len(lines) == 4
+    assert all("(1.00 steps/s)" in line for line in lines), lines

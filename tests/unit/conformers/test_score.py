@@ -334,3 +334,37 @@ def test_repulsion_in_the_sampler_is_seeded_and_optional():
     assert np.array_equal(pushed, sampler.sample(mol, 3, seed=2, settings=SamplerSettings(levels=5, repulsion=1.0)))
     with pytest.raises(ValueError, match="repulsion"):
         SamplerSettings(repulsion=-1.0)
+
+
+def test_zero_temperature_follows_the_score_to_its_minimum_without_noise():
+    """Temperature 0 drops the Langevin noise: with the exact score a refinement descends onto the reference
+    itself, where temperature 1 keeps a thermal spread of about sigma_min (without the final denoising step)."""
+    mol = _mol()
+    ref = mol.GetConformer().GetPositions()
+    start = ref[None] + 0.05 * np.random.default_rng(0).standard_normal((3, *ref.shape))
+    sampler = ScoreSampler(_ExactScore(ref))
+
+    def spread(temperature):
+        settings = SamplerSettings(start_sigma=0.08, denoise=False, temperature=temperature)
+        xyz = sampler.sample(mol, 3, seed=1, settings=settings, start=start)
+        return max(_rmsd_after_alignment(x, ref) for x in xyz)
+
+    cold, warm = spread(0.0), spread(1.0)
+    assert cold < 1e-3 < 3e-3 < warm, (cold, warm)
+    with pytest.raises(ValueError, match="temperature"):
+        SamplerSettings(temperature=-0.5)
+
+
+def test_sampler_settings_change_on_the_methods_that_sample():
+    from dataclasses import replace
+
+    from se3mol.conformers.methods import ClofnetMethod, EtkdgMethod, HybridMethod, with_sampler_settings
+
+    clofnet = ClofnetMethod(sampler=ScoreSampler(_tiny()), sampler_settings=SamplerSettings())
+    hybrid = HybridMethod(start=EtkdgMethod(),
+                          refine=replace(clofnet, sampler_settings=SamplerSettings(start_sigma=0.08)))
+    cold = with_sampler_settings(hybrid, {"temperature": 0.0})
+    assert cold.refine.sampler_settings == SamplerSettings(start_sigma=0.08, temperature=0.0)
+    assert hybrid.refine.sampler_settings.temperature == 1.0  # the original is left as it was
+    assert with_sampler_settings(clofnet, {"steps": 5}).sampler_settings.steps == 5
+    assert with_sampler_settings(EtkdgMethod(), {"steps": 5}) == EtkdgMethod()
