@@ -161,13 +161,22 @@ def markdown(report: dict) -> list[str]:
     return lines
 
 
-def parse_settings(items: list[str]) -> dict[str, float]:
-    """``KEY=VALUE`` sampler settings (numbers) as a dict; exits with a message on a malformed one."""
-    out = {}
+def parse_settings(items: list[str]) -> dict[str, float | int]:
+    """``KEY=VALUE`` sampler settings (numbers; whole ones as int) as a dict; exits with a message on a malformed
+    one or a key that is not a :class:`~se3mol.conformers.sampler.SamplerSettings` field."""
+    from dataclasses import fields
+
+    from se3mol.conformers.sampler import SamplerSettings
+
+    known = {f.name for f in fields(SamplerSettings)}
+    out: dict[str, float | int] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
+        if key not in known:
+            sys.exit(f"--sampler {item!r}: no sampler setting {key!r} (settings: {', '.join(sorted(known))})")
         try:
-            out[key.strip()] = float(value)
+            out[key] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
         except ValueError:
             sep = ""
         if not sep:

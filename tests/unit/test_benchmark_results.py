@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks._results import md_table, read_result, write_result
 
 
@@ -32,3 +34,36 @@ def test_a_report_keeps_its_own_command_date_and_machine(tmp_path):
     assert (summary["command"], summary["date"], summary["machine"]) == ("a; b (joined)", "2026-01-01",
                                                                          "x86_64, 2 cores")
     assert not (tmp_path / "per_molecule").exists()
+
+
+def test_drug_benchmark_sampler_settings_are_parsed_and_checked():
+    from benchmarks.conformers.drugs import parse_settings
+
+    assert parse_settings(["temperature=0.5", "steps=3"]) == {"temperature": 0.5, "steps": 3}
+    assert isinstance(parse_settings(["steps=3"])["steps"], int)
+    with pytest.raises(SystemExit, match="no sampler setting 'temprature'"):
+        parse_settings(["temprature=0"])
+    with pytest.raises(SystemExit, match="KEY=NUMBER"):
+        parse_settings(["temperature"])
+
+
+def test_drug_benchmark_paired_comparison(tmp_path):
+    """Differences are B - A per molecule; a failure counts as COV 0 and leaves MAT out."""
+    from benchmarks.conformers.drugs_paired import compare, side
+
+    def row(r, method, cov, mat=None, error=False):
+        if error:
+            return {"row": r, "method": method, "error": "no conformer"}
+        return {"row": r, "method": method, **{f"cov_mat_{t}": {"cov_r": cov, "mat_r": mat} for t in (1.25, 0.75)}}
+
+    rows = [row(1, "a", 0.5, 1.0), row(2, "a", 1.0, 0.5), row(3, "a", 0.5, 0.8),
+            row(1, "b", 1.0, 0.8), row(2, "b", 1.0, 0.4), row(3, "b", 0.0, error=True), row(4, "b", 1.0, 0.1)]
+    write_result(tmp_path / "run", "t", {"molecules": rows}, per_molecule=["molecules"])
+    (_, a), (name_b, b) = side(f"{tmp_path / 'run'}.json:a"), side(f"{tmp_path / 'run'}.json:b")
+    res = compare(a, b)
+    assert res["molecules"] == 3 and name_b == "run:b"  # row 4 only in b
+    assert res["COV-R@1.25"]["mean"] == pytest.approx((0.5 + 0.0 - 0.5) / 3)
+    assert (res["COV-R@1.25"]["better"], res["COV-R@1.25"]["worse"]) == (1, 1)
+    assert res["MAT-R"]["mean"] == pytest.approx((-0.2 - 0.1) / 2) and res["MAT-R"]["molecules"] == 2
+    with pytest.raises(SystemExit, match="no per-molecule rows for 'c'"):
+        side(f"{tmp_path / 'run'}.json:c")
