@@ -4,6 +4,7 @@
     python -m se3mol.conformers.drugs build data/drugs/train --split train -n 2000 --workers 2
     python -m se3mol.conformers.drugs summary data/drugs/test
     python -m se3mol.conformers.drugs export data/drugs/train drugs-train.sdf   # for se3mol train --dataset
+        [--exclude data/drugs/val]                                               # held-out molecules
 
 GEOM-Drugs (Axelrod and Gomez-Bombarelli 2022) cannot be downloaded here, so this builds its like from what can
 be installed: the SMILES of MOSES (Polykovskiy et al. 2020; ~1.9M ZINC molecules of elements C N O S F Cl Br H,
@@ -301,20 +302,30 @@ def read_ensembles(out: str | Path, rows: Sequence[int] | None = None) -> Iterat
         yield row, info, mol
 
 
-def export(out: str | Path, path: str | Path) -> int:
+def export(out: str | Path, path: str | Path, exclude: Sequence[str | Path] = ()) -> tuple[int, int]:
     """Every ensemble of a build in one SD file (atomically), by row, for ``se3mol train --task conformers
-    --dataset FILE`` (which splits by molecule); returns the number of conformers written."""
+    --dataset FILE`` (which splits by molecule). ``exclude``: builds whose molecules (by SMILES, so a build of
+    either split) are left out, to hold them out of training. Returns (conformers written, molecules left out)."""
     folder = Path(out) / "molecules"
     rows = sorted(int(p.stem) for p in folder.glob("*.sdf"))
     if not rows:
         raise ValueError(f"no ensembles in {out}")
-    count = 0
+    held_out = set()
+    for other in exclude:
+        infos = list((Path(other) / "molecules").glob("*.json"))
+        if not infos:
+            raise ValueError(f"--exclude {other}: no molecules there (expected a build folder)")
+        held_out |= {json.loads(p.read_text())["smiles"] for p in infos}
+    count = skipped = 0
     with atomic_open(path) as f:
         for row in rows:
+            if held_out and json.loads((folder / f"{row}.json").read_text())["smiles"] in held_out:
+                skipped += 1
+                continue
             text = (folder / f"{row}.sdf").read_text()
             count += text.count("$$$$")
             f.write(text)
-    return count
+    return count, skipped
 
 
 def summary(out: str | Path) -> dict[str, float]:
@@ -352,10 +363,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     e = sub.add_parser("export", help="every ensemble in one SD file, for se3mol train --task conformers")
     e.add_argument("out", type=Path)
     e.add_argument("file", type=Path)
+    e.add_argument("--exclude", type=Path, action="append", default=[], metavar="BUILD",
+                   help="leave out the molecules of this build (held out for validation); repeatable")
     args = p.parse_args(argv)
     try:
         if args.command == "export":
-            print(f"{export(args.out, args.file)} conformers written to {args.file}")
+            written, skipped = export(args.out, args.file, args.exclude)
+            print(f"{written} conformers written to {args.file}"
+                  + (f" ({skipped} molecules left out: in {', '.join(map(str, args.exclude))})" if skipped else ""))
             return 0
         if args.command == "summary":
             print(json.dumps(summary(args.out), indent=2))

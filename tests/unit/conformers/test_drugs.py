@@ -50,7 +50,16 @@ def test_build_writes_one_file_per_molecule_resumes_and_keeps_failures(tmp_path)
         build(out, "test", 5, source=source, settings=BuildSettings(pool=7, keep=3), log=lambda m: None)
     assert not list(out.rglob(".*.tmp"))
     # one SD file for score-model training, split by molecule
-    n = export(out, tmp_path / "all.sdf")
-    assert n == sum(mol.GetNumConformers() for _, _, mol in read_ensembles(out))
+    n, left_out = export(out, tmp_path / "all.sdf")
+    assert left_out == 0 and n == sum(mol.GetNumConformers() for _, _, mol in read_ensembles(out))
     packed, split, info = conformer_dataset(str(tmp_path / "all.sdf"))
     assert len(packed) == n and sum(len(v) for v in split.values()) == n
+    # molecules of another build (a held-out set, matched by SMILES whatever its rows) are left out
+    held = tmp_path / "held" / "molecules"
+    held.mkdir(parents=True)
+    (held / "7.json").write_text((out / "molecules" / "0.json").read_text())  # CCO under another row
+    ethanol = next(mol for row, _, mol in read_ensembles(out, [0])).GetNumConformers()
+    assert export(out, tmp_path / "rest.sdf", exclude=[held.parent]) == (n - ethanol, 1)
+    assert "CCO" not in {Chem.MolToSmiles(Chem.RemoveHs(m)) for m in Chem.SDMolSupplier(str(tmp_path / "rest.sdf"))}
+    with pytest.raises(ValueError, match="no molecules there"):
+        export(out, tmp_path / "x.sdf", exclude=[tmp_path / "nothing"])
