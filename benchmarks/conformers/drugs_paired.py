@@ -4,9 +4,10 @@
 
 Each side is a result file and one of its methods (the same file twice compares two methods of one run). Over
 the molecules both scored, it reports the mean difference B - A of COV-R (1.25 and 0.75 A, a failure counting
-0) and of MAT-R (molecules both finished), each with its standard error over molecules, and how many molecules
-B covers better and worse. The pairing removes the spread between molecules, which dwarfs the difference between
-two methods on 100 molecules.
+0), of MAT-R (molecules both finished) and, where both runs scored energies, of the GFN2-xTB energy above the
+ensemble minimum (per molecule its median and its lowest, kcal/mol), each with its standard error over
+molecules, and how many molecules B does better and worse. The pairing removes the spread between molecules,
+which dwarfs the difference between two methods on 100 molecules.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def compare(a: dict[int, dict], b: dict[int, dict]) -> dict:
     both = [m for m in common if "error" not in a[m] and "error" not in b[m]]
     dm = [b[m]["cov_mat_1.25"]["mat_r"] - a[m]["cov_mat_1.25"]["mat_r"] for m in both]  # MAT-R has no threshold
     out["MAT-R"] = dict(mean_se(dm), molecules=len(dm))
+    for key, label in (("rel_median", "xTB dE median"), ("rel_lowest", "xTB dE lowest")):
+        de = [b[m][key] - a[m][key] for m in both if a[m].get(key) is not None and b[m].get(key) is not None]
+        if de:
+            out[label] = dict(mean_se(de), molecules=len(de), better=sum(d < 0 for d in de),
+                              worse=sum(d > 0 for d in de))
     return out
 
 
@@ -76,6 +82,10 @@ def main() -> None:
             for t in THRESHOLDS for c in [res[f"COV-R@{t}"]]]
     m = res["MAT-R"]
     rows.append(["MAT-R", f"{m['mean']:+.3f} +- {m['se']:.3f} A", f"({m['molecules']} molecules both finished)"])
+    for label in ("xTB dE median", "xTB dE lowest"):
+        if label in res:
+            e = res[label]
+            rows.append([f"{label} (kcal/mol)", f"{e['mean']:+.2f} +- {e['se']:.2f}", f"{e['better']} / {e['worse']}"])
     lines = [f"`{name_b}` minus `{name_a}` over {res['molecules']} molecules, paired by molecule (+- standard error "
              "over molecules).", "", *md_table(["metric", "B - A", "molecules B does better / worse"], rows)]
     if args.out:

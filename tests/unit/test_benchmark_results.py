@@ -54,7 +54,8 @@ def test_drug_benchmark_paired_comparison(tmp_path):
     def row(r, method, cov, mat=None, error=False):
         if error:
             return {"row": r, "method": method, "error": "no conformer"}
-        return {"row": r, "method": method, **{f"cov_mat_{t}": {"cov_r": cov, "mat_r": mat} for t in (1.25, 0.75)}}
+        return {"row": r, "method": method, **{f"cov_mat_{t}": {"cov_r": cov, "mat_r": mat} for t in (1.25, 0.75)},
+                "rel_median": 10 * mat, "rel_lowest": None}
 
     rows = [row(1, "a", 0.5, 1.0), row(2, "a", 1.0, 0.5), row(3, "a", 0.5, 0.8),
             row(1, "b", 1.0, 0.8), row(2, "b", 1.0, 0.4), row(3, "b", 0.0, error=True), row(4, "b", 1.0, 0.1)]
@@ -65,5 +66,7 @@ def test_drug_benchmark_paired_comparison(tmp_path):
     assert res["COV-R@1.25"]["mean"] == pytest.approx((0.5 + 0.0 - 0.5) / 3)
     assert (res["COV-R@1.25"]["better"], res["COV-R@1.25"]["worse"]) == (1, 1)
     assert res["MAT-R"]["mean"] == pytest.approx((-0.2 - 0.1) / 2) and res["MAT-R"]["molecules"] == 2
+    assert res["xTB dE median"]["mean"] == pytest.approx((-2.0 - 1.0) / 2) and res["xTB dE median"]["better"] == 2
+    assert "xTB dE lowest" not in res  # not scored
     with pytest.raises(SystemExit, match="no per-molecule rows for 'c'"):
         side(f"{tmp_path / 'run'}.json:c")
