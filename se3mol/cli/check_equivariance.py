@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_FAILURE, EXIT_INPUT, fail
-from se3mol.equivariance import EquivarianceReport, check, default_molecules, model_to_check
-from se3mol.graph import collate
-from se3mol.io import read_molecules
-from se3mol.nn.registry import get_entry, model_names
+from se3mol.nn.registry import CONTROLS, model_names
+
+if TYPE_CHECKING:
+    from se3mol.equivariance import EquivarianceReport
 
 
 def _model_help() -> str:
-    families = "; ".join(
-        f"{n} (control, not equivariant)" if get_entry(n).control else f"{n} ({get_entry(n).description})"
-        for n in model_names(include_controls=True)
-    )
+    """Names only: describing each family would import them all (e3nn's cost a second); `se3mol models` does."""
+    families = ", ".join(f"{n} (control, not equivariant)" if n in CONTROLS else n
+                         for n in model_names(include_controls=True))
     return ("Registry name, checked as a freshly initialised network with targets gap and mu (seeded by "
-            f"--seed): {families}. Or a shipped model name or checkpoint path.")
+            f"--seed): {families} (described by `se3mol models`). Or a shipped model name or checkpoint path.")
 
 
 _STATUS_STYLE = {"pass": "[green]pass[/]", "FAIL": "[bold red]FAIL[/]",
@@ -47,6 +46,10 @@ def check_equivariance(
     translations and atom permutations. Exits 0 if every check passes, 1 if any fails."""
     if not tolerance > 0:
         raise typer.BadParameter(f"must be positive, got {tolerance}", param_hint="--tolerance")
+    from se3mol.equivariance import check, default_molecules, model_to_check
+    from se3mol.graph import collate
+    from se3mol.io import read_molecules
+
     try:
         net = model_to_check(model, seed=seed)
     except (FileNotFoundError, ValueError, OSError) as exc:

@@ -25,6 +25,10 @@ FAMILIES = {
     "tfn": "se3mol.nn.tfn",
 }
 
+#: The shipped families that are deliberately not equivariant (their ``ENTRY.control``), known without importing
+#: them, so that listing the names (``--help``) imports no family.
+CONTROLS = frozenset({"control-mlp"})
+
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
@@ -48,16 +52,18 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def model_names(include_controls: bool = False) -> list[str]:
-    """Every family's name (the deliberately non-equivariant controls with ``include_controls``)."""
-    _load_families()
+    """Every family's name (the deliberately non-equivariant controls with ``include_controls``), without
+    importing the shipped families' modules."""
     names = [*FAMILIES, *(n for n in _REGISTRY if n not in FAMILIES)]
-    return [n for n in names if include_controls or not _REGISTRY[n].control]
+    return [n for n in names if include_controls or not (n in CONTROLS if n in FAMILIES else _REGISTRY[n].control)]
 
 
 def _load(name: str) -> None:
     entry = import_module(FAMILIES[name]).ENTRY
     if entry.name != name:
         raise RuntimeError(f"{FAMILIES[name]} defines family {entry.name!r}, listed as {name!r}")
+    if entry.control != (name in CONTROLS):
+        raise RuntimeError(f"{FAMILIES[name]}: control={entry.control}, but CONTROLS says otherwise")
     _REGISTRY[name] = entry
 
 

@@ -34,3 +34,33 @@ def test_training_imports_without_rdkit_and_ase():
 
 def test_written_out_constants_are_ases():
     assert se3mol_units.BOHR_TO_ANGSTROM == units.Bohr and se3mol_units.DEBYE_TO_E_ANGSTROM == units.Debye
+
+
+HELP = """
+import sys
+sys.argv = ['se3mol'] + sys.argv[1:]
+from se3mol.cli.app import main
+try:
+    main()
+except SystemExit:
+    pass
+print('LOADED', sorted(m for m in ('e3nn', 'se3mol.nn.tfn', 'se3mol.nn.se3_transformer', 'se3mol.equivariance')
+                       if m in sys.modules))
+"""
+
+
+def test_command_line_imports_no_model_family_it_does_not_run():
+    """Listing the families for --help used to import every family module, e3nn's among them (about 1.5 s of
+    torch._dynamo), on every se3mol command."""
+    for args in (["--help"], ["train", "--help"], ["check-equivariance", "--help"], ["predict", "--help"]):
+        r = subprocess.run([sys.executable, "-c", HELP, *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.strip().splitlines()[-1] == "LOADED []", (args, r.stdout[-500:])
+
+
+def test_the_registry_knows_its_controls_without_importing_them():
+    from se3mol.nn.registry import CONTROLS, FAMILIES, get_entry, model_names
+
+    assert CONTROLS <= set(FAMILIES)
+    assert {n for n in FAMILIES if get_entry(n).control} == set(CONTROLS)
+    assert set(model_names()) == set(FAMILIES) - CONTROLS
