@@ -8,7 +8,6 @@ here on the full test split.
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,17 @@ import torch
 from se3mol.checkpoint import atomic_save, load_model, read_checkpoint
 from se3mol.data.qm9 import SPLIT_SIZES, load_qm9
 from se3mol.graph import GraphConfig
+from se3mol.runtime import describe_hardware
 from se3mol.training.metrics import evaluate
 from se3mol.writers import atomic_write_text
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def _hardware(metrics: dict[str, Any]) -> str:
+    """Where the run trained, as its trainer recorded it; for a run from before that was recorded, this
+    machine, said to be the releasing one."""
+    if metrics.get("hardware"):
+        return str(metrics["hardware"])
+    return f"{describe_hardware()} (the releasing machine: the run did not record where it trained)"
 
 
 def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path = "models",
@@ -79,7 +77,7 @@ def release(run_dir: str | Path, name: str, command: str, models_dir: str | Path
                  f"numpy default_rng({split['seed']}).permutation; test MAE measured on the test split",
         "training_limit": cfg.get("limit"),
         "domain": ckpt["domain"],
-        "hardware": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "hardware": _hardware(metrics),
         "command": command,
         "history": history,
         "se3mol_version": ckpt["se3mol_version"],
@@ -166,7 +164,7 @@ def release_ensemble(run_dir: Path, name: str, command: str, models_dir: Path) -
                  f"numpy default_rng({split['seed']}).permutation; test MAE measured on the test split",
         "training_limit": cfg.get("limit"),
         "domain": ckpts[0]["domain"],
-        "hardware": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "hardware": _hardware(ckpts[0].get("metrics", {})),
         "command": command,
         "history": histories,
         "se3mol_version": ckpts[0]["se3mol_version"],
@@ -276,7 +274,7 @@ def release_conformers(run_dir: Path, name: str, command: str, models_dir: Path,
         "wall_time_s": metrics.get("wall_time_s") or (history[-1]["time_s"] if history else None),
         "data": ckpt.get("data"),
         "domain": ckpt.get("domain"),
-        "hardware": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "hardware": _hardware(metrics),
         "command": command,
         **({"base": base_card} if base_card else {}),
         "history": history,

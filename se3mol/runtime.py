@@ -42,3 +42,28 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int 
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) & bool(mallopt(_M_TRIM_THRESHOLD,
                                                                                  int(trim_threshold)))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def describe_hardware(device: str = "cpu", processes: int = 1) -> str:
+    """What a computation ran on, for a model card: the GPU's name on CUDA, else the CPU's; torch threads (per
+    process), processes when more than one, and torch's version."""
+    import torch
+
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
+    many = f" x {processes} processes" if processes > 1 else ""
+    return f"{name}, {torch.get_num_threads()} threads{many}, torch {torch.__version__}"

@@ -33,6 +33,7 @@ from torch.optim.swa_utils import AveragedModel
 from se3mol.checkpoint import atomic_save, read_checkpoint, remove_stale_temporaries
 from se3mol.nn.layers import ElementEmbedding
 from se3mol.pretrained import load_any, resolve_checkpoint
+from se3mol.runtime import describe_hardware
 from se3mol.training.config import TrainConfig
 from se3mol.training.distributed import Distributed
 from se3mol.writers import atomic_write_text
@@ -358,7 +359,8 @@ class Trainer:
         best_path = self.out / "best.pt"
         model, ckpt = load_any(best_path, self.device)
         test, test_n, extra = self.task.test(model, self.device)
-        common = {"test_n": test_n, "epochs_run": self.epoch, "wall_time_s": round(self.elapsed, 1)}
+        common = {"test_n": test_n, "epochs_run": self.epoch, "wall_time_s": round(self.elapsed, 1),
+                  "hardware": describe_hardware(str(self.device), self.cfg.world_size)}
         ckpt["metrics"].update({self.task.test_key: test, **extra.get("metrics", {}), **common,
                                 "best_epoch": self.best_epoch})
         atomic_save(ckpt, best_path)

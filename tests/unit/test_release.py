@@ -67,3 +67,13 @@ def test_a_drug_benchmark_is_summarised_under_its_key_and_shown_by_models(tmp_pa
         main(["run_dir", "m", "--command", "x", "--benchmark", str(drugs)])  # KEY=FILE
     with pytest.raises(SystemExit):
         main(["run_dir", "m", "--command", "x", "--benchmark", f"benchmark_drugs={tmp_path / 'none.json'}"])
+
+
+def test_the_card_names_the_hardware_the_run_trained_on():
+    from se3mol.release import _hardware
+    from se3mol.runtime import describe_hardware
+
+    assert _hardware({"hardware": "NVIDIA H200, 16 threads, torch 2.13.0"}) == "NVIDIA H200, 16 threads, torch 2.13.0"
+    old_run = _hardware({})
+    assert old_run.startswith(describe_hardware()) and "did not record where it trained" in old_run
+    assert "x 2 processes" in describe_hardware("cpu", 2) and "processes" not in describe_hardware()

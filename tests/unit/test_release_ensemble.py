@@ -56,6 +56,8 @@ def test_released_ensemble_predicts_with_its_calibrated_spread(tmp_path, monkeyp
     for kind in ("test_raw", "test_calibrated"):
         assert 0 <= card["calibration"][kind]["gap"]["within_1std"] <= card["calibration"][kind]["gap"]["within_2std"]
     assert len(card["member_test_mae"]) == 2 and json.loads((models / "ens.json").read_text()) == card
+    trained_on = json.loads((run / "member-0" / "results.json").read_text())["hardware"]
+    assert card["hardware"] == trained_on and "threads, torch" in trained_on  # where it trained, not released
 
     monkeypatch.setenv("SE3MOL_MODELS", str(models))
     assert resolve_checkpoints("ens") == [models / "ens.pt", models / "ens.member-1.pt"]
