@@ -44,13 +44,9 @@ def invocation() -> str:
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, torch version and threads, Python, RDKit (when loaded) and the 1-minute load average."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    from se3mol.runtime import cpu_name
+
+    info: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
     try:
         import torch
 

@@ -45,7 +45,7 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int 
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says (processor, else architecture)."""
     import platform
     from pathlib import Path
 
@@ -55,7 +55,7 @@ def cpu_name() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def describe_hardware(device: str = "cpu", processes: int = 1) -> str:

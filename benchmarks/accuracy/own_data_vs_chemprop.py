@@ -450,14 +450,9 @@ def run_se3mol(task: dict, args, work: Path) -> dict:
 # -------------------------------------------------------------------------------------------- report
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from se3mol.runtime import cpu_name
+
+    cpu = cpu_name()
     import torch
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
