@@ -1,4 +1,6 @@
-"""Process-wide settings that make CPU inference faster, applied by the commands that need them.
+"""Process-wide settings that make CPU inference faster, applied by the commands that need them, and a
+counter of the subnormal floats a computation makes (:class:`SubnormalCounter`), which many CPUs handle ~100x
+slower than normal ones.
 
 PyTorch on the CPU allocates every intermediate tensor with the C library's ``malloc``. glibc serves blocks
 above a *dynamic* threshold (128 KiB at start) with ``mmap`` and gives them back with ``munmap`` when they are
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from collections import Counter
+from typing import Any
 
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -67,3 +71,63 @@ def describe_hardware(device: str = "cpu", processes: int = 1) -> str:
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
     many = f" x {processes} processes" if processes > 1 else ""
     return f"{name}, {torch.get_num_threads()} threads{many}, torch {torch.__version__}"
+
+
+class SubnormalCounter:
+    """Counts, per PyTorch operator, the subnormal floats (nonzero, below ``torch.finfo(dtype).tiny``) in the
+    outputs of every operator run inside it, forward and backward alike.
+
+    Many CPUs compute with subnormal operands ~100x slower than with normal ones, so a layer fed a few percent of
+    them can dominate a training step. se3mol's layers make none where they can (:func:`se3mol.nn.layers.exp_neg`);
+    this is how the tests and ``benchmarks/speed/subnormals.py`` hold them to it. Uninitialised buffers
+    (``empty`` and its kin) are skipped: their contents are whatever memory held.
+
+    >>> import torch
+    >>> with SubnormalCounter() as c:
+    ...     _ = torch.exp(torch.tensor([-100.0, 0.0]))
+    >>> c.subnormal["aten.exp.default"], c.total["aten.exp.default"]
+    (1, 2)
+    """
+
+    _SKIP = ("empty", "new_empty", "empty_strided", "new_empty_strided", "empty_like")
+
+    def __init__(self) -> None:
+        self.subnormal: Counter[str] = Counter()  # operator -> subnormal values in its outputs
+        self.total: Counter[str] = Counter()  # operator -> floating-point values in its outputs
+        self._mode: Any = None
+
+    def __enter__(self) -> SubnormalCounter:
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                name = str(func)
+                if name.split(".")[1] in SubnormalCounter._SKIP:
+                    return out
+                for t in tree_flatten(out)[0]:
+                    if isinstance(t, torch.Tensor) and t.is_floating_point() and t.layout == torch.strided:
+                        a = t.detach().abs()
+                        counter.total[name] += t.numel()
+                        counter.subnormal[name] += int(((a > 0) & (a < torch.finfo(t.dtype).tiny)).sum())
+                return out
+
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._mode.__exit__(*exc)
+
+    def fraction(self) -> float:
+        """Subnormal values over all floating-point values counted (0 when nothing was counted)."""
+        total = sum(self.total.values())
+        return sum(self.subnormal.values()) / total if total else 0.0
+
+    def worst(self, k: int = 5) -> list[tuple[str, int, int]]:
+        """The ``k`` operators with the most subnormal outputs: ``(operator, subnormal, total)``."""
+        return [(op, n, self.total[op]) for op, n in self.subnormal.most_common(k) if n]

@@ -40,7 +40,7 @@ from se3mol.conformers.score import LEVELS, SIGMA_MAX, SIGMA_MIN, ScoreModel, ka
 from se3mol.conformers.stereo import StereoTargets, stereo_penalty
 from se3mol.graph import collate
 from se3mol.molecule import Molecule, check_elements
-from se3mol.nn.layers import center_positions
+from se3mol.nn.layers import center_positions, exp_neg
 from se3mol.pretrained import load_score_model, resolve_checkpoint
 
 # ConfGF's step size for 100 steps per level; fewer steps take proportionally larger ones.
@@ -208,7 +208,7 @@ def repulsion_score(x: Tensor, weight: float) -> Tensor:
     d2 = r.pow(2).sum(-1).mean(-1)  # [n,n]
     off = ~torch.eye(n, dtype=torch.bool, device=x.device)
     h = (d2[off].median() / math.log(n)).clamp(min=1e-6)  # identical conformers: no direction to push in
-    k = torch.exp(-d2 / h) * off
+    k = exp_neg(d2 / h) * off  # no subnormal weights (far-apart pairs): see exp_neg
     # d(d_ij^2)/dx_i = 2 r_ij / M, and k_ji = k_ij contributes the same again, which the 1/2 cancels.
     return 2 * weight / h * torch.einsum("ij,ijma->ima", k, r)
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from se3mol.graph import Batch
 from se3mol.nn.entry import ModelEntry
 from se3mol.nn.heads import AtomFeatures
-from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, center_positions, cosine_cutoff, mlp
+from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, center_positions, cosine_cutoff, mlp, sigmoid_gate
 
 # Soft-norm floors: |x_i - x_j| in Angstrom, |x_i x x_j| in Angstrom^2.
 EPS_DIFF = 1e-3
@@ -115,7 +115,7 @@ class ClofNetLayer(nn.Module):
                 frame: tuple[Tensor, Tensor, Tensor], envelope: Tensor | None, inv_degree: Tensor,
                 ) -> tuple[Tensor, Tensor]:
         m = self.phi_e(seg_i.gather(self.w_i(h)) + seg_j.gather(self.w_j(h)) + self.w_e(edge_feat))  # [E,H]
-        gate = torch.sigmoid(self.phi_gate(m))  # [E,1]
+        gate = sigmoid_gate(self.phi_gate(m))  # [E,1]
         if envelope is not None:
             gate = gate * envelope[:, None]
         coeff = self.phi_v(m) * gate  # [E,3]

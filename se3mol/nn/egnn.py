@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from se3mol.graph import Batch
 from se3mol.nn.entry import ModelEntry
 from se3mol.nn.heads import AtomFeatures
-from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, cosine_cutoff, mlp
+from se3mol.nn.layers import ElementEmbedding, GaussianRBF, Segments, cosine_cutoff, mlp, sigmoid_gate
 
 
 @dataclass
@@ -75,7 +75,7 @@ class EGNNLayer(nn.Module):
                 envelope: Tensor | None, inv_degree: Tensor, node_vec: Tensor | None = None,
                 ) -> tuple[Tensor, Tensor, Tensor | None]:
         m = self.phi_e(seg_i.gather(self.w_i(h)) + seg_j.gather(self.w_j(h)) + self.w_d(edge_feat))  # [E,H]
-        gate = torch.sigmoid(self.phi_inf(m))  # [E,1]
+        gate = sigmoid_gate(self.phi_inf(m))  # [E,1]
         if envelope is not None:
             gate = gate * envelope[:, None]
         agg = seg_i.sum(gate * m)  # [N,H]
