@@ -33,8 +33,6 @@ below) or ``OUT/molecules/<row>.error.json`` (why there is none: a failure is ke
 from __future__ import annotations
 
 import argparse
-import gzip
-import importlib.util
 import json
 import os
 import sys
@@ -54,6 +52,7 @@ from se3mol.conformers.checks import ConformerChecks
 from se3mol.conformers.inputs import molecule_from_smiles
 from se3mol.conformers.metrics import heavy_atom_rmsd_matrix, split_conformers
 from se3mol.conformers.xtb import EH_TO_KCAL, XTB_METHOD, require_tblite, xtb_optimise
+from se3mol.data.moses import moses_path, moses_smiles
 from se3mol.writers import SDFWriter, atomic_open, atomic_write_text
 
 __all__ = ["BuildSettings", "build", "build_ensemble", "export", "fix_stereo", "moses_smiles", "read_ensembles",
@@ -75,30 +74,6 @@ class BuildSettings:
     window: float = 6.0
     rmsd: float = 0.5
     method: str = XTB_METHOD
-
-
-def moses_path(split: str) -> Path:
-    """The SMILES file of a MOSES split (``train`` or ``test``) in the installed ``molsets`` package.
-
-    Raises:
-        FileNotFoundError: ``molsets`` is not installed.
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, got {split!r}")
-    spec = importlib.util.find_spec("moses")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the MOSES SMILES come from the package molsets: pip install --no-deps molsets "
-                                "(its own dependencies are only for its generative models), or pass --source FILE")
-    return Path(next(iter(spec.submodule_search_locations))) / "dataset" / "data" / f"{split}.csv.gz"
-
-
-def moses_smiles(path: str | Path) -> list[str]:
-    """The SMILES of a MOSES-style file: one per line (gzip or plain), first comma-separated field, header
-    ``SMILES`` skipped. Row ``i`` of the result is the molecule called ``i`` everywhere in a build."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as f:
-        rows = [line.split(",")[0].strip() for line in f]
-    return [s for s in rows if s and s.upper() != "SMILES"]
 
 
 def fix_stereo(smiles: str) -> str:
