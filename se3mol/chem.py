@@ -26,15 +26,23 @@ from typing import Any
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdDetermineBonds, rdDistGeom, rdForceFieldHelpers
+from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.Geometry import Point3D
 
+from se3mol import limits
 from se3mol.molecule import Molecule
 
 __all__ = [
     "bonds_from_rdkit", "clean_rdkit_messages", "conformer_positions", "embed_3d", "embed_smiles",
     "molecule_from_rdkit", "perceive_bonds", "perceive_rdkit", "rdkit_from_coordinates", "rdkit_from_smiles",
-    "rdkit_messages", "smiles_error_detail", "smiles_or_empty", "with_conformers",
+    "rdkit_messages", "select_fragments", "smiles_error_detail", "smiles_or_empty", "with_conformers",
 ]
+
+#: What to do with a record of several fragments (a salt, hydrate or mixture): keep the largest organic
+#: fragment (the default, as chemprop and RDKit's standardiser do), keep all (embedded apart), or refuse it.
+FRAGMENT_POLICIES = ("largest", "all", "error")
+#: Gap (Angstrom) between fragments embedded apart: far enough that no atom pair is a clash or a bond.
+FRAGMENT_GAP = 4.0
 
 _MAX_FF_ITERS = 2000
 _BOND_ORDERS = {
@@ -56,7 +64,7 @@ def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
         ValueError: if the SMILES does not parse or no 3D coordinates can be generated.
     """
     text = smiles.strip()
-    mol = rdkit_from_smiles(text)
+    mol, fragment_notes = select_fragments(rdkit_from_smiles(text))
     canonical = Chem.MolToSmiles(mol)
     mol = Chem.AddHs(mol)
     try:
@@ -66,20 +74,68 @@ def embed_smiles(smiles: str, seed: int = 0, name: str = "") -> Molecule:
     molecule = molecule_from_rdkit(mol)
     molecule.name = name
     molecule.smiles = canonical
-    molecule.notes = [f"3D coordinates embedded from SMILES ({notes[0]}, seed {seed})", *notes[1:]]
+    molecule.notes = [*fragment_notes, f"3D coordinates embedded from SMILES ({notes[0]}, seed {seed})",
+                      *notes[1:]]
     return molecule
+
+
+def select_fragments(mol: Chem.Mol, policy: str | None = None) -> tuple[Chem.Mol, list[str]]:
+    """``mol`` as the fragment policy (``policy``, else the one in force: :attr:`se3mol.limits.Limits.fragments`)
+    has it, and a note saying what was removed or kept.
+
+    ``largest``: the largest organic fragment (RDKit's ``LargestFragmentChooser(preferOrganic=True)``), the
+    others removed and named in the note, and neutralised where its charge came with the removed counter-ions
+    (RDKit's ``Uncharger``: a carboxylate of a sodium salt becomes the acid, ChEMBL's parent compound; a
+    quaternary ammonium keeps its charge); ``all``: every fragment (embedded apart by :func:`embed_3d`);
+    ``error``: a record of several fragments is refused.
+
+    >>> m, notes = select_fragments(Chem.MolFromSmiles("CCN.Cl"), "largest")
+    >>> Chem.MolToSmiles(m), notes
+    ('CCN', ['2 fragments (salt, hydrate or mixture): kept the largest organic one, removed Cl (--fragments)'])
+
+    Raises:
+        ValueError: several fragments under ``error``.
+    """
+    policy = policy or limits.current().fragments
+    if policy not in FRAGMENT_POLICIES:
+        raise ValueError(f"unknown fragment policy {policy!r}; choose {', '.join(FRAGMENT_POLICIES)}")
+    frags = Chem.GetMolFrags(mol, asMols=True)
+    if len(frags) < 2:
+        return mol, []
+    names = [Chem.MolToSmiles(f) for f in frags]
+    if policy == "error":
+        raise ValueError(f"{len(frags)} fragments ({' . '.join(names)}): a salt, hydrate or mixture; use "
+                         "--fragments largest (keep the largest organic fragment) or --fragments all")
+    if policy == "all":
+        return mol, [f"{len(frags)} fragments kept (--fragments all): {' . '.join(names)}"]
+    with rdkit_messages():
+        kept = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
+        kept_name = Chem.MolToSmiles(kept)
+        removed = list(names)
+        if kept_name in removed:
+            removed.remove(kept_name)
+        neutral = kept
+        if Chem.GetFormalCharge(kept) != 0 and Chem.GetFormalCharge(mol) == 0:  # its counter-ions were removed
+            neutral = rdMolStandardize.Uncharger().uncharge(kept)
+    note = (f"{len(frags)} fragments (salt, hydrate or mixture): kept the largest organic one, removed "
+            f"{', '.join(removed)} (--fragments)")
+    if Chem.GetFormalCharge(neutral) != Chem.GetFormalCharge(kept):
+        note += f"; neutralised {kept_name} to {Chem.MolToSmiles(neutral)}"
+    return neutral, [note]
 
 
 def rdkit_from_smiles(smiles: str, add_hs: bool = False) -> Chem.Mol:
     """The sanitised RDKit molecule of ``smiles``, without coordinates; with explicit hydrogens if ``add_hs``.
 
     Raises:
-        ValueError: for an empty SMILES, one with non-ASCII characters, an invalid one (with RDKit's reason)
-            or one without atoms.
+        ValueError: for an empty SMILES, one with non-ASCII characters, an invalid one (with RDKit's reason),
+            one without atoms, or one over the limits (:mod:`se3mol.limits`: its length before RDKit parses it,
+            its atoms with hydrogens before RDKit does anything else with it).
     """
     text = smiles.strip()
     if not text:
         raise ValueError("empty SMILES")
+    limits.check_smiles_length(text)
     if not text.isascii():
         # SMILES are ASCII. RDKit would echo the string cut at a byte position in its error message, which
         # then cannot be decoded and escapes as a SystemError instead of an invalid-SMILES result.
@@ -97,6 +153,9 @@ def rdkit_from_smiles(smiles: str, add_hs: bool = False) -> Chem.Mol:
         raise ValueError(f"invalid SMILES {text!r}" + (f" (RDKit: {detail})" if detail else ""))
     if mol.GetNumAtoms() == 0:
         raise ValueError(f"SMILES {text!r} has no atoms")
+    # Before canonicalisation, hydrogens or embedding: RDKit's canonical ranking of a 20,000-atom chain
+    # overflows the C stack (a segfault no try can catch).
+    limits.check_atoms(mol.GetNumAtoms() + sum(a.GetTotalNumHs() for a in mol.GetAtoms()), "SMILES")
     return Chem.AddHs(mol) if add_hs else mol
 
 
@@ -173,10 +232,17 @@ def perceive_bonds(mol: Molecule) -> Molecule:
 def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
     """Embed ``mol`` in 3D in place (ETKDGv3, then MMFF or UFF).
 
+    Bounded by :mod:`se3mol.limits`: a molecule over ``max_atoms`` is refused before ETKDG starts, and each of
+    the (at most two) ETKDG attempts stops after ``embed_timeout`` seconds.
+
     Returns notes, the first of the form ``"RDKit ETKDG+MMFF"`` for the caller to complete.
     """
+    limits.check_atoms(mol.GetNumAtoms())
+    if len(Chem.GetMolFrags(mol)) > 1:
+        return _embed_apart(mol, seed)
     params: Any = rdDistGeom.ETKDGv3()  # Any: RDKit's stubs type its settings (randomSeed, ...) wrongly
     params.randomSeed = seed
+    params.timeout = limits.current().embed_timeout
     with rdkit_messages() as messages:
         status = rdDistGeom.EmbedMolecule(mol, params)
         if status != 0:
@@ -187,8 +253,8 @@ def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
     if status != 0:
         detail = clean_rdkit_messages(messages)
         raise ValueError(
-            "RDKit ETKDG could not generate 3D coordinates, also from random starting coordinates"
-            + (f" (RDKit: {detail})" if detail else "")
+            "RDKit ETKDG could not generate 3D coordinates, also from random starting coordinates, within "
+            f"{params.timeout} s per attempt (--embed-timeout)" + (f" (RDKit: {detail})" if detail else "")
         )
     with rdkit_messages():
         if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
@@ -203,6 +269,30 @@ def embed_3d(mol: Chem.Mol, seed: int) -> list[str]:
     if not_converged:
         notes.append(f"{field_name} optimisation did not converge in {_MAX_FF_ITERS} steps")
     return notes
+
+
+def _embed_apart(mol: Chem.Mol, seed: int) -> list[str]:
+    """Embed each fragment of ``mol`` on its own (ETKDG stacks disconnected fragments on top of each other)
+    and lay them side by side along x, :data:`FRAGMENT_GAP` apart; one conformer on ``mol``, atom order kept."""
+    mapping: list[tuple[int, ...]] = []
+    frags = Chem.GetMolFrags(mol, asMols=True, fragsMolAtomMapping=mapping)
+    pos = np.zeros((mol.GetNumAtoms(), 3))
+    notes: list[str] = []  # each fragment's, once
+    edge = 0.0
+    for frag, atoms in zip(frags, mapping, strict=True):
+        frag = Chem.Mol(frag)
+        notes += [n for n in embed_3d(frag, seed) if n not in notes]
+        xyz = frag.GetConformer().GetPositions()
+        xyz = xyz - [xyz[:, 0].min() - edge, xyz[:, 1].mean(), xyz[:, 2].mean()]
+        edge = float(xyz[:, 0].max()) + FRAGMENT_GAP
+        pos[list(atoms)] = xyz
+    mol.RemoveAllConformers()
+    conf = Chem.Conformer(mol.GetNumAtoms())
+    for i, p in enumerate(pos.tolist()):
+        conf.SetAtomPosition(i, Point3D(*p))
+    conf.Set3D(True)
+    mol.AddConformer(conf, assignId=True)
+    return [*notes, f"{len(frags)} fragments embedded each on its own, {FRAGMENT_GAP} A apart"]
 
 
 def bonds_from_rdkit(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:

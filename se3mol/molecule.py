@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from se3mol import limits
+
 
 def symbol(z: int) -> str:
     """The chemical symbol of atomic number ``z`` (``Z<z>`` outside the periodic table). ASE is imported here,
@@ -90,12 +92,14 @@ class Molecule:
     def validate(self, min_distance: float = 0.1) -> None:
         """Raise ``ValueError`` with a chemist-readable message if this molecule cannot be scored.
 
-        Checks: at least one atom, known elements, finite coordinates, no two atoms closer than
-        ``min_distance`` Angstrom, and bond indices within range.
+        Checks: at least one atom and no more than the limit (:mod:`se3mol.limits`, checked first), known
+        elements, finite coordinates, no two atoms closer than ``min_distance`` Angstrom (memory linear in the
+        atoms), and bond indices within range.
         """
         n = self.n_atoms
         if n == 0:
             raise ValueError("molecule has no atoms")
+        limits.check_atoms(n)
         if self.pos.shape != (n, 3):
             raise ValueError(f"expected {n} coordinates, got array of shape {self.pos.shape}")
         bad = [int(zi) for zi in self.z if zi < 1 or zi > 118]
@@ -105,12 +109,10 @@ class Molecule:
             atoms = np.where(~np.isfinite(self.pos).all(axis=1))[0] + 1
             raise ValueError(f"non-finite (NaN or inf) coordinates for atom(s) {atoms[:5].tolist()}")
         if n > 1:
-            d = np.linalg.norm(self.pos[:, None, :] - self.pos[None, :, :], axis=-1)
-            d[np.diag_indices(n)] = np.inf
-            i, j = np.unravel_index(np.argmin(d), d.shape)
-            if d[i, j] < min_distance:
+            i, j, dist = closest_pair(self.pos)
+            if dist < min_distance:
                 raise ValueError(
-                    f"atoms {min(i, j) + 1} and {max(i, j) + 1} are {d[i, j]:.3f} A apart "
+                    f"atoms {min(i, j) + 1} and {max(i, j) + 1} are {dist:.3f} A apart "
                     f"(coincident atoms; minimum is {min_distance} A)"
                 )
         if self.bonds is not None and len(self.bonds) and (self.bonds.min() < 0 or self.bonds.max() >= n):
@@ -123,6 +125,38 @@ class Molecule:
         signature of 2D depictions: every z coordinate zero, with at least 3 atoms.
         """
         return self.n_atoms >= 3 and bool(np.all(np.abs(self.pos[:, 2]) < tol))
+
+
+def closest_pair(pos: np.ndarray, max_bytes: int = 64 * 2**20) -> tuple[int, int, float]:
+    """The two closest points of ``pos [N,3]`` (N >= 2) and their distance, computed in blocks of rows that
+    take at most ~``max_bytes`` of memory each, never ``N x N`` at once (a 50,000-atom frame would need 60 GB).
+
+    >>> closest_pair(np.array([[0.0, 0, 0], [5, 0, 0], [0, 0.5, 0]]))
+    (0, 2, 0.5)
+    """
+    n = pos.shape[0]
+    if n > 2000:
+        try:  # a k-d tree (SciPy comes with ASE): N log N instead of N^2
+            from scipy.spatial import cKDTree
+        except ImportError:
+            pass
+        else:
+            dist, idx = cKDTree(pos).query(pos, k=2)  # [N,2]: each point itself, then its nearest neighbour
+            i = int(np.argmin(dist[:, 1]))
+            j = int(idx[i, 1])
+            return min(i, j), max(i, j), float(dist[i, 1])
+    block = max(1, max_bytes // (32 * n))  # [block,N,3] differences and [block,N] distances, float64
+    best = (0, 1, np.inf)
+    for start in range(0, n, block):
+        d = np.linalg.norm(pos[start:start + block, None, :] - pos[None, :, :], axis=-1)  # [b,N]
+        rows = np.arange(d.shape[0])
+        d[rows, start + rows] = np.inf
+        k = int(np.argmin(d))
+        i, j = divmod(k, n)
+        if d[i, j] < best[2]:
+            best = (start + i, j, float(d[i, j]))
+    i, j, dist = best
+    return min(i, j), max(i, j), dist
 
 
 def check_elements(z: Iterable[int], known: Iterable[int], whose: str = "the model's", hint: str = "") -> None:

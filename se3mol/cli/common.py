@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, NoReturn
+from typing import Annotated, Literal, NoReturn
 
+import typer
 from rich.console import Console
+
+from se3mol.limits import Limits
 
 #: How a rich table column is justified.
 Justify = Literal["left", "right"]
@@ -25,7 +28,6 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int) -> NoReturn:
     """Print ``message`` on stderr (as text: brackets in it are not markup) and exit with ``code``."""
-    import typer
     from rich.markup import escape
 
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # no hard wraps in logs
@@ -42,3 +44,21 @@ def silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
+
+
+# The limits and fragment policy of every command that reads molecules (se3mol.limits); one definition each.
+MaxAtoms = Annotated[int, typer.Option(
+    "--max-atoms", min=1, help="Atoms per record (hydrogens included) above which a record is an error row, "
+    "checked before any costly work; SMILES longer than 10 characters per atom too.")]
+EmbedTimeout = Annotated[int, typer.Option(
+    "--embed-timeout", min=1, help="Seconds RDKit's 3D embedding may spend per attempt on one molecule (2 attempts).")]
+Fragments = Annotated[str, typer.Option(
+    "--fragments", help="Records of several fragments (salts, hydrates, mixtures): largest (keep the largest "
+    "organic fragment, neutralised where its counter-ions were removed; the notes name what went), all, or error.")]
+
+
+def record_limits(max_atoms: int, embed_timeout: int, fragments: str) -> Limits:
+    """The :class:`~se3mol.limits.Limits` of the options, or a usage error naming the bad one."""
+    if fragments not in ("largest", "all", "error"):
+        raise typer.BadParameter("choose largest, all or error", param_hint="--fragments")
+    return Limits(max_atoms=max_atoms, embed_timeout=embed_timeout, fragments=fragments)

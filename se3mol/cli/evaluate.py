@@ -10,7 +10,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_FAILURE, EXIT_INPUT, EXIT_OUTPUT, Justify, err, fail
+from se3mol.cli.common import (
+    EXIT_BAD_MODEL,
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    EXIT_OUTPUT,
+    EmbedTimeout,
+    Fragments,
+    Justify,
+    MaxAtoms,
+    err,
+    fail,
+    record_limits,
+)
+from se3mol.limits import Limits
 
 
 def evaluate(
@@ -30,6 +43,9 @@ def evaluate(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Also write each molecule's label and prediction (CSV).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    max_atoms: MaxAtoms = Limits.max_atoms,
+    embed_timeout: EmbedTimeout = Limits.embed_timeout,
+    fragments: Fragments = Limits.fragments,
 ) -> None:
     """Score MODEL on the labelled molecules of INPUTS: MAE, RMSE and R^2 per target (in its unit), a parity
     plot, and how many records were used and skipped, with the reasons (nothing is dropped silently).
@@ -46,9 +62,12 @@ def evaluate(
         resolve_checkpoints(model)
     except (FileNotFoundError, CheckpointError) as exc:
         fail(f"cannot load model: {exc}", EXIT_BAD_MODEL)
+    from se3mol.limits import use
+
     try:
-        ev = evaluate_files(model, [str(p) for p in inputs], target, smiles_column=smiles_column,
-                            id_column=id_column, input_format=input_format, embed_seed=seed, device=device)
+        with use(record_limits(max_atoms, embed_timeout, fragments)):
+            ev = evaluate_files(model, [str(p) for p in inputs], target, smiles_column=smiles_column,
+                                id_column=id_column, input_format=input_format, embed_seed=seed, device=device)
     except CheckpointError as exc:
         fail(f"cannot load model: {exc}", EXIT_BAD_MODEL)
     except ValueError as exc:

@@ -19,11 +19,16 @@ from se3mol.cli.common import (
     EXIT_OUTPUT,
     EXIT_SOME_RECORDS_FAILED,
     EXIT_TERMINATED,
+    EmbedTimeout,
+    Fragments,
+    MaxAtoms,
     err,
     fail,
+    record_limits,
     silence_stdout,
 )
 from se3mol.io import parse_shard
+from se3mol.limits import Limits, set_current
 from se3mol.pretrained import DEFAULT_MODEL
 
 
@@ -54,6 +59,9 @@ def predict(
         help="Batches read and featurised ahead of the model in a background thread (0: no thread).")] = 2,
     profile: Annotated[bool, typer.Option(
         "--profile", help="Print where the time went (reading, featurising, model, writing) on stderr.")] = False,
+    max_atoms: MaxAtoms = Limits.max_atoms,
+    embed_timeout: EmbedTimeout = Limits.embed_timeout,
+    fragments: Fragments = Limits.fragments,
 ) -> None:
     """Score molecules with a shipped or trained model. Exit 0 if every record was scored, 3 if some
     could not be (their rows say why), 4 if the model cannot be loaded, 5 if the output cannot be written,
@@ -71,6 +79,7 @@ def predict(
         raise typer.BadParameter(f"must be at least 1, got {batch_size}", param_hint="--batch-size")
     if prefetch < 0:
         raise typer.BadParameter(f"must be 0 or more, got {prefetch}", param_hint="--prefetch")
+    limits = record_limits(max_atoms, embed_timeout, fragments)
     shard_in = None
     if shard is not None:
         try:
@@ -89,6 +98,7 @@ def predict(
     stats = predictor.stats
     # A batch system ends jobs with SIGTERM (pre-emption, time limit): clean up as for Ctrl-C.
     previous = _set_sigterm(_raise_terminated)
+    previous_limits = set_current(limits)  # process-wide: records are read in a background thread
     chunks = None
     try:
         # Reads the header of CSV inputs, so that predictor.columns has their pass-through columns.
@@ -130,6 +140,7 @@ def predict(
         if chunks is not None:
             chunks.close()  # stops the featurising thread now, not at interpreter exit (see se3mol.prediction)
         _set_sigterm(previous)
+        set_current(previous_limits)
 
     s = stats
     err.print(f"scored {s.n_ok} of {s.n_records} record(s); {s.n_error} error(s)", highlight=False)

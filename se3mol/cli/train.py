@@ -90,6 +90,16 @@ def train(
         help="Fine-tune: start from this checkpoint's weights (a path, or a shipped model name such as "
              "conformers-clofnet-qm9) with a fresh optimiser and schedule. Its model settings are "
              "taken unless --set overrides them.")] = None,
+    max_atoms: Annotated[int | None, typer.Option(
+        "--max-atoms", min=1, help="With --data: atoms per record (hydrogens included) above which a record is "
+        "skipped, with its reason in data_report.csv (default 500).")] = None,
+    embed_timeout: Annotated[int | None, typer.Option(
+        "--embed-timeout", min=1, help="With --data: seconds RDKit's 3D embedding may spend per attempt on one "
+        "molecule (default 30).")] = None,
+    fragments: Annotated[str | None, typer.Option(
+        "--fragments", help="With --data: records of several fragments (salts, hydrates, mixtures): largest "
+        "(default: the largest organic fragment, neutralised where its counter-ions were removed), all, or error "
+        "(skipped).")] = None,
     nproc: Annotated[int, typer.Option(
         min=1, help="Train on N processes of this machine (DistributedDataParallel, launched with torchrun; "
                     "one GPU each on CUDA). For several machines, run torchrun yourself (README).")] = 1,
@@ -122,7 +132,10 @@ def train(
         fail("--split, --split-fractions, --val and --test go with --data FILE", EXIT_USAGE)
     if data is not None and not target:
         fail("--data needs at least one --target NAME[:UNIT] naming a field of the file", EXIT_USAGE)
-    dataset_value = str(data) if data is not None else dataset
+    if fragments is not None and fragments not in ("largest", "all", "error"):
+        raise typer.BadParameter("choose largest, all or error", param_hint="--fragments")
+    # Paths are stored absolute, so that --resume works from any working directory.
+    dataset_value = str(data.resolve()) if data is not None else dataset
     overrides: dict[str, Any] = {k: v for k, v in {
         "task": ("nbody" if dataset == "nbody" else task) if (task != "properties" or dataset == "nbody"
                                                              or not (config or resume)) else None,
@@ -134,9 +147,11 @@ def train(
         "device": device, "out": str(resume or out) if (resume or out != Path("runs/run") or not config) else None,
         "init_from": init_from, "split": split,
         "split_fractions": _parse_fractions(split_fractions) if split_fractions else None,
-        "split_seed": split_seed, "val_data": str(val) if val else None, "test_data": str(test) if test else None,
+        "split_seed": split_seed, "val_data": str(val.resolve()) if val else None,
+        "test_data": str(test.resolve()) if test else None,
         "smiles_column": smiles_column, "id_column": id_column, "embed_seed": embed_seed,
-        "forces": forces, "forces_weight": forces_weight,
+        "forces": forces, "forces_weight": forces_weight, "max_atoms": max_atoms, "embed_timeout": embed_timeout,
+        "fragments": fragments,
     }.items() if v is not None}
     if init_from and not resume:
         try:

@@ -33,7 +33,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from se3mol import limits
 from se3mol.data.qm9 import PackedMolecules, cache_dir
 from se3mol.graph import Batch, GraphConfig
 from se3mol.targets import Target, parse_target_spec
@@ -281,7 +282,8 @@ class LabelledDataset(PackedMolecules):
         settings = {"targets": [t.to_dict() for t in targets], "smiles_column": smiles_column,
                     "id_column": id_column, "format": input_format, "embed_seed": embed_seed,
                     "elements": sorted(elements) if elements is not None else None, "fields": list(keep_fields),
-                    "duplicates": check_duplicates, "forces": forces, "cache_format": CACHE_FORMAT}
+                    "duplicates": check_duplicates, "forces": forces, "cache_format": CACHE_FORMAT,
+                    "limits": asdict(limits.current())}  # what a record may be, and its fragment policy
         path = _cache_path(files, settings) if cache else None
         if path is not None and path.exists():
             try:

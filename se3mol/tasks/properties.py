@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from se3mol import limits
 from se3mol.checkpoint import model_checkpoint, read_checkpoint
 from se3mol.data.files import LabelledDataset, split_dataset
 from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
@@ -181,7 +182,8 @@ def data_from_config(cfg: TrainConfig, elements: Sequence[int] | None = None,
     keep = [cfg.split.split(":", 1)[1]] if cfg.split.startswith("column:") else []
     read: dict[str, Any] = dict(targets=cfg.targets, smiles_column=cfg.smiles_column, id_column=cfg.id_column,
                                 embed_seed=cfg.embed_seed, elements=elements, forces=cfg.forces)
-    train = data if data is not None else LabelledDataset.from_files([cfg.dataset], keep_fields=keep, **read)
-    val = LabelledDataset.from_files([cfg.val_data], **read) if cfg.val_data else None
-    test = LabelledDataset.from_files([cfg.test_data], **read) if cfg.test_data else None
+    with limits.use(limits.Limits(cfg.max_atoms, cfg.embed_timeout, cfg.fragments)):
+        train = data if data is not None else LabelledDataset.from_files([cfg.dataset], keep_fields=keep, **read)
+        val = LabelledDataset.from_files([cfg.val_data], **read) if cfg.val_data else None
+        test = LabelledDataset.from_files([cfg.test_data], **read) if cfg.test_data else None
     return split_dataset(train, cfg.split, cfg.split_fractions, cfg.split_seed, val, test)

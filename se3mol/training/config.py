@@ -74,6 +74,9 @@ class TrainConfig:
     embed_seed: int = 0
     forces: str | None = None
     forces_weight: float = 10.0
+    max_atoms: int = 500
+    embed_timeout: int = 30
+    fragments: str = "largest"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,101 @@
+"""Hard limits on one input record, checked before any work whose cost grows faster than the record, and the
+policy for records of several fragments.
+
+A vendor table may hold a polymer row of 20,000 carbons, an XYZ file a frame of 50,000 atoms. Without a bound,
+RDKit's canonicalisation of the first overflows its stack (a segfault that takes every other record with it),
+an all-pairs distance check of the second allocates tens of GB, and 3D embedding of a 200-carbon chain takes
+minutes. Each limit below is checked before that work starts; a record over a limit becomes an error row that
+names the limit and the option that raises it, never a crash.
+
+The limits in force are process-wide (the readers run in a background thread of ``se3mol predict``): the
+commands set them from their options with :func:`use`, library users may do the same.
+
+>>> current().max_atoms
+500
+>>> with use(Limits(max_atoms=10)):
+...     current().max_atoms
+10
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["Limits", "check_atoms", "check_smiles_length", "current", "set_current", "use"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits on one record.
+
+    Attributes:
+        max_atoms: atoms of one molecule, hydrogens included (``--max-atoms``). Checked before reading a record's
+            geometry further, before 3D embedding and before any all-pairs computation. The default, 500, covers
+            drug-like molecules and cyclic peptides (cyclosporin: 196 atoms) and keeps a full-graph model's peak
+            memory for one record well under 1 GB.
+        embed_timeout: seconds RDKit's ETKDG may spend on one embedding attempt of one molecule
+            (``--embed-timeout``; two attempts at most: ETKDG, then from random coordinates).
+        fragments: what a record of several fragments (a salt, hydrate or mixture) becomes (``--fragments``):
+            ``largest`` (its largest organic fragment, the others named in the record's notes), ``all`` (every
+            fragment, embedded apart when embedded) or ``error`` (an error row). See
+            :func:`se3mol.chem.select_fragments`.
+    """
+
+    max_atoms: int = 500
+    embed_timeout: int = 30
+    fragments: str = "largest"
+
+    def __post_init__(self) -> None:
+        if self.max_atoms < 1 or self.embed_timeout < 1:
+            raise ValueError(f"limits must be at least 1, got {self}")
+        if self.fragments not in ("largest", "all", "error"):
+            raise ValueError(f"unknown fragment policy {self.fragments!r}; choose largest, all or error")
+
+    @property
+    def max_smiles_length(self) -> int:
+        """Characters of one SMILES, checked before RDKit parses it: 10 per allowed atom (a SMILES of fewer
+        atoms than :attr:`max_atoms` is far shorter, brackets, bonds and ring closures included)."""
+        return 10 * self.max_atoms
+
+
+_current = Limits()
+
+
+def current() -> Limits:
+    """The limits in force."""
+    return _current
+
+
+def set_current(limits: Limits) -> Limits:
+    """Put ``limits`` in force (process-wide) and return the ones they replace (for a ``finally`` to restore)."""
+    global _current
+    before, _current = _current, limits
+    return before
+
+
+@contextlib.contextmanager
+def use(limits: Limits) -> Iterator[Limits]:
+    """Put ``limits`` in force (process-wide) inside the block."""
+    before = set_current(limits)
+    try:
+        yield limits
+    finally:
+        set_current(before)
+
+
+def check_atoms(n_atoms: int, what: str = "molecule") -> None:
+    """Raise ``ValueError`` when ``n_atoms`` is over :attr:`Limits.max_atoms`."""
+    limit = _current.max_atoms
+    if n_atoms > limit:
+        raise ValueError(f"{what} has {n_atoms} atoms, more than the limit of {limit} atoms per record "
+                         f"(raise it with --max-atoms; cost and memory grow with the square of the atoms)")
+
+
+def check_smiles_length(smiles: str) -> None:
+    """Raise ``ValueError`` when ``smiles`` is longer than :attr:`Limits.max_smiles_length`."""
+    limit = _current.max_smiles_length
+    if len(smiles) > limit:
+        raise ValueError(f"SMILES of {len(smiles)} characters, more than the limit of {limit} (10 per atom of "
+                         f"--max-atoms {_current.max_atoms}): a polymer, or a whole table in one cell?")

@@ -1,0 +1,119 @@
+"""Hard limits on one record and the fragment policy (se3mol.limits, se3mol.chem.select_fragments): a record over
+a limit is an error row, found before the costly work, in bounded memory; salts become their parent molecule."""
+
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from rdkit import Chem
+
+from se3mol import limits
+from se3mol.chem import embed_smiles, select_fragments
+from se3mol.io import read_records
+from se3mol.molecule import Molecule, closest_pair
+
+
+def test_defaults_and_bad_values():
+    assert limits.current() == limits.Limits() and limits.current().max_smiles_length == 5000
+    with pytest.raises(ValueError, match="fragment policy"):
+        limits.Limits(fragments="biggest")
+    with pytest.raises(ValueError, match="at least 1"):
+        limits.Limits(max_atoms=0)
+    with limits.use(limits.Limits(max_atoms=7)):
+        assert limits.current().max_atoms == 7
+    assert limits.current().max_atoms == 500  # restored
+
+
+def test_long_smiles_is_refused_before_rdkit():
+    with pytest.raises(ValueError, match="SMILES of 20000 characters, more than the limit of 5000"):
+        embed_smiles("C" * 20000)
+    with pytest.raises(ValueError, match="SMILES has 602 atoms, more than the limit of 500"):
+        embed_smiles("C" * 200)  # hydrogens count: C200H402
+    with limits.use(limits.Limits(max_atoms=1000)):
+        with pytest.raises(ValueError, match="more than the limit of 1000"):
+            embed_smiles("C" * 400)
+
+
+def test_closest_pair_matches_all_pairs_and_scales():
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 20, (700, 3))
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + np.diag(np.full(700, np.inf))
+    i, j = np.unravel_index(np.argmin(d), d.shape)
+    assert closest_pair(pos, max_bytes=100_000) == (min(i, j), max(i, j), pytest.approx(d[i, j]))
+    big = rng.uniform(0, 200, (50_000, 3))
+    assert closest_pair(big)[2] > 0  # k-d tree: fast and small (an all-pairs array would be 60 GB)
+
+
+def test_oversized_molecule_fails_validation_first():
+    mol = Molecule(z=np.full(600, 6), pos=np.zeros((600, 3)))  # coincident too, but the size is said first
+    with pytest.raises(ValueError, match="600 atoms, more than the limit of 500"):
+        mol.validate()
+
+
+@pytest.mark.parametrize(("policy", "smiles", "expect"), [
+    ("largest", "CCNCC.Cl", "CCNCC"),
+    ("largest", "CC(=O)Oc1ccccc1C(=O)[O-].[Na+]", "CC(=O)Oc1ccccc1C(=O)O"),  # neutralised: the parent compound
+    ("largest", "C[N+](C)(C)C.[Cl-]", "C[N+](C)(C)C"),  # a quaternary ammonium keeps its charge
+    ("largest", "O.O.OC(=O)c1ccccc1", "O=C(O)c1ccccc1"),  # hydrate
+    ("all", "CCN.Cl", "CCN.Cl"),
+])
+def test_fragment_policy(policy, smiles, expect):
+    mol, notes = select_fragments(Chem.MolFromSmiles(smiles), policy)
+    assert Chem.MolToSmiles(mol) == Chem.MolToSmiles(Chem.MolFromSmiles(expect))
+    assert len(notes) == 1 and "fragments" in notes[0]
+    if policy == "largest":
+        assert "removed" in notes[0]
+
+
+def test_fragment_policy_error_names_the_fragments():
+    with pytest.raises(ValueError, match=r"2 fragments \(CCN \. Cl\): a salt, hydrate or mixture"):
+        select_fragments(Chem.MolFromSmiles("CCN.Cl"), "error")
+
+
+def test_salt_embeds_without_clashes_under_every_policy():
+    mol = embed_smiles("CCCC[NH3+].[Cl-]")
+    assert mol.formula == "C4H11N" and mol.charge == 0  # the amine, neutralised
+    with limits.use(limits.Limits(fragments="all")):
+        mol = embed_smiles("CCCC[NH3+].[Cl-]")
+    assert mol.formula == "C4H12ClN" and mol.charge == 0
+    mol.validate()
+    assert closest_pair(mol.pos)[2] > 0.9  # fragments apart, not stacked (ETKDG alone puts them on top)
+    assert any("embedded each on its own" in n for n in mol.notes)
+
+
+def test_smiles_file_rows_are_kept_one_per_record(tmp_path):
+    path = tmp_path / "in.smi"
+    path.write_text(f"CCO ethanol\n{'C' * 20000} polymer\nCCN.Cl salt\n")
+    records = list(read_records([str(path)]))
+    assert [r.id for r in records] == ["ethanol", "polymer", "salt"]
+    assert records[0].molecule is not None and records[2].molecule is not None
+    assert records[1].molecule is None and "more than the limit" in records[1].error
+
+
+def _predict_child(args, tmp_path):
+    """Run ``se3mol predict`` in a child process; its stdout, exit code and peak memory (MB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-m", "se3mol", "predict", *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return proc, max(peak, before) / 1024
+
+
+def test_predict_survives_a_polymer_and_a_huge_frame_in_bounded_memory(tmp_path):
+    smi = tmp_path / "table.smi"
+    smi.write_text(f"CCO ethanol\n{'C' * 20000} polymer\nCCO again\n")  # RDKit's canonical ranking segfaulted
+    proc, _ = _predict_child([str(smi), "--model", "qm9-egnn-gap"], tmp_path)
+    assert proc.returncode == 3, proc.stderr  # some records failed, rows written
+    rows = proc.stdout.strip().splitlines()[1:]
+    assert len(rows) == 3 and ",error," in rows[1] and "more than the limit" in rows[1]
+    xyz = tmp_path / "big.xyz"
+    rng = np.random.default_rng(0)
+    frame = "\n".join(f"C {x:.4f} {y:.4f} {z:.4f}" for x, y, z in rng.uniform(0, 400, (50_000, 3)))
+    xyz.write_text(f"3\nwater\nO 0 0 0.12\nH 0 0.76 -0.47\nH 0 -0.76 -0.47\n50000\nhuge\n{frame}\n")
+    proc, peak_mb = _predict_child([str(xyz), "--model", "qm9-egnn-gap"], tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    rows = proc.stdout.strip().splitlines()[1:]
+    assert len(rows) == 2 and "50000 atoms, more than the limit of 500" in rows[1]
+    assert peak_mb < 1024, f"peak memory {peak_mb:.0f} MB"
