@@ -100,6 +100,10 @@ def train(
         "--fragments", help="With --data: records of several fragments (salts, hydrates, mixtures): largest "
         "(default: the largest organic fragment, neutralised where its counter-ions were removed), all, or error "
         "(skipped).")] = None,
+    outlier_mad: Annotated[float | None, typer.Option(
+        "--outlier-mad", min=0, help="With --data: drop (and report in data_report.csv) labels further than this "
+        "many robust standard deviations (1.4826 x MAD) from their target's median (default 10; 0 keeps all).")
+    ] = None,
     nproc: Annotated[int, typer.Option(
         min=1, help="Train on N processes of this machine (DistributedDataParallel, launched with torchrun; "
                     "one GPU each on CUDA). For several machines, run torchrun yourself (README).")] = 1,
@@ -151,7 +155,7 @@ def train(
         "test_data": str(test.resolve()) if test else None,
         "smiles_column": smiles_column, "id_column": id_column, "embed_seed": embed_seed,
         "forces": forces, "forces_weight": forces_weight, "max_atoms": max_atoms, "embed_timeout": embed_timeout,
-        "fragments": fragments,
+        "fragments": fragments, "outlier_mad": outlier_mad,
     }.items() if v is not None}
     if init_from and not resume:
         try:

@@ -48,6 +48,8 @@ from se3mol.targets import Target, parse_target_spec
 from se3mol.writers import atomic_open, atomic_write_text
 
 CACHE_FORMAT = 1
+#: Labels further than this many robust standard deviations from their target's median are dropped (reported).
+OUTLIER_MAD = 10.0
 #: Fewest usable molecules a training run accepts (at least 8 to train on, one each to validate and test).
 MIN_MOLECULES = 10
 
@@ -162,8 +164,10 @@ class LabelledDataset(PackedMolecules):
                                                                                    self.counts), have)
             counts[f"forces ({self.forces_key})"] = int((per_mol == self.counts).sum())
         labels = ", ".join(f"{k} {v}" for k, v in counts.items())
+        outliers = sum(r["status"] == "label dropped" for r in self.report)
         return (f"{self.n_records} record(s) read, {len(self)} used, {len(skipped)} skipped"
-                + (f" ({why})" if why else "") + f"; labels: {labels}")
+                + (f" ({why})" if why else "") + f"; labels: {labels}"
+                + (f"; {outliers} outlier label(s) dropped (see the report)" if outliers else ""))
 
     def write_report(self, path: str | Path) -> None:
         """Write every skipped record and missing label, with the reason, as CSV (atomically)."""
@@ -177,16 +181,20 @@ class LabelledDataset(PackedMolecules):
     @classmethod
     def from_records(cls, records: Iterable[Any], targets: Sequence[str | Target],
                      elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
-                     check_duplicates: bool = True, forces: str | None = None) -> LabelledDataset:
+                     check_duplicates: bool = True, forces: str | None = None,
+                     outlier_mad: float = OUTLIER_MAD) -> LabelledDataset:
         """Build from :class:`~se3mol.io.Record` s; labels are read from ``record.properties[target.name]``.
 
         ``elements``: the atomic numbers a model can take (fine-tuning a shipped model); records with
         others are skipped. ``keep_fields``: record properties to keep per molecule (a split column).
         ``forces``: the per-atom ``[n_atoms,3]`` property holding force labels (extxyz ``forces``).
+        ``outlier_mad``: a label further than this many robust standard deviations from its target's median is
+        dropped and reported (:func:`outlier_labels`); 0 keeps every finite label.
         """
         targets = _as_targets(targets)
         allowed = set(int(e) for e in elements) if elements is not None else None
         mols, ys, ids, sources, report, fs = [], [], [], [], [], []
+        indices: list[int] = []  # each kept molecule's record index
         kept: dict[str, list[Any]] = {f: [] for f in keep_fields}
         seen: dict[str, int] = {}
         n_records = 0
@@ -238,11 +246,26 @@ class LabelledDataset(PackedMolecules):
             if forces is not None:
                 fs.append(f if f is not None else np.full((mol.n_atoms, 3), np.nan, np.float32))
             ids.append(rec.id)
+            indices.append(rec.index)
             sources.append(rec.source)
             for key in keep_fields:
                 kept[key].append(rec.properties.get(key))
-        ds = cls._pack(mols, np.asarray(ys, dtype=np.float64).reshape(-1, len(targets)), targets, ids, sources,
-                       kept, report, n_records)
+        y = np.asarray(ys, dtype=np.float64).reshape(-1, len(targets))
+        if outlier_mad > 0 and len(y):
+            for k, j, why in outlier_labels(y, outlier_mad):
+                report.append({"index": indices[k], "id": ids[k], "source": sources[k], "status": "label dropped",
+                               "reason": f"{why} for target {targets[j].name!r}"})
+                y[k, j] = np.nan
+            keep = [forces is not None or not np.isnan(row).all() for row in y]
+            for k in (k for k, ok in enumerate(keep) if not ok):
+                report.append({"index": indices[k], "id": ids[k], "source": sources[k], "status": "skipped",
+                               "reason": "no usable label: every label was an outlier"})
+            if not all(keep):
+                mols, ids, sources = ([v for v, ok in zip(lst, keep, strict=True) if ok]
+                                      for lst in (mols, ids, sources))
+                kept = {f: [v for v, ok in zip(vals, keep, strict=True) if ok] for f, vals in kept.items()}
+                y = y[keep]
+        ds = cls._pack(mols, y, targets, ids, sources, kept, report, n_records)
         if forces is not None:
             ds.forces = torch.from_numpy(np.concatenate(fs).astype(np.float32)) if fs else torch.zeros(0, 3)
             ds.forces_key = forces
@@ -270,7 +293,8 @@ class LabelledDataset(PackedMolecules):
     def from_files(cls, paths: Sequence[str | os.PathLike], targets: Sequence[str | Target], *,
                    smiles_column: str | None = None, id_column: str | None = None, input_format: str | None = None,
                    embed_seed: int = 0, elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
-                   cache: bool = True, check_duplicates: bool = True, forces: str | None = None) -> LabelledDataset:
+                   cache: bool = True, check_duplicates: bool = True, forces: str | None = None,
+                   outlier_mad: float = OUTLIER_MAD) -> LabelledDataset:
         """Read labelled molecules from SDF (data fields), XYZ/extxyz (info keys), CSV (columns) or any
         ASE format; ``.gz`` works everywhere; ``forces`` names a per-atom force array (extxyz ``forces``).
         Raises ``ValueError`` if a file does not exist."""
@@ -282,7 +306,8 @@ class LabelledDataset(PackedMolecules):
         settings = {"targets": [t.to_dict() for t in targets], "smiles_column": smiles_column,
                     "id_column": id_column, "format": input_format, "embed_seed": embed_seed,
                     "elements": sorted(elements) if elements is not None else None, "fields": list(keep_fields),
-                    "duplicates": check_duplicates, "forces": forces, "cache_format": CACHE_FORMAT,
+                    "duplicates": check_duplicates, "forces": forces, "outlier_mad": outlier_mad,
+                    "cache_format": CACHE_FORMAT,
                     "limits": asdict(limits.current())}  # what a record may be, and its fragment policy
         path = _cache_path(files, settings) if cache else None
         if path is not None and path.exists():
@@ -294,7 +319,7 @@ class LabelledDataset(PackedMolecules):
 
         records = read_records(files, input_format, embed_seed=embed_seed, smiles_column=smiles_column,
                                id_column=id_column)
-        ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces)
+        ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces, outlier_mad)
         if path is not None:
             with atomic_open(path, "wb") as fh:
                 torch.save(ds._to_cache(), fh)
@@ -303,7 +328,7 @@ class LabelledDataset(PackedMolecules):
     @classmethod
     def from_dataframe(cls, df: Any, targets: Sequence[str | Target], *, smiles_column: str = "smiles",
                        id_column: str | None = None, embed_seed: int = 0, elements: Sequence[int] | None = None,
-                       keep_fields: Sequence[str] = ()) -> LabelledDataset:
+                       keep_fields: Sequence[str] = (), outlier_mad: float = OUTLIER_MAD) -> LabelledDataset:
         """Build from a pandas DataFrame: a SMILES column (embedded in 3D, seeded) or a ``molecule``
         column of :class:`~se3mol.molecule.Molecule` objects, and one column per target."""
         targets = _as_targets(targets)
@@ -329,7 +354,7 @@ class LabelledDataset(PackedMolecules):
                 yield Record(index=k, source="<DataFrame>", id=rid, molecule=mol, error=error,
                              smiles=mol.smiles if mol is not None else "", properties=props)
 
-        return cls.from_records(records(), targets, elements, keep_fields)
+        return cls.from_records(records(), targets, elements, keep_fields, outlier_mad=outlier_mad)
 
     def _to_cache(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("z", "pos", "counts", "offsets", "bonds", "bond_orders", "bond_counts",
@@ -372,6 +397,32 @@ class LabelledDataset(PackedMolecules):
             forces=torch.cat([self.forces, other.forces]) if self.forces is not None and other.forces is not None
             else None,
             forces_key=self.forces_key)
+
+
+def outlier_labels(y: np.ndarray, limit: float = OUTLIER_MAD) -> list[tuple[int, int, str]]:
+    """``(row, column, reason)`` of each label of ``y [M,T]`` (NaN: missing) further than ``limit`` robust
+    standard deviations (1.4826 x the median absolute deviation) from its column's median: a typo or unit
+    slip (1e30 beside values of order 1) that would otherwise dominate training. A column whose labels are
+    mostly equal (deviation 0) is left alone.
+
+    >>> outlier_labels(np.array([[1.0], [2.0], [1.5], [1e30], [0.5]]))
+    [(3, 0, 'label 1e+30 is an outlier: 1.3e+30 robust standard deviations from the median 1.5 (limit 10)')]
+    """
+    out = []
+    for j in range(y.shape[1]):
+        col = y[:, j]
+        ok = np.isfinite(col)
+        if ok.sum() < 3:
+            continue
+        med = float(np.median(col[ok]))
+        sigma = 1.4826 * float(np.median(np.abs(col[ok] - med)))
+        if sigma == 0:
+            continue
+        z = np.abs(col - med) / sigma
+        for k in np.flatnonzero(ok & (z > limit)):
+            out.append((int(k), j, f"label {col[k]:.6g} is an outlier: {z[k]:.2g} robust standard deviations from "
+                                   f"the median {med:.6g} (limit {limit:g})"))
+    return out
 
 
 def _forces(value: Any, n_atoms: int) -> tuple[np.ndarray | None, str | None]:

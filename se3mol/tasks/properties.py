@@ -181,7 +181,8 @@ def data_from_config(cfg: TrainConfig, elements: Sequence[int] | None = None,
     """The labelled data set and split a config describes (``dataset`` a file; ``val_data``, ``test_data``)."""
     keep = [cfg.split.split(":", 1)[1]] if cfg.split.startswith("column:") else []
     read: dict[str, Any] = dict(targets=cfg.targets, smiles_column=cfg.smiles_column, id_column=cfg.id_column,
-                                embed_seed=cfg.embed_seed, elements=elements, forces=cfg.forces)
+                                embed_seed=cfg.embed_seed, elements=elements, forces=cfg.forces,
+                                outlier_mad=cfg.outlier_mad)
     with limits.use(limits.Limits(cfg.max_atoms, cfg.embed_timeout, cfg.fragments)):
         train = data if data is not None else LabelledDataset.from_files([cfg.dataset], keep_fields=keep, **read)
         val = LabelledDataset.from_files([cfg.val_data], **read) if cfg.val_data else None

@@ -77,6 +77,7 @@ class TrainConfig:
     max_atoms: int = 500
     embed_timeout: int = 30
     fragments: str = "largest"
+    outlier_mad: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

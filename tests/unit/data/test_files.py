@@ -121,3 +121,23 @@ def test_forces_are_read_per_atom_and_derived_forces_rotate_with_the_molecule(tm
     pos_r = (b.pos @ q.T).requires_grad_(True)
     f_r = predicted_forces(model(b.replace(pos=pos_r))["energy"], pos_r)
     assert torch.allclose(f_r, f @ q.T, atol=1e-10) and f.abs().max() > 0
+
+
+def test_absurd_labels_are_dropped_and_reported():
+    """SD labels of 1e30 and -1e30 once trained as they were (test MAE 6e28, exit 0) and went unreported."""
+    import pandas as pd
+
+    from se3mol.data.files import LabelledDataset
+
+    values = [0.1 * k for k in range(20)] + [1e30, -1e30]
+    df = pd.DataFrame({"smiles": ["C" * (1 + k % 5) + "O" * (k // 5) for k in range(22)], "y": values,
+                       "z": [1.0] * 20 + [2.0, None]})
+    ds = LabelledDataset.from_dataframe(df, ["y", "z"])
+    dropped = [r for r in ds.report if r["status"] == "label dropped"]
+    assert len(dropped) == 2 and all("outlier" in r["reason"] and "'y'" in r["reason"] for r in dropped)
+    assert sorted(r["index"] for r in dropped) == [20, 21]
+    assert len(ds) == 21  # record 21 had no other label: skipped, and says why
+    assert any(r["status"] == "skipped" and "every label was an outlier" in r["reason"] for r in ds.report)
+    assert float(ds.y[:, 0].abs().nan_to_num().max()) < 10 and "2 outlier label(s) dropped" in ds.summary()
+    kept = LabelledDataset.from_dataframe(df, ["y", "z"], outlier_mad=0)
+    assert len(kept) == 22 and not any(r["status"] == "label dropped" for r in kept.report)
