@@ -26,6 +26,10 @@ def symbol(z: int) -> str:
     return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z{z}"
 
 
+#: Distance (Angstrom) beyond which an atom with no other atom nearer counts as isolated: covalent and hydrogen
+#: bonds are below 2.5 A, fragments embedded apart (``--fragments all``) 4 A apart.
+ISOLATED_ATOM = 6.0
+
 # Bond orders as stored in ``Molecule.bond_orders``; aromatic bonds are 1.5.
 BOND_TYPES: tuple[float, ...] = (1.0, 2.0, 3.0, 1.5)
 
@@ -118,6 +122,20 @@ class Molecule:
         if self.bonds is not None and len(self.bonds) and (self.bonds.min() < 0 or self.bonds.max() >= n):
             raise ValueError("bond refers to an atom index outside the molecule")
 
+    def physical_warnings(self, isolated: float = ISOLATED_ATOM) -> list[str]:
+        """What makes this record an odd input for a model of molecules, though it can be scored: a lone atom,
+        or atoms further than ``isolated`` Angstrom from every other atom (not one molecule: a unit slip, atoms
+        100,000 A apart, or fragments far apart)."""
+        if self.n_atoms == 1:
+            return ["a single atom: no bonds or geometry; models of molecules were not trained on lone atoms"]
+        d, _ = nearest_distances(self.pos)
+        far = np.flatnonzero(d > isolated)
+        if not len(far):
+            return []
+        which = ", ".join(str(int(k) + 1) for k in far[:5]) + (" ..." if len(far) > 5 else "")
+        return [f"{len(far)} atom(s) ({which}) more than {isolated:g} A from every other atom (up to "
+                f"{d.max():.4g} A): not one molecule? (coordinates in Angstrom expected)"]
+
     def is_flat(self, tol: float = 1e-3) -> bool:
         """True when all coordinates lie in a plane and z is zero: a 2D depiction, not a 3D geometry.
 
@@ -127,36 +145,44 @@ class Molecule:
         return self.n_atoms >= 3 and bool(np.all(np.abs(self.pos[:, 2]) < tol))
 
 
-def closest_pair(pos: np.ndarray, max_bytes: int = 64 * 2**20) -> tuple[int, int, float]:
-    """The two closest points of ``pos [N,3]`` (N >= 2) and their distance, computed in blocks of rows that
-    take at most ~``max_bytes`` of memory each, never ``N x N`` at once (a 50,000-atom frame would need 60 GB).
+def nearest_distances(pos: np.ndarray, max_bytes: int = 64 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's distance to its nearest other point ``[N]`` and that point's index ``[N]`` (N >= 2), in
+    memory linear in N: a k-d tree for large N (SciPy comes with ASE), else blocks of rows of at most
+    ~``max_bytes`` each, never ``N x N`` at once (a 50,000-atom frame would need 60 GB).
 
-    >>> closest_pair(np.array([[0.0, 0, 0], [5, 0, 0], [0, 0.5, 0]]))
-    (0, 2, 0.5)
+    >>> d, j = nearest_distances(np.array([[0.0, 0, 0], [5, 0, 0], [0, 0.5, 0]]))
+    >>> d.tolist(), j.tolist()
+    ([0.5, 5.0, 0.5], [2, 0, 0])
     """
     n = pos.shape[0]
     if n > 2000:
-        try:  # a k-d tree (SciPy comes with ASE): N log N instead of N^2
+        try:
             from scipy.spatial import cKDTree
         except ImportError:
             pass
         else:
             dist, idx = cKDTree(pos).query(pos, k=2)  # [N,2]: each point itself, then its nearest neighbour
-            i = int(np.argmin(dist[:, 1]))
-            j = int(idx[i, 1])
-            return min(i, j), max(i, j), float(dist[i, 1])
+            return dist[:, 1], idx[:, 1]
     block = max(1, max_bytes // (32 * n))  # [block,N,3] differences and [block,N] distances, float64
-    best = (0, 1, np.inf)
+    best, where = np.empty(n), np.empty(n, dtype=np.int64)
     for start in range(0, n, block):
         d = np.linalg.norm(pos[start:start + block, None, :] - pos[None, :, :], axis=-1)  # [b,N]
         rows = np.arange(d.shape[0])
         d[rows, start + rows] = np.inf
-        k = int(np.argmin(d))
-        i, j = divmod(k, n)
-        if d[i, j] < best[2]:
-            best = (start + i, j, float(d[i, j]))
-    i, j, dist = best
-    return min(i, j), max(i, j), dist
+        where[start:start + block] = np.argmin(d, axis=1)
+        best[start:start + block] = d[rows, where[start:start + block]]
+    return best, where
+
+
+def closest_pair(pos: np.ndarray, max_bytes: int = 64 * 2**20) -> tuple[int, int, float]:
+    """The two closest points of ``pos [N,3]`` (N >= 2) and their distance (:func:`nearest_distances`).
+
+    >>> closest_pair(np.array([[0.0, 0, 0], [5, 0, 0], [0, 0.5, 0]]))
+    (0, 2, 0.5)
+    """
+    d, j = nearest_distances(pos, max_bytes)
+    i = int(np.argmin(d))
+    return min(i, int(j[i])), max(i, int(j[i])), float(d[i])
 
 
 def check_elements(z: Iterable[int], known: Iterable[int], whose: str = "the model's", hint: str = "") -> None:

@@ -349,7 +349,7 @@ class Predictor:
         if mol.radical_electrons:
             raise ValueError(f"radical ({mol.radical_electrons} unpaired electron(s)); the model was trained on "
                              "closed-shell molecules only")
-        warnings = []
+        warnings = mol.physical_warnings()
         for d in self.domain:
             if d.get("max_heavy_atoms") is not None and mol.n_heavy > d["max_heavy_atoms"]:
                 warnings.append(f"{mol.n_heavy} heavy atoms; training molecules had at most {d['max_heavy_atoms']}"

@@ -242,3 +242,17 @@ def test_python_api_returns_pass_through_columns(tiny_checkpoint, tmp_path):
     assert df["measured"].tolist()[:2] == [1.5, 2.0] and df["measured"].isna().tolist() == [False, False, True]
     df = predict([str(path)], model=str(tiny_checkpoint))  # SMILES found by name; no id column
     assert list(df.columns)[-2:] == ["compound", "measured"] and list(df["id"]) == ["t.csv:1", "t.csv:2", "t.csv:3"]
+
+
+def test_physically_odd_inputs_are_scored_with_a_warning(tiny_checkpoint):
+    """A lone atom and atoms 100,000 A apart were scored 'ok' with nothing said."""
+    from se3mol.molecule import Molecule
+
+    lone = Molecule(z=[6], pos=[[0.0, 0.0, 0.0]], name="lone")
+    apart = Molecule(z=[8, 1, 1], pos=[[0.0, 0, 0], [1e5, 0, 0], [0, 1e5, 0]], name="apart")
+    water = small_molecules()[0]
+    df = predict([lone, apart, water], model=str(tiny_checkpoint))
+    assert list(df["status"]) == ["ok", "ok", "ok"]
+    assert "single atom" in df["warning"][0]
+    assert "3 atom(s) (1, 2, 3) more than 6 A from every other atom (up to 1e+05 A)" in df["warning"][1]
+    assert df["warning"][2] is None or df["warning"][2] != df["warning"][2]  # None or NaN: nothing to say
