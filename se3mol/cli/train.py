@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from se3mol.cli.common import EXIT_FAILURE, EXIT_USAGE, Justify, err, fail
+from se3mol.cli.common import EXIT_FAILURE, EXIT_OUTPUT, EXIT_USAGE, Justify, err, fail
 from se3mol.nn.registry import model_names
 
 
@@ -210,6 +210,10 @@ def _run_one(cfg, resume: Path | None, main: bool = True):
             return train_run(cfg, resume, progress=progress, on_ready=ready)
     except (ValueError, ImportError) as exc:
         fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:  # a full disk or a read-only run directory: say so, as predict does (exit 5)
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(f"cannot write the run directory{where}: {exc.strerror or exc}; the last complete checkpoint in "
+             f"{cfg.out} is intact (resume with --resume {cfg.out})", EXIT_OUTPUT)
 
 
 def _report(trainer, result) -> None:

@@ -156,3 +156,24 @@ def test_the_own_data_example_runs_as_written(tmp_path):
     assert all(x[1] == "ok" and 5 < float(x[2]) < 60 and 1 < float(x[3]) < 15 for x in rows[:4])
     assert rows[4][1] == "error" and "element(s) F" in rows[4][4]
     assert (tmp_path / "se3mol-own-data" / "parity.png").is_file()
+
+
+def test_train_on_a_full_disk_is_exit_5_with_a_message_and_resumes_from_elsewhere(sdf, tmp_path, monkeypatch):
+    """A full disk printed a raw PyTorch traceback (exit 1); a relative --data broke --resume elsewhere."""
+    import errno
+    import os
+
+    from se3mol.training import loop
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run" / "last.pt"))
+
+    monkeypatch.chdir(sdf.parent)
+    monkeypatch.setattr(loop, "atomic_save", full)
+    r = runner.invoke(app, ["train", "--data", sdf.name, "--target", "gap:meV", "--out", str(tmp_path / "run"),
+                            *TINY])
+    assert r.exit_code == 5, r.output
+    assert "cannot write the run directory" in r.stderr and "No space left on device" in r.stderr
+    assert "Traceback" not in r.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"] == str(sdf.resolve())  # absolute: --resume from any working directory
