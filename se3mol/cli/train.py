@@ -125,6 +125,8 @@ def train(
                  EXIT_USAGE)
         _launch_torchrun(nproc)
     main = is_main_process()  # under torchrun, rank 0 reports; the others would only repeat it
+    if main:
+        _show_library_progress()
     try:
         path = config or (run_config_path(resume) if resume else None)
         base = TrainConfig.from_json(path) if path else TrainConfig()
@@ -214,6 +216,20 @@ def _run_one(cfg, resume: Path | None, main: bool = True):
         where = f" {exc.filename}" if exc.filename else ""
         fail(f"cannot write the run directory{where}: {exc.strerror or exc}; the last complete checkpoint in "
              f"{cfg.out} is intact (resume with --resume {cfg.out})", EXIT_OUTPUT)
+
+
+def _show_library_progress() -> None:
+    """Print se3mol's INFO log messages (e.g. progress while featurising a data file) on stderr, once."""
+    import logging
+
+    class ToStderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            err.print(record.getMessage(), highlight=False, markup=False, soft_wrap=True)
+
+    logger = logging.getLogger("se3mol")
+    if not any(type(h).__name__ == "ToStderr" for h in logger.handlers):
+        logger.addHandler(ToStderr())
+        logger.setLevel(logging.INFO)
 
 
 def _report(trainer, result) -> None:

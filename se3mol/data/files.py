@@ -29,10 +29,12 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,9 @@ from se3mol.graph import Batch, GraphConfig
 from se3mol.targets import Target, parse_target_spec
 from se3mol.writers import atomic_open, atomic_write_text
 
+_log = logging.getLogger(__name__)
+#: Seconds between progress messages while files are featurised (3D embedding of SMILES can take minutes).
+PROGRESS_EVERY = 5.0
 CACHE_FORMAT = 1
 #: Labels further than this many robust standard deviations from their target's median are dropped (reported).
 OUTLIER_MAD = 10.0
@@ -319,7 +324,8 @@ class LabelledDataset(PackedMolecules):
 
         records = read_records(files, input_format, embed_seed=embed_seed, smiles_column=smiles_column,
                                id_column=id_column)
-        ds = cls.from_records(records, targets, elements, keep_fields, check_duplicates, forces, outlier_mad)
+        ds = cls.from_records(_logged(records, ", ".join(files)), targets, elements, keep_fields, check_duplicates,
+                              forces, outlier_mad)
         if path is not None:
             with atomic_open(path, "wb") as fh:
                 torch.save(ds._to_cache(), fh)
@@ -397,6 +403,22 @@ class LabelledDataset(PackedMolecules):
             forces=torch.cat([self.forces, other.forces]) if self.forces is not None and other.forces is not None
             else None,
             forces_key=self.forces_key)
+
+
+def _logged(records: Iterable[Any], what: str) -> Iterator[Any]:
+    """``records``, with an INFO message on logger ``se3mol.data.files`` every :data:`PROGRESS_EVERY` seconds
+    (records read, rate) and at the end if that took longer: ``se3mol train`` shows them while it featurises."""
+    t0 = last = time.perf_counter()
+    n = 0
+    for rec in records:
+        n += 1
+        yield rec
+        now = time.perf_counter()
+        if now - last >= PROGRESS_EVERY:
+            _log.info("featurising %s: %d records read (%.1f per second)", what, n, n / (now - t0))
+            last = now
+    if last > t0:
+        _log.info("featurised %s: %d records in %.0f s (cached for the next run)", what, n, time.perf_counter() - t0)
 
 
 def outlier_labels(y: np.ndarray, limit: float = OUTLIER_MAD) -> list[tuple[int, int, str]]:

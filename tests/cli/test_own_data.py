@@ -177,3 +177,15 @@ def test_train_on_a_full_disk_is_exit_5_with_a_message_and_resumes_from_elsewher
     assert "Traceback" not in r.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["dataset"] == str(sdf.resolve())  # absolute: --resume from any working directory
+
+
+def test_train_shows_progress_while_featurising(tmp_path, monkeypatch):
+    """A 300-carbon row kept train silent for over 10 minutes: featurising now reports as it goes."""
+    from se3mol.data import files
+
+    monkeypatch.setattr(files, "PROGRESS_EVERY", 0.0)
+    table = tmp_path / "t.csv"
+    table.write_text("smiles,y\n" + "".join(f"{'C' * (1 + k % 6)}O,{k % 7}\n" for k in range(14)))
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(tmp_path / "run"), *TINY])
+    assert r.exit_code == 0, r.output
+    assert "featurising " in r.stderr and "14 records in" in r.stderr
