@@ -8,7 +8,13 @@ validated.
 One hop of the data path, file -> :class:`~se3mol.molecule.Molecule`. Everything here streams: files are
 read line by line and one record is parsed at a time, so memory does not grow with the file. A bad record
 becomes a :class:`Record` with ``molecule=None`` and a message saying what is wrong with it; reading then
-goes on with the next record. Writers live elsewhere.
+goes on with the next record. Every record of the input is one Record, in order, read or not, so that a row
+written per Record lines up with the user's own numbering. Writers live elsewhere.
+
+Text is read as :mod:`se3mol.io.base` says (gzip told by its first bytes, also on stdin; lines end at LF or
+CRLF only; binary data one error record). Titles and names are names, not chemistry, and are read leniently
+(:func:`~se3mol.io.base.clean_name`): a title with bytes that are not UTF-8 or control characters keeps its
+molecule, and the record's notes say what was shown as U+FFFD.
 
 Chemistry is RDKit's (molfile parsing, sanitisation, 3D embedding, bond perception); element symbols and
 the other file formats are ASE's.
@@ -23,13 +29,23 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import IO, Any
 
 from se3mol.chem import perceive_rdkit, smiles_or_empty
-from se3mol.io.base import LazyParsed, Parsed, is_text, open_text, os_error_message, ready
+from se3mol.io.base import (
+    READ_ERRORS,
+    LazyParsed,
+    Parsed,
+    TextLines,
+    clean_name,
+    open_stdin,
+    open_text,
+    os_error_message,
+    read_error_message,
+    ready,
+)
 from se3mol.io.formats import FORMATS, detect_format, normalise_format
 from se3mol.io.sdf import parse_sdf
 from se3mol.io.smiles import parse_smiles
@@ -51,13 +67,14 @@ class Record:
     Attributes:
         index: 0-based position of the record across all inputs, in input order.
         source: file path as given, or ``"-"`` for stdin.
-        id: record title / name if non-empty, else ``"<basename of source>:<n>"`` with ``n`` the 1-based
-            record number within that source.
+        id: record title / name if non-empty (read leniently: :func:`~se3mol.io.base.clean_name`), else
+            ``"<basename of source>:<n>"`` with ``n`` the 1-based record number within that source.
         molecule: the molecule, or ``None`` when the record could not be read.
         error: why the record could not be read (``None`` when it was).
         smiles: canonical SMILES if known (SDF: from the molfile with H removed; SMILES and CSV input: the
             canonical input; XYZ: best effort from bonds perceived from the coordinates), else ``""``.
-        notes: remarks on how the molecule was obtained, e.g. that its coordinates were embedded.
+        notes: remarks on how the molecule was obtained, e.g. that its coordinates were embedded, or on how
+            its name was read (bytes that are not UTF-8 in a title); an error record may have notes too.
         properties: extra data carried by the record: SDF data fields, extxyz comment-line values,
             per-frame results such as ``energy``, and for CSV input the row's other columns (all but the
             SMILES and id columns, also on a row whose SMILES is bad). Numbers where they parse as numbers;
@@ -84,7 +101,7 @@ def read_records(
     paths: Sequence[str],
     input_format: str | None = None,
     *,
-    stdin: TextIO | None = None,
+    stdin: IO[Any] | Iterable[str] | None = None,
     embed_seed: int = 0,
     start_index: int = 0,
     shard: tuple[int, int] | str | None = None,
@@ -101,7 +118,8 @@ def read_records(
         paths: files to read; ``"-"`` reads ``stdin``.
         input_format: ``"sdf"``, ``"xyz"``, ``"smi"``, ``"csv"`` or an ASE format name, for every path;
             ``None`` guesses each file's format with :func:`detect_format`. Required when reading stdin.
-        stdin: stream read for ``"-"`` (default ``sys.stdin``).
+        stdin: stream read for ``"-"``: a text stream, read as it is, or a binary one, read as files are
+            (gzip told by its first bytes). Default: ``sys.stdin``, read through its bytes.
         embed_seed: random seed for RDKit ETKDG when 3D coordinates have to be generated (SMILES and CSV
             input, 2D SDF records), so results are reproducible.
         start_index: ``Record.index`` of the first record.
@@ -194,7 +212,7 @@ def read_molecules(path: str, input_format: str | None = None) -> list[Molecule]
 
 
 def _read_records(
-    paths: list[str], fmt: str | None, stdin: TextIO | None, embed_seed: int, start_index: int,
+    paths: list[str], fmt: str | None, stdin: IO[Any] | Iterable[str] | None, embed_seed: int, start_index: int,
     shard_i: int = 0, shard_n: int = 1, options: CsvOptions | None = None,
 ) -> Iterator[Record]:
     options = options or CsvOptions()
@@ -209,16 +227,21 @@ def _read_records(
 
 
 def _parse_source(
-    path: str, fmt: str | None, stdin: TextIO | None, embed_seed: int, options: CsvOptions
+    path: str, fmt: str | None, stdin: IO[Any] | Iterable[str] | None, embed_seed: int, options: CsvOptions
 ) -> Iterator[LazyParsed]:
     """All records of one source; failing to open or to keep reading it gives one error record."""
     if path == "-":
-        stream = stdin if stdin is not None else sys.stdin
         assert fmt is not None  # read_records insists on a format for stdin
-        if fmt not in FORMATS:
-            yield from parse_with_ase(stream, fmt)
-        else:
-            yield from _io_guard(_reader(fmt, stream, embed_seed, path, options))
+        try:
+            lines = open_stdin(stdin)
+        except READ_ERRORS as exc:
+            yield ready(Parsed(error=f"cannot read stdin: {read_error_message(exc)}"))
+            return
+        with lines:  # leaves stdin itself open
+            if fmt not in FORMATS:
+                yield from parse_with_ase(lines.stream, fmt)
+            else:
+                yield from _io_guard(_reader(fmt, lines, embed_seed, path, options))
         return
     try:
         with open(path, "rb"):
@@ -236,19 +259,20 @@ def _parse_source(
         yield from parse_with_ase(path, fmt)
         return
     try:
-        stream = open_text(path)
-    except OSError as exc:
-        yield ready(Parsed(error=f"cannot open file: {os_error_message(exc)}"))
+        lines = open_text(path)
+    except READ_ERRORS as exc:  # an I/O error; binary data; gzip data corrupt or cut short in the first block
+        io_error = isinstance(exc, OSError) and exc.strerror
+        yield ready(Parsed(error=("cannot open file: " if io_error else "") + read_error_message(exc)))
         return
-    with stream:
-        yield from _io_guard(_reader(fmt, stream, embed_seed, path, options))
+    with lines:
+        yield from _io_guard(_reader(fmt, lines, embed_seed, path, options))
 
 
-def _reader(fmt: str, stream: TextIO, embed_seed: int, path: str, options: CsvOptions) -> Iterator[LazyParsed]:
-    """The reader here for ``fmt`` on ``stream`` (``path``: the file's name, ``"-"`` for stdin)."""
+def _reader(fmt: str, lines: TextLines, embed_seed: int, path: str, options: CsvOptions) -> Iterator[LazyParsed]:
+    """The reader here for ``fmt`` on ``lines`` (``path``: the file's name, ``"-"`` for stdin)."""
     if fmt == "csv":
-        return parse_csv(stream, embed_seed, path, options)
-    return {"sdf": parse_sdf, "xyz": parse_xyz, "smi": parse_smiles}[fmt](stream, embed_seed)
+        return parse_csv(lines, embed_seed, path, options)
+    return {"sdf": parse_sdf, "xyz": parse_xyz, "smi": parse_smiles}[fmt](lines, embed_seed)
 
 
 def _io_guard(records: Iterator[LazyParsed]) -> Iterator[LazyParsed]:
@@ -261,8 +285,8 @@ def _io_guard(records: Iterator[LazyParsed]) -> Iterator[LazyParsed]:
             parsed = next(records)
         except StopIteration:
             return
-        except (OSError, EOFError) as exc:
-            yield ready(Parsed(error=f"could not read the rest of the file: {os_error_message(exc)}"))
+        except READ_ERRORS as exc:
+            yield ready(Parsed(error=f"could not read the rest of the file: {read_error_message(exc)}"))
             return
         yield parsed
 
@@ -282,11 +306,13 @@ def _finish(parsed: Parsed, index: int, source: str, n: int) -> Record:
                 mol.smiles = smiles_or_empty(rd)
         except ValueError:
             pass  # best effort: an XYZ record is fine without a SMILES
-    name = (mol.name if mol is not None else "") or parsed.name
-    if not is_text(name):
-        name = ""  # a binary title line would make an unusable id; fall back to source:N
-    if mol is not None and not mol.name:
+    name, notes = clean_name((mol.name if mol is not None else "") or parsed.name)
+    for key, value in parsed.properties.items():
+        if isinstance(value, str) and "\ufffd" in value:
+            notes.append(f"property {key!r}: bytes that are not UTF-8 shown as U+FFFD")
+    if mol is not None:
         mol.name = name
+        notes = [*mol.notes, *notes]
     return Record(
         index=index,
         source=source,
@@ -294,7 +320,7 @@ def _finish(parsed: Parsed, index: int, source: str, n: int) -> Record:
         molecule=mol,
         error=error if mol is None else None,
         smiles=mol.smiles if mol is not None else "",
-        notes=list(mol.notes) if mol is not None else [],
+        notes=notes,
         properties=parsed.properties,
     )
 

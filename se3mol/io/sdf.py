@@ -3,20 +3,24 @@
 Records are delimited here, by hand, and parsed one at a time only when asked for (records of other shards are
 never parsed): RDKit's SDMolSupplier also loses the record after a truncated one. SD data fields become
 :attr:`~se3mol.io.Record.properties`.
+
+The title, program and comment lines (1-3) and the data fields are free text, read leniently (a title with bytes
+that are not UTF-8 keeps its molecule; see :func:`~se3mol.io.base.clean_name`); the counts line, atom and bond
+blocks up to ``M  END`` are chemistry and must be plain text.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from rdkit import Chem
 
 from se3mol.chem import clean_rdkit_messages, embed_3d, molecule_from_rdkit, rdkit_messages
-from se3mol.io.base import LazyParsed, Parsed, is_text, number_or_text
+from se3mol.io.base import LazyParsed, Parsed, number_or_text, text_problem
 from se3mol.molecule import Molecule
 
 __all__ = ["molecule_from_molblock", "parse_sdf"]
@@ -27,8 +31,8 @@ _FLAT_TOL = 1e-3
 _MAX_RECORD_LINES = 2_000_000
 
 
-def parse_sdf(stream: TextIO, embed_seed: int) -> Iterator[LazyParsed]:
-    """The records of an SD file, each parsed (:func:`molecule_from_molblock`) when called."""
+def parse_sdf(stream: Iterable[str], embed_seed: int) -> Iterator[LazyParsed]:
+    """The records of an SD file (its lines), each parsed (:func:`molecule_from_molblock`) when called."""
     for first_line, lines, error in _sdf_blocks(stream):
         yield functools.partial(_sdf_record, first_line, lines, error, embed_seed)
 
@@ -44,7 +48,7 @@ def _sdf_record(first_line: int, lines: list[str], error: str | None, embed_seed
     return Parsed(name=title, molecule=mol, properties=_sdf_data_fields(lines))
 
 
-def _sdf_blocks(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
+def _sdf_blocks(stream: Iterable[str]) -> Iterator[tuple[int, list[str], str | None]]:
     """Split an SD file into records ``(first line number, lines, error)`` on ``$$$$`` lines.
 
     Done by hand because RDKit's SDMolSupplier also loses the record after a truncated one.
@@ -84,9 +88,14 @@ def molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) -
     (``AddHs(addCoords=True)``): a model scoring the molecule without them would see another molecule.
     """
     block = "".join(lines)
-    if not is_text(block):
-        # RDKit's own message for such input is an unreadable Boost.Python internals error.
-        raise ValueError("record is not text: it contains bytes that are not UTF-8 characters (binary data?)")
+    # Lines 4 to M  END are chemistry; RDKit's own message for binary data there is an unreadable Boost.Python
+    # internals error. (Titles and data fields may hold anything: RDKit keeps them as strings.)
+    for k, line in enumerate(lines[3:], start=3):
+        if problem := text_problem(line):
+            raise ValueError(f"record is not text: line {k + 1} of the record (line {first_line + k} of the file) "
+                             f"has {problem} (binary data?)")
+        if line.startswith("M  END"):
+            break
     # The counts line, atom and bond blocks are fixed-width ASCII columns. RDKit cuts a non-ASCII character
     # there in the middle of its bytes, and its log message about that cannot be decoded, which surfaces as
     # a Boost.Python internals error; so say what is wrong before RDKit sees it. (Title, comment and data
@@ -153,6 +162,7 @@ def molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) -
         notes += [f"{why}: re-embedded in 3D ({ff_notes[0]}, seed {embed_seed})", *ff_notes[1:]]
 
     molecule = molecule_from_rdkit(mol)
+    molecule.name = lines[0].strip() if lines else ""  # as read: names are cleaned where records are made
     molecule.notes = notes + rdkit_notes
     return molecule
 

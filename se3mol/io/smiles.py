@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
-from typing import TextIO
 
 from se3mol.chem import embed_smiles
 from se3mol.io.base import LazyParsed, Parsed
@@ -44,7 +43,7 @@ def smiles_lines(lines: Iterable[str]) -> Iterator[tuple[int, str, str]]:
         yield lineno, smiles, name
 
 
-def parse_smiles(stream: TextIO, embed_seed: int) -> Iterator[LazyParsed]:
+def parse_smiles(stream: Iterable[str], embed_seed: int) -> Iterator[LazyParsed]:
     """One record per line of :func:`smiles_lines`, embedded in 3D (seed ``embed_seed``) when called."""
     for lineno, smiles, name in smiles_lines(stream):
         yield functools.partial(_smiles_record, smiles, name, lineno, embed_seed)

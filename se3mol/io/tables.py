@@ -12,13 +12,22 @@ import csv
 import functools
 import os
 import re
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import IO, Any
 
 from se3mol.chem import embed_smiles
-from se3mol.io.base import LazyParsed, Parsed, extension, number_or_text, open_text, os_error_message, ready
+from se3mol.io.base import (
+    READ_ERRORS,
+    LazyParsed,
+    Parsed,
+    extension,
+    number_or_text,
+    open_stdin,
+    open_text,
+    read_error_message,
+    ready,
+)
 from se3mol.io.formats import detect_format, normalise_format
 
 __all__ = ["CsvOptions", "CsvPlan", "csv_columns", "parse_csv", "plan_csv"]
@@ -77,10 +86,10 @@ def csv_columns(path: str, smiles_column: str | None = None, id_column: str | No
     if path == "-":
         raise ValueError("csv_columns reads a file's header ahead of its records; stdin ('-') cannot be read twice")
     try:
-        with open_text(path) as stream:
-            lineno, header, _ = _csv_header(iter(stream))
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read the file: {os_error_message(exc)}") from None
+        with open_text(path) as lines:
+            lineno, header, _ = _csv_header(lines)
+    except READ_ERRORS as exc:
+        raise ValueError(f"{path}: cannot read the file: {read_error_message(exc)}") from None
     if header is None:
         raise ValueError(f"{path}: {_EMPTY_CSV}")
     try:
@@ -90,7 +99,7 @@ def csv_columns(path: str, smiles_column: str | None = None, id_column: str | No
     return layout.passthrough_names
 
 
-def parse_csv(stream: TextIO, embed_seed: int, path: str, options: CsvOptions) -> Iterator[LazyParsed]:
+def parse_csv(stream: Iterable[str], embed_seed: int, path: str, options: CsvOptions) -> Iterator[LazyParsed]:
     """One record per data row of a table with a header line; the rows are split here, embedded lazily."""
     lines = iter(stream)
     header_lineno, header, _ = _csv_header(lines)
@@ -230,6 +239,19 @@ class _Replay:
         return next(self._rest)
 
 
+class _Unreadable:
+    """Stdin that could not be read while its header was looked for: reading it again raises the same error."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self._exc = exc
+
+    def __iter__(self) -> _Unreadable:
+        return self
+
+    def __next__(self) -> str:
+        raise self._exc
+
+
 @dataclass
 class CsvPlan:
     """The pass-through columns of some inputs, known before their records are read (see plan_csv)."""
@@ -240,13 +262,13 @@ class CsvPlan:
 
 
 def plan_csv(
-    paths: Sequence[str], input_format: str | None, stdin: TextIO | _Replay | None, options: CsvOptions
+    paths: Sequence[str], input_format: str | None, stdin: IO[Any] | Iterable[str] | None, options: CsvOptions
 ) -> CsvPlan:
     """Which inputs are CSV and their pass-through columns (:func:`csv_columns`), before reading any record.
 
     Columns of a file that cannot be read, or lacks its SMILES / id column, are left out: reading it gives
-    the error record that says why. From stdin the header line is read here and handed out again after.
-    Raises ValueError for an unknown ``input_format``.
+    the error record that says why. From stdin (read as :func:`~se3mol.io.base.open_stdin` reads it) the header
+    line is read here and handed out again after. Raises ValueError for an unknown ``input_format``.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -258,8 +280,13 @@ def plan_csv(
         if path == "-":
             if fmt != "csv" or "-" in sources:  # stdin is read once; a second "-" gives no records
                 continue
-            lines = iter(stdin if stdin is not None else sys.stdin)
-            _, header, ahead = _csv_header(lines)
+            try:
+                lines = open_stdin(stdin)
+                _, header, ahead = _csv_header(lines)
+            except READ_ERRORS as exc:
+                stdin = _Unreadable(exc)  # reading it gives the error record
+                sources.add(path)
+                continue
             stdin = _Replay(ahead, lines)
             sources.add(path)
             if header is not None:

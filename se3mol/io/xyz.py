@@ -10,20 +10,20 @@ from __future__ import annotations
 import functools
 import io
 import re
-from collections.abc import Iterator
-from typing import Any, TextIO, cast
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 import ase.io
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-from se3mol.io.base import LazyParsed, Parsed, plain_value, ready
+from se3mol.io.base import LazyParsed, Parsed, plain_value, ready, text_problem
 from se3mol.molecule import Molecule
 
 __all__ = ["parse_with_ase", "parse_xyz"]
 
 
-def parse_xyz(stream: TextIO, embed_seed: int) -> Iterator[LazyParsed]:
+def parse_xyz(stream: Iterable[str], embed_seed: int) -> Iterator[LazyParsed]:
     """The frames of an (ext)XYZ file, each parsed by ASE when called; a broken frame is an error record."""
     del embed_seed  # XYZ frames are 3D already
     for first_line, lines, error in _xyz_frames(stream):
@@ -33,7 +33,7 @@ def parse_xyz(stream: TextIO, embed_seed: int) -> Iterator[LazyParsed]:
             yield functools.partial(_xyz_frame_to_parsed, lines, first_line)
 
 
-def _xyz_frames(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
+def _xyz_frames(stream: Iterable[str]) -> Iterator[tuple[int, list[str], str | None]]:
     """Split (ext)XYZ text into frames ``(count line number, lines, error)``.
 
     A frame is a count line, a comment line and exactly that many atom lines. After a bad count line, or a
@@ -87,8 +87,13 @@ def _xyz_frames(stream: TextIO) -> Iterator[tuple[int, list[str], str | None]]:
 def _xyz_frame_to_parsed(lines: list[str], first_line: int) -> Parsed:
     comment = lines[1].strip()
     key_value = _is_extxyz_comment(comment)
+    for k, line in enumerate(lines[2:], start=2):
+        if problem := text_problem(line):
+            return Parsed(name="" if key_value else comment, error=f"frame starting on line {first_line}: line "
+                          f"{first_line + k} is not text: it has {problem} (binary data?)")
     if not key_value:
-        lines = _symbols_for_atomic_numbers(lines)
+        # A free-text comment is the name, read leniently where records are made; ASE need not see it.
+        lines = _symbols_for_atomic_numbers([lines[0], "\n", *lines[2:]])
     try:
         # One frame, so one Atoms (ASE's annotation also allows a list, for slices).
         atoms = cast(Atoms, ase.io.read(io.StringIO("".join(lines)), format="extxyz"))
