@@ -1,8 +1,9 @@
 """SD files: split on ``$$$$`` lines, parse each record with RDKit, add missing hydrogens, re-embed 2D depictions.
 
 Records are delimited here, by hand, and parsed one at a time only when asked for (records of other shards are
-never parsed): RDKit's SDMolSupplier also loses the record after a truncated one. SD data fields become
-:attr:`~se3mol.io.Record.properties`.
+never parsed): RDKit's SDMolSupplier also loses the record after a truncated one. A record ends at a line that is
+exactly ``$$$$`` (trailing whitespace allowed); a data line that only starts with ``$$$$`` is data. SD data fields
+become :attr:`~se3mol.io.Record.properties`.
 
 The title, program and comment lines (1-3) and the data fields are free text, read leniently (a title with bytes
 that are not UTF-8 keeps its molecule; see :func:`~se3mol.io.base.clean_name`); the counts line, atom and bond
@@ -29,6 +30,8 @@ __all__ = ["molecule_from_molblock", "parse_sdf"]
 _FLAT_TOL = 1e-3
 # A record longer than this (lines) is almost surely a missing '$$$$'; stop buffering it.
 _MAX_RECORD_LINES = 2_000_000
+# What may follow the '$$$$' of a record separator: ASCII whitespace (not U+0085 or U+2028, which str.rstrip() takes).
+_TRAILING_SPACE = " \t\r\n\v\f"
 
 
 def parse_sdf(stream: Iterable[str], embed_seed: int) -> Iterator[LazyParsed]:
@@ -57,7 +60,7 @@ def _sdf_blocks(stream: Iterable[str]) -> Iterator[tuple[int, list[str], str | N
     first = 1
     too_long = False
     for lineno, line in enumerate(stream, start=1):
-        if line.startswith("$$$$"):
+        if line.startswith("$$$$") and line.rstrip(_TRAILING_SPACE) == "$$$$":
             if too_long:
                 yield first, lines[:1], _too_long_message(first)
             elif any(s.strip() for s in lines):

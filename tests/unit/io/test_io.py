@@ -240,7 +240,20 @@ def test_sdf_data_fields_become_properties(tmp_path):
     assert rec.properties == {"energy": -76.4, "source": "DFT B3LYP"}
 
 
+def test_sdf_only_a_line_that_is_exactly_dollars_ends_a_record(tmp_path):
+    # Issue 31 #8: a data line starting with '$$$$' ended the record early and added a spurious error row.
+    block = (EXAMPLES / "molecules.sdf").read_text().split("$$$$\n")[0].lstrip("\n")
+    data = "> <note>\n$$$$ is not the end\n\n> <code>\n$$$$x\n\n"
+    path = tmp_path / "dollars.sdf"
+    path.write_text(block + data + "$$$$ \t\n" + block + "$$$$\n")
+    recs = read(path)
+    assert [r.ok for r in recs] == [True, True]
+    assert recs[0].properties == {"note": "$$$$ is not the end", "code": "$$$$x"}
+
+
 # ------------------------------------------------------------------------------------------------ XYZ
+
+_WATER_XYZ = "3\n{}\nO 0.0 0.0 0.119\nH 0.0 0.763 -0.477\nH 0.0 -0.763 -0.477\n"
 
 
 def test_good_xyz_reads_every_frame():
