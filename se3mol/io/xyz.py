@@ -1,12 +1,27 @@
 """XYZ and extended XYZ (frames delimited here, each parsed by ASE), and every other format ASE reads.
 
-XYZ frames are delimited by hand so that a bad frame is one error record and reading resumes at the next
-frame header; ``ase.io.iread`` cannot resume after a bad frame, so for other ASE formats the rest of a file
-after one is lost (one error record says so).
+XYZ frames are delimited by hand so that every frame of the file is one record, a broken frame one error record,
+and reading goes on with the next frame; ``ase.io.iread`` cannot resume after a bad frame, so for other ASE formats
+the rest of a file after one is lost (one error record says so).
+
+A frame is a count line (a lone positive integer), a comment line (free text, or extxyz ``key=value`` pairs) and
+that many atom lines (``symbol x y z ...``; an atomic number for the symbol is read too). Blank lines between
+frames are skipped. A frame is broken when its count line is not a positive integer, when a line that is not an
+atom line (or the end of the file) comes before the announced number of atom lines, or when another atom line
+(a symbol or atomic number and three numbers) follows right after them.
+
+How the next frame is found after a broken one: every line up to the next one holding nothing but an integer
+(signed or not: a bad count starts a frame too) belongs to the broken frame, and that line starts the next frame.
+The one exception is the line right after a broken count line: that is the broken frame's comment line, whatever
+it holds (a frame number, say), unless it is a lone integer followed by a line that is not an atom line, which
+makes it the next frame's count line (a line of garbage between two frames). So one frame in is one record out,
+and the ``index`` of every later frame is its number in the file, counted from 0; a line of garbage where a frame
+should start is a frame of its own (an error record naming its line).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import re
@@ -33,55 +48,106 @@ def parse_xyz(stream: Iterable[str], embed_seed: int) -> Iterator[LazyParsed]:
             yield functools.partial(_xyz_frame_to_parsed, lines, first_line)
 
 
+class _Lines:
+    """Numbered lines (from 1) with two lines of look-ahead."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = enumerate(lines, start=1)
+        self._ahead: collections.deque[tuple[int, str]] = collections.deque()
+
+    def peek(self, k: int = 0) -> tuple[int, str] | None:
+        """The line ``k`` lines ahead of the next one (0: the next one), or ``None`` past the end."""
+        while len(self._ahead) <= k:
+            item = next(self._lines, None)
+            if item is None:
+                return None
+            self._ahead.append(item)
+        return self._ahead[k]
+
+    def next(self) -> tuple[int, str] | None:
+        item = self.peek()
+        if item is not None:
+            self._ahead.popleft()
+        return item
+
+    def skip_broken_frame(self) -> None:
+        """Skip the rest of a broken frame: every line up to the next count line (see the module docstring)."""
+        while (item := self.peek()) is not None and not _COUNT_LINE.fullmatch(item[1].strip()):
+            self.next()
+
+
 def _xyz_frames(stream: Iterable[str]) -> Iterator[tuple[int, list[str], str | None]]:
-    """Split (ext)XYZ text into frames ``(count line number, lines, error)``.
+    """Split (ext)XYZ text into frames ``(count line number, lines, error)``, one per frame, broken ones included.
 
-    A frame is a count line, a comment line and exactly that many atom lines. After a bad count line, or a
-    frame cut short, reading resumes at the next line holding a lone positive integer.
+    The module docstring says what a frame is, and how the next one is found after a broken one.
     """
-    lines_iter = enumerate(stream, start=1)
-    pending: tuple[int, str] | None = None  # a line read ahead that may start the next frame
-
-    def next_line() -> tuple[int, str] | None:
-        nonlocal pending
-        if pending is not None:
-            item, pending = pending, None
-            return item
-        return next(lines_iter, None)
-
-    while (item := next_line()) is not None:
+    lines = _Lines(stream)
+    while (item := lines.next()) is not None:
         lineno, line = item
         text = line.strip()
         if not text:
             continue  # blank lines between frames are harmless
         count = _positive_int(text)
         if count is None:
-            why = "must be a positive integer" if re.fullmatch(r"[+-]?\d+", text) else "is not an integer"
-            for ahead in lines_iter:
-                if _positive_int(ahead[1].strip()) is not None:
-                    pending = ahead
-                    break
-            yield lineno, [], f"line {lineno}: atom count {text!r} {why}"
+            if problem := text_problem(text):
+                error = f"line {lineno} (where a frame should start) is not text: it has {problem} (binary data?)"
+            else:
+                why = "must be a positive integer" if _COUNT_LINE.fullmatch(text) else "is not an integer"
+                error = f"line {lineno}: atom count {text!r} {why}"
+            if not _starts_a_frame(lines):
+                lines.next()  # its comment line (a frame number, say)
+            lines.skip_broken_frame()
+            yield lineno, [], error
             continue
-        comment = next_line()
+        comment = lines.next()
         if comment is None:
             yield lineno, [], f"line {lineno}: the file ends after the atom count ({count})"
             return
         atoms: list[str] = []
-        while len(atoms) < count and (item := next_line()) is not None:
-            if len(item[1].split()) < 4:  # not "symbol x y z": the frame is shorter than announced
-                pending = item
-                break
-            atoms.append(item[1])
+        while len(atoms) < count and (item := lines.peek()) is not None and len(item[1].split()) >= 4:
+            atoms.append(item[1])  # "symbol x y z": what is wrong with the symbol or numbers, ASE will say
+            lines.next()
         if len(atoms) < count:
-            where = (
-                f"line {pending[0]} ({pending[1].strip()!r}) is not an atom line"
-                if pending is not None
-                else "the file ends"
-            )
+            where = "the file ends" if item is None else f"line {item[0]} ({item[1].strip()!r}) is not an atom line"
+            lines.skip_broken_frame()
             yield lineno, [], f"line {lineno}: {count} atoms announced, {len(atoms)} atom lines ({where})"
             continue
+        if (item := lines.peek()) is not None and _is_atom_line(item[1]):
+            lines.skip_broken_frame()
+            yield lineno, [], (f"line {lineno}: {count} atoms announced, but line {item[0]} after them is another "
+                               f"atom line ({item[1].strip()!r})")
+            continue
         yield lineno, [line, comment[1], *atoms], None
+
+
+def _starts_a_frame(lines: _Lines) -> bool:
+    """Whether the next line, right after a broken count line, is the next frame's count line rather than the
+    broken frame's comment: a lone integer not followed by an atom line (a line of garbage between two frames)."""
+    item, after = lines.peek(), lines.peek(1)
+    return item is not None and _COUNT_LINE.fullmatch(item[1].strip()) is not None and (
+        after is None or not _is_atom_line(after[1]))
+
+
+# A line holding nothing but an integer: a count line, a bad one (0, -3) included. ASCII digits only: \d would take
+# other scripts' digits too.
+_COUNT_LINE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def _is_atom_line(line: str) -> bool:
+    """An atom line for sure: an element symbol or atomic number (up to 3 ASCII letters or digits), then three
+    numbers (``nan`` and ``inf`` included)."""
+    fields = line.split()
+    if len(fields) < 4 or len(fields[0]) > 3 or not fields[0].isascii():
+        return False
+    return (fields[0].isalpha() or fields[0].isdigit()) and all(_is_number(f) for f in fields[1:4])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _xyz_frame_to_parsed(lines: list[str], first_line: int) -> Parsed:
@@ -143,7 +209,7 @@ def _symbols_for_atomic_numbers(lines: list[str]) -> list[str]:
 
 
 def _positive_int(text: str) -> int | None:
-    if re.fullmatch(r"\+?\d+", text) and int(text) > 0:
+    if _COUNT_LINE.fullmatch(text) and not text.startswith("-") and int(text) > 0:
         return int(text)
     return None
 

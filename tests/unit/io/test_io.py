@@ -282,6 +282,46 @@ def test_broken_xyz_gives_one_error_per_bad_frame_and_resynchronises():
     assert recs[5].id == "methane" and recs[5].molecule.formula == "CH4"
 
 
+def test_xyz_every_frame_after_broken_ones_is_one_record(tmp_path):
+    # Issue 31 #7: after a bad count line the reader jumped to the next lone positive integer, here the broken
+    # frame's comment "2", which started a bogus frame; the frames counted -1 and 0 vanished: 5 frames, 3 rows.
+    path = tmp_path / "five.xyz"
+    path.write_text(_WATER_XYZ.format("frame 1") + "x3\n2\nO 0 0 0\nH 0.96 0 0\nH 0 0.96 0\n"
+                    + "-1\nframe 3\nO 0 0 0\n" + "0\nframe 4\n" + _WATER_XYZ.format("frame 5"))
+    recs = read(path)
+    assert [r.index for r in recs] == [0, 1, 2, 3, 4]
+    assert [r.ok for r in recs] == [True, False, False, False, True]
+    assert [r.id for r in recs] == ["frame 1", "five.xyz:2", "five.xyz:3", "five.xyz:4", "frame 5"]
+    assert [r.error for r in recs[1:4]] == ["line 6: atom count 'x3' is not an integer",
+                                            "line 11: atom count '-1' must be a positive integer",
+                                            "line 14: atom count '0' must be a positive integer"]
+
+
+def test_xyz_a_line_of_garbage_between_frames_is_one_record_and_the_next_frame_is_kept(tmp_path):
+    path = tmp_path / "t.xyz"
+    path.write_text(_WATER_XYZ.format("one") + "garbage\n" + _WATER_XYZ.format("two"))
+    recs = read(path)
+    assert [(r.ok, r.id) for r in recs] == [(True, "one"), (False, "t.xyz:2"), (True, "two")]
+    assert recs[1].error == "line 6: atom count 'garbage' is not an integer"
+
+
+@pytest.mark.parametrize("broken, error", [
+    ("3\nb\nO 0 0 0.119\nH 0 0.763\nH 0 -0.763 -0.477\n",
+     "line 1: 3 atoms announced, 1 atom lines (line 4 ('H 0 0.763') is not an atom line)"),
+    ("2\nb\nO 0 0 0.119\nH 0 0.763 -0.477\nH 0 -0.763 -0.477\n",
+     "line 1: 2 atoms announced, but line 5 after them is another atom line ('H 0 -0.763 -0.477')"),
+    ("3\nb\nO 0 0 0.119\n\nH 0 0.763 -0.477\nH 0 -0.763 -0.477\n",
+     "line 1: 3 atoms announced, 1 atom lines (line 4 ('') is not an atom line)"),
+], ids=["atom line without z", "one atom more than announced", "blank line among the atoms"])
+def test_xyz_a_broken_frame_is_one_record_and_the_next_keeps_its_number(tmp_path, broken, error):
+    # Issue 31 #7: the rest of such a frame became a second error row, so every later index was off by one.
+    path = tmp_path / "t.xyz"
+    path.write_text(broken + _WATER_XYZ.format("next"))
+    bad, good = read(path)
+    assert bad.error == error
+    assert (good.index, good.id, good.ok) == (1, "next", True)
+
+
 def test_xyz_frame_cut_short_by_end_of_file(tmp_path):
     path = tmp_path / "cut.xyz"
     path.write_text("3\nwater\nO 0 0 0\nH 0.96 0 0\n")
