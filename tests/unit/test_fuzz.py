@@ -6,8 +6,9 @@ files of random bytes are thrown in too. Each file goes through ``read_records``
 ``Predictor.predict_files`` (with the background featurising thread) and, in one test, through the CLI.
 
 Properties: nothing raises; there is exactly one output row per record that the format delimits (an
-independent count below: ``$$$$`` for SDF, frame headers for XYZ, lines for SMILES), in order; every row is
-either ``ok`` with finite predictions or ``error`` with a specific message.
+independent count below, restating the documented rules: ``$$$$`` lines for SDF, frames for XYZ, lines for
+SMILES, one record for a binary file), in order; every row is either ``ok`` with finite predictions or ``error``
+with a specific message.
 
 The default suite runs a bounded number of examples per test; the ``slow`` variants run ten times more
 (``pytest -m slow tests/unit/test_fuzz.py --hypothesis-show-statistics`` prints the counts).
@@ -108,36 +109,78 @@ def fuzzed_file(draw, fmt: str) -> bytes:
 # ----------------------------------------------------------------------------------- independent record count
 
 
+_SNIFF = 8192  # se3mol.io.base: how much of a file tells text from binary data and its line ends
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _is_binary(data: bytes) -> bool:
+    """se3mol.io.base's rule: a first block mostly NUL, control or not UTF-8, with control characters or no line end."""
+    sample = data[:_SNIFF]
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    text = sample.decode("utf-8", errors="replace")
+    one_line = len(sample) >= 1024 and b"\n" not in sample and b"\r" not in sample
+    if not text or not (_CONTROL.search(text) or one_line):
+        return False
+    return text.count("\ufffd") + len(_CONTROL.findall(text)) > 0.3 * len(text)
+
+
 def _text_lines(data: bytes) -> list[str]:
-    """The lines a reader sees: UTF-8 with replacement characters, universal newlines."""
-    return list(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace"))
+    """The lines a reader sees: UTF-8 with replacement characters, no BOM, ending at LF (CRLF read as LF), or at
+    CR in a file whose first block has CRs but no LF."""
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    sample = data[:_SNIFF]
+    end = "\r" if b"\n" not in sample and b"\r" in sample[:-1] else "\n"
+    parts = text.split(end)
+    lines = [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    return [line[:-2] + "\n" if line.endswith("\r\n") else line for line in lines]
 
 
 def _positive_int(text: str) -> bool:
-    return re.fullmatch(r"\+?\d+", text) is not None and int(text) > 0
+    return re.fullmatch(r"\+?[0-9]+", text) is not None and int(text) > 0
+
+
+def _lone_int(text: str) -> bool:
+    return re.fullmatch(r"[+-]?[0-9]+", text) is not None
+
+
+def _atom_line(line: str) -> bool:
+    """A symbol or atomic number (up to 3 ASCII letters or digits), then three numbers."""
+    fields = line.split()
+    if len(fields) < 4 or len(fields[0]) > 3 or not fields[0].isascii():
+        return False
+    if not (fields[0].isalpha() or fields[0].isdigit()):
+        return False
+    try:
+        for f in fields[1:4]:
+            float(f)
+    except ValueError:
+        return False
+    return True
 
 
 def expected_records(fmt: str, data: bytes) -> int:
     """How many records the format delimits, counted without the readers."""
+    if _is_binary(data) or data.startswith(b"\x1f\x8b"):  # binary data; gzip's magic, but no gzip stream after it
+        return 1
     lines = _text_lines(data)
-    if fmt == "sdf":  # every '$$$$' line ends a record; non-blank text after the last one is one more
+    if fmt == "sdf":  # every line that is exactly '$$$$' ends a record; non-blank text after the last is one more
         n, pending = 0, False
         for line in lines:
-            if line.startswith("$$$$"):
+            if line.rstrip(" \t\r\n\v\f") == "$$$$":
                 n, pending = n + 1, False
             elif line.strip():
                 pending = True
         return n + pending
     if fmt == "smi":  # one per non-blank, non-comment line, less a header line naming the column
         data_lines = [x.strip() for x in lines if x.strip() and not x.strip().startswith("#")]
-        if data_lines:
-            first = data_lines[0]
-            sep = "\t" if "\t" in first else ("," if "," in first else None)
-            if first.split(sep, 1)[0].strip().lower() in ("smiles", "smi", "canonical_smiles"):
-                data_lines = data_lines[1:]
+        if data_lines and re.split(r"[ \t,]", data_lines[0], maxsplit=1)[0].lower() in ("smiles", "smi",
+                                                                                          "canonical_smiles"):
+            data_lines = data_lines[1:]
         return len(data_lines)
-    # XYZ: a frame header is a lone positive integer; it is followed by a comment line and up to that many
-    # "symbol x y z" lines. Anything else where a header should be is one bad record, up to the next header.
+    # XYZ (the module docstring of se3mol.io.xyz): a frame is a count line, a comment line and that many atom lines;
+    # a broken frame runs to the next lone integer, the line after a broken count line being its comment unless
+    # it is a lone integer not followed by an atom line.
     n, i = 0, 0
     while i < len(lines):
         text = lines[i].strip()
@@ -147,13 +190,21 @@ def expected_records(fmt: str, data: bytes) -> int:
         n += 1
         if not _positive_int(text):
             i += 1
-            while i < len(lines) and not _positive_int(lines[i].strip()):
+            next_frame = i < len(lines) and _lone_int(lines[i].strip()) and not (
+                i + 1 < len(lines) and _atom_line(lines[i + 1]))
+            i += 0 if next_frame else 1
+            while i < len(lines) and not _lone_int(lines[i].strip()):
                 i += 1
             continue
+        if i + 1 >= len(lines):
+            break
         j, atoms = i + 2, 0
         while atoms < int(text) and j < len(lines) and len(lines[j].split()) >= 4:
             j, atoms = j + 1, atoms + 1
-        i = j if i + 1 < len(lines) else len(lines)
+        if atoms < int(text) or (j < len(lines) and _atom_line(lines[j])):
+            while j < len(lines) and not _lone_int(lines[j].strip()):
+                j += 1
+        i = j
     return n
 
 

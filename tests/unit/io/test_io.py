@@ -391,6 +391,24 @@ def test_smiles_file_one_record_per_line_with_per_line_errors():
     assert not any(r.molecule.is_flat() for r in good)
 
 
+def test_smiles_file_id_is_everything_after_the_smiles_commas_included(tmp_path):
+    # Issue 31 #9: "CCO ethyl alcohol, absolute" was split at the comma and named "absolute".
+    path = tmp_path / "ids.smi"
+    path.write_text("CCO ethyl alcohol, absolute\nC,methane, natural gas\nN\tammonia, anhydrous\nO water\n")
+    recs = read(path)
+    assert [r.id for r in recs] == ["ethyl alcohol, absolute", "methane, natural gas", "ammonia, anhydrous", "water"]
+    assert [r.smiles for r in recs] == ["CCO", "C", "N", "O"]
+
+
+def test_csv_quoted_id_with_a_comma_stays_one_field(tmp_path):
+    # SMILES files take the rest of the line as the id; CSV tables keep their quoting rules.
+    path = tmp_path / "t.csv"
+    path.write_text('smiles,name,logS\nCCO,"ethyl alcohol, absolute",-0.77\nC,methane,-0.6\n')
+    recs = read(path, id_column="name")
+    assert [r.id for r in recs] == ["ethyl alcohol, absolute", "methane"]
+    assert [r.properties for r in recs] == [{"logS": -0.77}, {"logS": -0.6}]
+
+
 def test_embed_smiles_is_reproducible_and_keeps_bond_orders():
     a = embed_smiles("CC(=O)O", seed=3, name="acetic acid")
     b = embed_smiles("CC(=O)O", seed=3)
