@@ -1,6 +1,7 @@
 """se3mol predict through Typer's CliRunner: rows, order, formats, stdin, errors and exit codes."""
 
 import csv
+import gzip
 import io
 import json
 import math
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from se3mol.cli.app import app
 from se3mol.cli.common import EXIT_BAD_MODEL, EXIT_OUTPUT, EXIT_SOME_RECORDS_FAILED
 from tests.helpers import FIXTURES, ROOT
+from tests.helpers.hostile import write_corpus
 
 runner = CliRunner()
 
@@ -253,3 +255,32 @@ def test_table_format_keeps_every_prediction_column_whole_and_four_digits(tiny_c
     for column in ("gap_meV", "mu_D"):
         value = float(first[column])
         assert (f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}") in row
+
+
+@pytest.mark.parametrize("fmt, text, ids", [
+    ("smi", "CCO ethyl alcohol, absolute\nC methane\n", ["ethyl alcohol, absolute", "methane"]),
+    ("csv", "smiles,name\nCCO,ethanol\nC,methane\n", ["-:1", "-:2"]),
+])
+def test_gzip_on_stdin_is_decompressed(tiny_checkpoint, fmt, text, ids):
+    # Issue 31 #11: gzip piped into `predict -` was read as text.
+    r = runner.invoke(app, ["predict", "-", "--input-format", fmt, "--model", str(tiny_checkpoint)],
+                      input=gzip.compress(text.encode()))
+    assert r.exit_code == 0, r.stderr
+    assert [x["id"] for x in _rows(r.stdout)] == ids
+
+
+def test_hostile_inputs_give_one_row_per_record(tiny_checkpoint, tmp_path):
+    corpus = write_corpus(tmp_path)
+    r = runner.invoke(app, ["predict", *[str(path) for path, _ in corpus], "--model", str(tiny_checkpoint)])
+    assert r.exit_code == EXIT_SOME_RECORDS_FAILED, r.stderr
+    rows = _rows(r.stdout)
+    assert [int(x["index"]) for x in rows] == list(range(sum(case.records for _, case in corpus)))
+    for path, case in corpus:
+        mine = [x for x in rows if x["source"] == str(path)]
+        assert len(mine) == case.records, case.name
+        errors = [x["error"] for x in mine if x["status"] == "error"]  # the corpus is in the model's domain
+        assert len(errors) == len(case.errors), case.name
+        assert all(fragment in e for fragment, e in zip(case.errors, errors, strict=True)), case.name
+    titles = [x for x in rows if x["source"].endswith("sdf_odd_titles.sdf")]
+    assert [x["status"] for x in titles] == ["ok"] * 4
+    assert titles[1]["id"] == "caf\ufffd latin-1" and "not UTF-8" in titles[1]["notes"]
