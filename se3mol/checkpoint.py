@@ -24,14 +24,15 @@ class CheckpointError(ValueError):
     """A file that is not a usable se3mol checkpoint (corrupt, foreign, or of another format)."""
 
 
-# What se3mol.writers.atomic_open's temporary names look like: "." + target name + "." + 8 random characters + ".tmp".
+# What se3mol.writers.atomic_open's temporary names look like: "." + target name + "." + PID@HOST + "." + 8 random
+# characters + ".tmp" (earlier versions: without PID@HOST).
 _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     """Delete the temporary files that an interrupted atomic write left in ``directory``; returns them.
 
-    A process killed mid-write (SIGKILL, power loss) leaves ``.NAME.XXXXXXXX.tmp`` behind. Its name
+    A process killed mid-write (SIGKILL, power loss) leaves ``.NAME.PID@HOST.XXXXXXXX.tmp`` behind. Its name
     already says it is incomplete, and the file it was to replace is intact; this only tidies up.
     Call it when no other process is writing into ``directory``.
     """
@@ -76,6 +77,21 @@ def model_checkpoint(model: MoleculeModel, **extra: Any) -> dict[str, Any]:
     )
 
 
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in se3mol's words. PyTorch's own text for a file
+    that would run code begins with advice to load it with ``weights_only=False``: se3mol never does that, and
+    must not seem to suggest it."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        detail = next((line.strip() for line in text.splitlines() if "GLOBAL" in line or "global" in line), "")
+        found = re.search(r"GLOBAL (\S+)", detail)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds Python objects{what} that a safe load refuses; se3mol never runs code from a checkpoint "
+                "(a crafted or foreign file, not one se3mol wrote)")
+    first = text.splitlines()[0][:200] if text else type(exc).__name__
+    return f"corrupt or not a PyTorch file ({type(exc).__name__}: {first})"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint dict safely, with a clear error for anything that is not one of ours."""
     path = Path(path)
@@ -84,9 +100,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (pickle errors come in many types)
-        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a readable se3mol checkpoint (corrupt, or not safe to load): {msg}") from None
+        raise CheckpointError(f"{path} is not a readable se3mol checkpoint: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is a PyTorch file but not an se3mol checkpoint")
     if ckpt["format_version"] != FORMAT_VERSION:

@@ -2,16 +2,21 @@
 
 Output to a path goes to a temporary file next to it and is renamed into place only when
 everything was written, so a failed run never leaves a complete-looking file behind. :func:`atomic_open`
-is that one atomic write, for any file se3mol writes.
+is that one atomic write, for any file se3mol writes. A temporary file names the process writing it, so that a
+later write of the same file removes what a killed writer (SIGKILL, the OOM killer, a power cut) left behind,
+and never the file of a writer still running.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import math
 import os
+import re
+import socket
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -157,8 +162,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, suffix: str = ".tmp
     atomic), which on a normal exit is flushed, fsynced, given the permissions a plain ``open()`` would give and
     renamed over ``path``; on an exception it is removed and ``path`` is left as it was.
 
-    The temporary file is ``.NAME.XXXXXXXX<suffix>`` (8 random characters), hidden, and says by its name that
-    it is unfinished. ``mode`` is ``"w"`` (text, UTF-8, newlines as written) or ``"wb"``.
+    The temporary file is ``.NAME.PID@HOST.XXXXXXXX<suffix>`` (the writing process, the machine, 8 random
+    characters), hidden, and says by its name that it is unfinished. Before it is made, the temporary files of
+    ``path`` with the same suffix that processes no longer running on this machine left behind (a writer killed
+    mid-write) are removed; a running writer's file, another machine's (on a shared file system) and names of
+    another form are left alone. ``mode`` is ``"w"`` (text, UTF-8, newlines as written) or ``"wb"``.
 
     Raises:
         OSError: if the directory does not exist and ``make_parents`` is false, or the file cannot be written.
@@ -175,7 +183,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, suffix: str = ".tmp
         path.parent.mkdir(parents=True, exist_ok=True)
     elif not path.parent.is_dir():
         raise OSError(f"output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    _remove_dead_writers_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_host()}.", suffix=suffix, dir=path.parent)
     text = "b" not in mode
     try:
         with os.fdopen(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as fh:
@@ -187,6 +196,43 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, suffix: str = ".tmp
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.cache
+def _host() -> str:
+    """This machine's name as temporary names give it: no dots (they separate the name's parts), at most 32 chars."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:32] or "host"
+
+
+def _remove_dead_writers_temporaries(path: Path, suffix: str) -> None:
+    """Remove the temporary files of ``path`` (``suffix``) whose writers, on this machine, are no longer running."""
+    prefix = f".{path.name}."
+    ours = re.compile(rf"{re.escape(prefix)}(\d+)@{re.escape(_host())}\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return  # mkstemp will say what is wrong with the directory
+    for entry in entries:
+        if not entry.name.startswith(prefix) or (m := ours.fullmatch(entry.name)) is None:
+            continue
+        if not _running(int(m[1])) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):  # another run may have removed it first
+                os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` is running on this machine; ``True`` where that cannot be told."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, and is another user's
+        return True
+    return True
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
