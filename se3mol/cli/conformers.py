@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -52,7 +53,8 @@ def conformers(
              "then the most diverse; 1 keeps every sample. Default: 3 for clofnet and hybrid, 1 for etkdg.")] = None,
     relax: Annotated[str | None, typer.Option(
         "--relax", metavar="[mmff|xtb]",
-        help="Finish with minimisation: " + "; ".join(f"{k}: {v}" for k, v in RELAX_METHODS.items())
+        # Help text is rich markup: escaped, or "se3mol[xtb]" in RELAX_METHODS would print as "se3mol".
+        help=escape("Finish with minimisation: " + "; ".join(f"{k}: {v}" for k, v in RELAX_METHODS.items()))
              + ". Plain --relax is mmff. Energies and convergence go into each record.", show_default=False)] = None,
     start_sigma: Annotated[float | None, typer.Option(
         help="Noise (Angstrom) each ETKDG conformer is perturbed with before the score model anneals it "
