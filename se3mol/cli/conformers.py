@@ -18,13 +18,18 @@ from se3mol.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_SOME_RECORDS_FAILED,
+    EmbedTimeout,
+    Fragments,
     Justify,
+    MaxAtoms,
     err,
     fail,
+    record_limits,
     silence_stdout,
 )
 from se3mol.conformers.methods import METHODS
 from se3mol.conformers.relax import RELAX_METHODS
+from se3mol.limits import Limits
 
 PRESETS = ("default", "fast", "paper")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -39,8 +44,9 @@ def conformers(
     n: Annotated[int, typer.Option("-n", "--num-conformers", min=1, help="Conformers per molecule.")] = 10,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="SD file to write (atomically); default stdout.")] = None,
-    method: Annotated[str, typer.Option(help=" or ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ".")
-                      ] = next(iter(METHODS)),
+    method: Annotated[str | None, typer.Option(
+        help=" or ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ". Default: auto; clofnet when "
+        "--model is given.", show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
         help="Score model for --method clofnet or hybrid: shipped name or .pt path. "
              "Default: conformers-clofnet-qm9 (clofnet), conformers-clofnet-drugs (hybrid).")] = None,
@@ -64,6 +70,9 @@ def conformers(
         help="Score network arithmetic (clofnet, hybrid): float32, bfloat16 (faster where the hardware has it), "
              "or auto (bfloat16 where --device multiplies it natively, else float32). Default: auto.",
         show_default=False)] = None,
+    max_atoms: MaxAtoms = Limits.max_atoms,
+    embed_timeout: EmbedTimeout = Limits.embed_timeout,
+    fragments: Fragments = Limits.fragments,
 ) -> None:
     """Generate 3D conformers (with hydrogens, bonds from the SMILES) and write them as SDF.
 
@@ -71,10 +80,13 @@ def conformers(
     method, seed and sampler settings. Exit 0 if every molecule got its conformers, 3 if some failed (the
     others are still written), 4 if the score model cannot be loaded, 5 if the output cannot be written.
     """
+    from se3mol.checkpoint import CheckpointError
     from se3mol.conformers import ModelUnavailableError, generate_conformers, make_method, read_smiles_inputs
+    from se3mol.limits import use as use_limits
     from se3mol.runtime import keep_freed_memory
     from se3mol.writers import SDFWriter
 
+    method = method or ("clofnet" if model is not None else "auto")  # a score model of one's own: sample with it
     if method not in METHODS:
         raise typer.BadParameter(f"choose {' or '.join(METHODS)}", param_hint="--method")
     if preset is not None and preset not in PRESETS:
@@ -99,41 +111,42 @@ def conformers(
         raise typer.BadParameter(f"choose {', '.join(PRECISIONS)}", param_hint="--precision")
     if oversample is not None and not oversample >= 1:
         raise typer.BadParameter("must be at least 1", param_hint="--oversample")
-    try:
-        items = read_smiles_inputs(inputs)
-    except OSError as exc:
-        fail(f"cannot read input: {exc}", EXIT_INPUT)
-    if not items:
-        fail("no SMILES in the input (blank lines and # comments are skipped)", EXIT_INPUT)
+    with use_limits(record_limits(max_atoms, embed_timeout, fragments)):  # also while the inputs are read
+        try:
+            items = read_smiles_inputs(inputs)
+        except OSError as exc:
+            fail(f"cannot read input: {exc}", EXIT_INPUT)
+        if not items:
+            fail("no SMILES in the input (blank lines and # comments are skipped)", EXIT_INPUT)
 
-    if "device" in METHODS[method].options:
-        keep_freed_memory()  # a torch sampler's many tensors of a few MiB: 1.35-1.8x faster (se3mol.runtime)
-        options["device"] = device
-    try:
-        generator = make_method(method, **{k: v for k, v in options.items() if k in METHODS[method].options})
-    except ModelUnavailableError as exc:
-        fail(str(exc), EXIT_BAD_MODEL)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    if oversample is not None:
-        generator.oversample = oversample
+        if "device" in METHODS[method].options:
+            keep_freed_memory()  # a torch sampler's many tensors of a few MiB: 1.35-1.8x faster (se3mol.runtime)
+            options["device"] = device
+        try:
+            generator = make_method(method, **{k: v for k, v in options.items() if k in METHODS[method].options})
+        except (ModelUnavailableError, CheckpointError) as exc:  # a crafted or corrupt file too: exit 4, as documented
+            fail(str(exc), EXIT_BAD_MODEL)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if oversample is not None:
+            generator.oversample = oversample
 
-    results = []
-    try:
-        with SDFWriter(output) as writer, _Progress(len(items)) as progress:
-            for result in generate_conformers(items, generator, n, seed=seed, relax=relax):
-                for mol, conf_id, title, props in result.records():
-                    writer.write(mol, conf_id, title, props)
-                results.append(result)
-                progress.done(result)
-    except BrokenPipeError:
-        silence_stdout()
-        raise typer.Exit(EXIT_OK) from None
-    except OSError as exc:
-        fail(f"cannot write output: {exc}", EXIT_OUTPUT)
+        results = []
+        try:
+            with SDFWriter(output) as writer, _Progress(len(items)) as progress:
+                for result in generate_conformers(items, generator, n, seed=seed, relax=relax):
+                    for mol, conf_id, title, props in result.records():
+                        writer.write(mol, conf_id, title, props)
+                    results.append(result)
+                    progress.done(result)
+        except BrokenPipeError:
+            silence_stdout()
+            raise typer.Exit(EXIT_OK) from None
+        except OSError as exc:
+            fail(f"cannot write output: {exc}", EXIT_OUTPUT)
 
-    _render_summary(results, n)
-    raise typer.Exit(EXIT_SOME_RECORDS_FAILED if any(r.status == "error" for r in results) else EXIT_OK)
+        _render_summary(results, n)
+        raise typer.Exit(EXIT_SOME_RECORDS_FAILED if any(r.status == "error" for r in results) else EXIT_OK)
 
 
 class ConformersCommand(TyperCommand):

@@ -24,9 +24,9 @@ from typing import Any
 
 from rdkit import Chem
 
-from se3mol.chem import conformer_positions, with_conformers
+from se3mol.chem import conformer_positions, rdkit_from_smiles, select_fragments, with_conformers
 from se3mol.conformers.checks import FINDINGS, ConformerChecks
-from se3mol.conformers.inputs import SmilesInput, derive_seed, molecule_from_smiles
+from se3mol.conformers.inputs import SmilesInput, derive_seed
 from se3mol.conformers.methods import ConformerMethod
 from se3mol.conformers.relax import MMFF_MAX_ITERS, RelaxOutcome
 from se3mol.conformers.relax import relax as relax_conformers
@@ -154,9 +154,19 @@ def generate_one(item: SmilesInput, method: ConformerMethod, n: int, seed: int =
         result.error = item.error
         return result
     try:
-        mol = molecule_from_smiles(item.smiles)
+        mol, fragment_notes = select_fragments(rdkit_from_smiles(item.smiles))  # --fragments
+        if len(Chem.GetMolFrags(mol)) > 1:
+            raise ValueError("conformers of several fragments at once are not generated (--fragments all); use "
+                             "--fragments largest, or give each fragment as its own SMILES")
+        result.notes.extend(fragment_notes)
+        mol = Chem.AddHs(mol)
         result.canonical_smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
         result.seed = derive_seed(seed, result.canonical_smiles)
+        choose = getattr(method, "choose", None)  # --method auto: the method that fits this molecule
+        if choose is not None:
+            method, why = choose(mol)
+            result.method, result.settings = method.name, method.settings()
+            result.notes.append(why)
         method.check(mol)
         result.extrapolation = method.extrapolation(mol)
         result.notes.extend(result.extrapolation)

@@ -128,7 +128,7 @@ def test_unwritable_output_and_missing_model(tmp_path, monkeypatch):
     r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "-o", "/nonexistent/dir/out.sdf"])
     assert r.exit_code == EXIT_OUTPUT and "does not exist" in r.stderr
     monkeypatch.setenv("SE3MOL_MODELS", str(tmp_path))  # an installation without the shipped score model
-    r = runner.invoke(app, ["generate-conformers", "CCO"])  # the alias, and the default method (clofnet)
+    r = runner.invoke(app, ["generate-conformers", "CCO"])  # the alias, and the default method (auto)
     assert r.exit_code == EXIT_BAD_MODEL
     assert "conformers-clofnet-qm9" in r.stderr and "--method etkdg" in r.stderr
     r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "--steps", "3"])
@@ -276,7 +276,7 @@ def test_precision_is_chosen_recorded_and_checked(fake_clofnet, monkeypatch):
     r = runner.invoke(app, ["conformers", "CCO", "--precision", "half"])
     assert r.exit_code == 2 and "--precision" in r.stderr
     r = runner.invoke(app, ["conformers", "CCO", "--method", "etkdg", "--precision", "float32"])
-    assert r.exit_code == 2 and "only apply to --method clofnet" in r.stderr
+    assert r.exit_code == 2 and "only apply to --method auto or" in " ".join(r.stderr.replace("│", " ").split())
 
 
 # ---- evaluate-conformers ------------------------------------------------------------------------------
@@ -514,3 +514,23 @@ def test_hybrid_takes_its_starting_noise_and_only_hybrid_does(fake_clofnet):
     assert sigma == pytest.approx(0.7)
     r = runner.invoke(app, ["conformers", "CCO", "--method", "clofnet", "--start-sigma", "0.7"])
     assert r.exit_code == 2 and "--start-sigma only apply to --method hybrid" in r.stderr
+
+
+def test_default_method_is_chosen_per_molecule_and_named_in_each_record(tmp_path):
+    r = runner.invoke(app, ["conformers", "CCO", "Clc1ccccc1", "OP(=O)(O)O", "-n", "1", "--preset", "fast"])
+    assert r.exit_code == 0, r.stderr
+    assert [m.GetProp("method") for m in _records(r.stdout)] == ["clofnet", "hybrid", "etkdg"]
+    r = runner.invoke(app, ["conformers", "CCN.Cl", "-n", "1", "--method", "etkdg", "--fragments", "error"])
+    assert r.exit_code == 3 and "salt, hydrate or mixture" in r.stderr
+
+
+def test_crafted_score_model_is_exit_4(tmp_path):
+    from tests.helpers import CodeRunningPickle
+
+    bad = tmp_path / "bad.pt"
+    import torch
+
+    torch.save({"x": CodeRunningPickle()}, bad)
+    r = runner.invoke(app, ["conformers", "CCO", "--model", str(bad)])
+    assert r.exit_code == 4, r.output
+    assert "Re-running" not in r.stderr and "weights_only set to False" not in r.stderr

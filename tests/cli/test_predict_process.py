@@ -160,7 +160,7 @@ def test_crafted_and_foreign_checkpoints_exit_4_and_run_no_code(tmp_path, monkey
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((tmp_path / "evil.pt").read_bytes()[:200])
-    for path, message in [(evil, "not safe to load"), (foreign, "not an se3mol checkpoint"),
+    for path, message in [(evil, "a safe load refuses"), (foreign, "not an se3mol checkpoint"),
                           (truncated, "cannot load model")]:
         r = subprocess.run([*SE3MOL, "predict", str(FIXTURES / "good.sdf"), "--model", str(path)],
                            capture_output=True, text=True, env=ENV, timeout=300)
