@@ -48,6 +48,8 @@ class Molecule:
         smiles: canonical SMILES when known, else ``""``.
         notes: free-text remarks gathered on the way (e.g. "embedded from SMILES with ETKDG+MMFF").
         radical_electrons: unpaired electrons when the input says (SDF, SMILES); ``None`` when unknown (XYZ).
+        periodic: the input gave a periodic cell (extxyz ``pbc``, CIF, POSCAR, ...); se3mol treats every record
+            as an isolated molecule and ignores the cell, with a warning.
 
     >>> import numpy as np
     >>> m = Molecule(z=np.array([8, 1, 1]), pos=np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
@@ -64,6 +66,7 @@ class Molecule:
     smiles: str = ""
     notes: list[str] = field(default_factory=list)
     radical_electrons: int | None = None
+    periodic: bool = False
 
     def __post_init__(self) -> None:
         self.z = np.asarray(self.z, dtype=np.int64).reshape(-1)
@@ -123,18 +126,19 @@ class Molecule:
             raise ValueError("bond refers to an atom index outside the molecule")
 
     def physical_warnings(self, isolated: float = ISOLATED_ATOM) -> list[str]:
-        """What makes this record an odd input for a model of molecules, though it can be scored: a lone atom,
-        or atoms further than ``isolated`` Angstrom from every other atom (not one molecule: a unit slip, atoms
-        100,000 A apart, or fragments far apart)."""
+        """What makes this record an odd input for a model of molecules, though it can be scored: a periodic
+        cell, a lone atom, or atoms further than ``isolated`` Angstrom from every other atom (not one molecule:
+        a unit slip, atoms 100,000 A apart, or fragments far apart)."""
+        out = ["periodic cell (pbc) in the input, ignored: scored as one isolated molecule"] if self.periodic else []
         if self.n_atoms == 1:
-            return ["a single atom: no bonds or geometry; models of molecules were not trained on lone atoms"]
+            return [*out, "a single atom: no bonds or geometry; models of molecules were not trained on lone atoms"]
         d, _ = nearest_distances(self.pos)
         far = np.flatnonzero(d > isolated)
-        if not len(far):
-            return []
-        which = ", ".join(str(int(k) + 1) for k in far[:5]) + (" ..." if len(far) > 5 else "")
-        return [f"{len(far)} atom(s) ({which}) more than {isolated:g} A from every other atom (up to "
-                f"{d.max():.4g} A): not one molecule? (coordinates in Angstrom expected)"]
+        if len(far):
+            which = ", ".join(str(int(k) + 1) for k in far[:5]) + (" ..." if len(far) > 5 else "")
+            out.append(f"{len(far)} atom(s) ({which}) more than {isolated:g} A from every other atom (up to "
+                       f"{d.max():.4g} A): not one molecule? (coordinates in Angstrom expected)")
+        return out
 
     def is_flat(self, tol: float = 1e-3) -> bool:
         """True when all coordinates lie in a plane and z is zero: a 2D depiction, not a 3D geometry.

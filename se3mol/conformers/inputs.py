@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
 from rdkit import Chem
 
 from se3mol.chem import rdkit_from_smiles
+from se3mol.io.base import NotTextError, open_stdin, open_text
 from se3mol.io.smiles import smiles_lines
 
 __all__ = ["SmilesInput", "derive_seed", "molecule_from_smiles", "read_smiles_inputs"]
@@ -75,7 +76,11 @@ def read_smiles_inputs(inputs: Sequence[str], stdin: TextIO | None = None) -> li
     out: list[SmilesInput] = []
     for arg in inputs:
         if arg == "-":
-            out.extend(_smiles_inputs(stdin if stdin is not None else sys.stdin, "-", len(out)))
+            try:
+                with open_stdin(stdin) as fh:
+                    out.extend(_smiles_inputs(fh, "-", len(out)))
+            except (NotTextError, EOFError, zlib.error) as exc:
+                out.append(SmilesInput(len(out), "-", "-", error=f"stdin: {exc or type(exc).__name__}"))
         elif os.path.exists(arg):
             if os.path.isdir(arg):
                 raise IsADirectoryError(f"{arg} is a directory, not a SMILES file")
@@ -84,8 +89,11 @@ def read_smiles_inputs(inputs: Sequence[str], stdin: TextIO | None = None) -> li
                     f"{arg} looks like a structure file; conformers reads SMILES (a string, a text file with one "
                     "SMILES per line, or '-' for stdin)")))
                 continue
-            with open(arg, encoding="utf-8", errors="replace") as fh:
-                out.extend(_smiles_inputs(fh, arg, len(out)))
+            try:  # as se3mol predict reads files: gzip told by its bytes, byte-order mark dropped, LF/CRLF ends
+                with open_text(arg) as fh:
+                    out.extend(_smiles_inputs(fh, arg, len(out)))
+            except (NotTextError, EOFError, zlib.error) as exc:
+                out.append(SmilesInput(len(out), arg, arg, error=f"{arg}: {exc or type(exc).__name__}"))
         else:
             item = SmilesInput(len(out), "argument", arg.strip())
             try:
@@ -101,7 +109,7 @@ def read_smiles_inputs(inputs: Sequence[str], stdin: TextIO | None = None) -> li
     return out
 
 
-def _smiles_inputs(stream: TextIO, source: str, start: int) -> Iterator[SmilesInput]:
+def _smiles_inputs(stream: Iterable[str], source: str, start: int) -> Iterator[SmilesInput]:
     for lineno, smiles, name in smiles_lines(stream):
         yield SmilesInput(start, source, smiles, name, line=lineno)
         start += 1

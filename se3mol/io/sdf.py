@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from rdkit import Chem
 
-from se3mol.chem import clean_rdkit_messages, embed_3d, molecule_from_rdkit, rdkit_messages
+from se3mol.chem import clean_rdkit_messages, embed_3d, molecule_from_rdkit, rdkit_messages, select_fragments
 from se3mol.io.base import LazyParsed, Parsed, number_or_text, text_problem
 from se3mol.molecule import Molecule
 
@@ -127,6 +127,10 @@ def molecule_from_molblock(lines: list[str], first_line: int, embed_seed: int) -
     # Warnings on a record RDKit did read (e.g. ambiguous stereo) are worth keeping; the 2D one is ours below.
     rdkit_notes = [f"RDKit: {m}" for m in clean_rdkit_messages(messages).split("; ") if m]
     rdkit_notes = [m for m in rdkit_notes if "Z coords are zero" not in m]
+    # Salts, hydrates, mixtures: the fragment policy (--fragments) before hydrogens and any re-embedding, so that
+    # a depiction's fragments are not embedded on top of each other.
+    mol, fragment_notes = select_fragments(mol)
+    rdkit_notes = fragment_notes + rdkit_notes
 
     # Before the 2D check, so that a depiction is embedded with its hydrogens and their sp3 centres count.
     missing_h = sum(a.GetTotalNumHs() for a in mol.GetAtoms())  # H counted on atoms, not given as atoms

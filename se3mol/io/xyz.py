@@ -188,7 +188,10 @@ def _xyz_frame_to_parsed(lines: list[str], first_line: int) -> Parsed:
         raw_charge = properties.get("charge", 0)
         if isinstance(raw_charge, (int, float)) and float(raw_charge).is_integer():
             charge = int(raw_charge)
-    mol = Molecule(z=atoms.numbers, pos=atoms.positions, charge=charge, name=name)
+        elif isinstance(raw_charge, (int, float)):
+            return Parsed(name=name, properties=properties, error=f"total charge {raw_charge:g} in the comment line "
+                          "is not a whole number: no molecule has it")
+    mol = Molecule(z=atoms.numbers, pos=atoms.positions, charge=charge, name=name, periodic=bool(atoms.pbc.any()))
     return Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True)
 
 
@@ -233,5 +236,5 @@ def parse_with_ase(source: Any, fmt: str) -> Iterator[LazyParsed]:
         properties = {k: plain_value(v) for k, v in info.items()}
         if atoms.calc is not None:
             properties.update({k: plain_value(v) for k, v in atoms.calc.results.items()})
-        mol = Molecule(z=atoms.numbers, pos=atoms.positions, name=name)
+        mol = Molecule(z=atoms.numbers, pos=atoms.positions, name=name, periodic=bool(atoms.pbc.any()))
         yield ready(Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True))

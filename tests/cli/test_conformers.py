@@ -534,3 +534,16 @@ def test_crafted_score_model_is_exit_4(tmp_path):
     r = runner.invoke(app, ["conformers", "CCO", "--model", str(bad)])
     assert r.exit_code == 4, r.output
     assert "Re-running" not in r.stderr and "weights_only set to False" not in r.stderr
+
+
+def test_smiles_files_are_read_as_predict_reads_them(tmp_path):
+    """gzip told by its bytes (whatever the name), a byte-order mark dropped: the io layer's one text reader."""
+    import gzip
+
+    from se3mol.conformers.inputs import read_smiles_inputs
+
+    packed = tmp_path / "in.smi"
+    packed.write_bytes(gzip.compress("\ufeffCCO ethanol\nCCN ethylamine, free base\n".encode()))
+    items = read_smiles_inputs([str(packed)])
+    assert [(i.smiles, i.name, i.error) for i in items] == [("CCO", "ethanol", None),
+                                                            ("CCN", "ethylamine, free base", None)]

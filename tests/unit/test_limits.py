@@ -117,3 +117,22 @@ def test_predict_survives_a_polymer_and_a_huge_frame_in_bounded_memory(tmp_path)
     rows = proc.stdout.strip().splitlines()[1:]
     assert len(rows) == 2 and "50000 atoms, more than the limit of 500" in rows[1]
     assert peak_mb < 1024, f"peak memory {peak_mb:.0f} MB"
+
+
+def test_2d_sdf_salt_keeps_its_largest_fragment_and_embeds_cleanly(tmp_path):
+    """2D SDF records with several fragments were embedded stacked and refused as 'coincident atoms'."""
+    from rdkit.Chem import AllChem
+
+    salt = Chem.MolFromSmiles("CC(=O)Oc1ccccc1C(=O)[O-].[Na+]")
+    AllChem.Compute2DCoords(salt)
+    salt.SetProp("_Name", "aspirin sodium")
+    path = tmp_path / "salt2d.sdf"
+    path.write_text(Chem.MolToMolBlock(salt) + "$$$$\n")
+    (rec,) = read_records([str(path)])
+    assert rec.molecule is not None, rec.error
+    assert rec.molecule.formula == "C9H8O4" and rec.molecule.charge == 0
+    assert any("removed [Na+]" in n for n in rec.notes) and any("re-embedded in 3D" in n for n in rec.notes)
+    with limits.use(limits.Limits(fragments="all")):
+        (rec,) = read_records([str(path)])
+    assert rec.molecule is not None, rec.error
+    rec.molecule.validate()

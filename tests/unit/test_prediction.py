@@ -256,3 +256,15 @@ def test_physically_odd_inputs_are_scored_with_a_warning(tiny_checkpoint):
     assert "single atom" in df["warning"][0]
     assert "3 atom(s) (1, 2, 3) more than 6 A from every other atom (up to 1e+05 A)" in df["warning"][1]
     assert df["warning"][2] is None or df["warning"][2] != df["warning"][2]  # None or NaN: nothing to say
+
+
+def test_periodic_frame_warns_and_fractional_charge_is_an_error(tiny_checkpoint, tmp_path):
+    path = tmp_path / "frames.extxyz"
+    water = "O 0 0 0.12\nH 0 0.76 -0.47\nH 0 -0.76 -0.47\n"
+    path.write_text(f'3\nLattice="10 0 0 0 10 0 0 0 10" Properties=species:S:1:pos:R:3 pbc="T T T"\n{water}'
+                    f"3\nProperties=species:S:1:pos:R:3 charge=0.5\n{water}"
+                    f"3\nProperties=species:S:1:pos:R:3 charge=0\n{water}")
+    df = predict([str(path)], model=str(tiny_checkpoint))
+    assert list(df["status"]) == ["ok", "error", "ok"]
+    assert "periodic cell (pbc) in the input, ignored" in df["warning"][0]
+    assert "total charge 0.5 in the comment line is not a whole number" in df["error"][1]
