@@ -4,7 +4,8 @@
 
 Before the fix, the Gaussian distance expansion (``exp`` of a large negative number), nearly closed edge gates and
 the sampler's repulsion kernel made subnormal floats, which many CPUs handle ~100x slower than normal ones. They are
-now set to exactly 0 at their source (:func:`se3mol.nn.layers.exp_neg` and ``sigmoid_gate``).
+now floored at ``eps^2`` (1.4e-14 in float32) at their source by a clamp before the exponential
+(:func:`se3mol.nn.layers.exp_neg` and ``sigmoid_gate``).
 This script measures, in one process and one thread, interleaved over ``--rounds`` rounds (best round kept):
 
 - ``before``: the same model and weights with the old functions patched back in (``torch.exp``,

@@ -26,36 +26,35 @@ def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False
 
 
 def negligible(dtype: torch.dtype) -> float:
-    """The size below which :func:`exp_neg` and :func:`sigmoid_gate` return exactly 0: ``eps^2``
-    of the dtype (1.4e-14 in float32, 4.9e-32 in float64). Next to anything of order one it is invisible at the
-    dtype's precision, and a product of two such numbers is still a normal float, never a subnormal one."""
+    """The floor of :func:`exp_neg` and :func:`sigmoid_gate`: ``eps^2`` of the dtype (1.4e-14 in float32, 4.9e-32 in
+    float64). Next to anything of order one it is invisible at the dtype's precision, and it is far enough above
+    the subnormal range (below 1.2e-38 in float32) that its products with weights and gradients stay normal."""
     return torch.finfo(dtype).eps ** 2
 
 
 def exp_neg(x: Tensor) -> Tensor:
-    """``exp(-x)`` for ``x >= 0``, set to exactly 0 where it is below :func:`negligible`.
+    """``exp(-x)`` for ``x >= 0``, never below :func:`negligible` (``x`` is clamped before the exponential; the
+    gradient is 0 where it is).
 
     A Gaussian of a distance far from its centre is ``exp`` of a large negative number: a subnormal float
-    (below ``torch.finfo(dtype).tiny``, 1.2e-38 in float32), or a number whose products are. Many CPUs compute
-    with subnormals ~100x slower, and ~5% of a distance expansion's features on QM9 were subnormal: the dense
-    layer reading them, and its weight gradient, took most of a training step
-    (``benchmarks/speed/subnormals.py``). Zeroing them at their source needs no process-wide flush-to-zero flag,
-    which a library must not set for its users. The gradient is ``-exp(-x)`` where the value is kept, else 0.
+    (below ``torch.finfo(dtype).tiny``). Many CPUs compute with subnormals ~100x slower, and ~5% of a distance
+    expansion's features on QM9 were subnormal: the dense layer reading them, and its weight gradient, took most
+    of a training step on the Intel Xeon where it was measured (``benchmarks/speed/subnormals.py``). Flooring them
+    at their source needs no process-wide flush-to-zero flag, which a library must not set for its users, and a
+    clamp costs less than the exponential it saves from underflowing.
     """
-    limit = -math.log(negligible(x.dtype))
-    keep = x < limit
-    return torch.where(keep, torch.exp(-torch.where(keep, x, limit)), 0.0)
+    return torch.exp(-x.clamp(max=-math.log(negligible(x.dtype))))
 
 
 def sigmoid_gate(logit: Tensor) -> Tensor:
-    """``sigmoid(logit)``, set to exactly 0 where it is below :func:`negligible` (an edge gated off: its
-    message times the gate would otherwise be a subnormal float, see :func:`exp_neg`)."""
-    return torch.where(logit > math.log(negligible(logit.dtype)), torch.sigmoid(logit), 0.0)
+    """``sigmoid(logit)``, never below :func:`negligible` (an edge gated off: its message times the gate would
+    otherwise be a subnormal float, see :func:`exp_neg`)."""
+    return torch.sigmoid(logit.clamp(min=math.log(negligible(logit.dtype))))
 
 
 class GaussianRBF(nn.Module):
-    """Gaussians of the interatomic distance ``d [E]`` -> ``[E,num]`` (SchNet's expansion), without subnormal
-    floats (:func:`exp_neg`)."""
+    """Gaussians of the interatomic distance ``d [E]`` -> ``[E,num]`` (SchNet's expansion), floored at
+    :func:`negligible` so that none is a subnormal float (:func:`exp_neg`)."""
 
     centers: Tensor  # [num] Angstrom
 
