@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from se3mol.cli.check_equivariance import check_equivariance
@@ -28,8 +30,20 @@ app.command("generate-conformers", cls=ConformersCommand, help="Alias of `se3mol
 app.command("evaluate-conformers")(evaluate_conformers)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import sys
+
+        from se3mol._version import __version__
+
+        print(f"se3mol {__version__} (Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print se3mol's version and exit.")] = False,
+          ) -> None:
     """SE(3)-equivariant neural networks for molecules: train, predict, generate conformers, check equivariance."""
 
 

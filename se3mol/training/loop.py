@@ -117,11 +117,14 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.split["train"]) / self.global_batch)
         # Steps the schedule spans: all epochs, or (with max_time) the estimate of what fits in the budget.
         self.total_steps = self.steps_per_epoch * config.epochs
-        warm = min(config.warmup_steps, max(self.total_steps // 10, 1))
-        if config.max_time:
-            warm = min(warm, 200)  # the budget's step count is not known yet; keep the warmup short
 
         def lr_lambda(step: int) -> float:
+            # Warm-up over at most a tenth of the steps the schedule spans, read at each step: a time budget's
+            # plan (_plan_steps) shortens it with the schedule, so even a run of a few dozen steps reaches the
+            # peak rate and decays to the end (it once ended in warm-up, at 35-70% of the peak rate).
+            warm = min(config.warmup_steps, max(self.total_steps // 10, 1))
+            if config.max_time:
+                warm = min(warm, 200)
             if step < warm:
                 return (step + 1) / warm
             t = min((step - warm) / max(self.total_steps - warm, 1), 1.0)
@@ -306,7 +309,7 @@ class Trainer:
                     self.save_last()
                 if self.cfg.max_time:
                     spent = self.elapsed + time.perf_counter() - t0
-                    if self.global_step in (20, 100, 500) or k + 1 == self.steps_per_epoch:
+                    if self.global_step in (5, 20, 100, 500) or k + 1 == self.steps_per_epoch:
                         self._plan_steps(spent)
                     if self.dist.any(spent >= self.cfg.max_time):  # every rank stops at the same step
                         out_of_time = True

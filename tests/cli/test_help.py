@@ -28,3 +28,10 @@ def test_help_texts_survive_rich_markup(name):
     for param, text in texts.items():
         meant = text.replace("\\[", "[")  # an escaped bracket prints as a bracket
         assert Text.from_markup(text).plain == meant, f"se3mol {name} {param}: markup ate part of {text!r}"
+
+
+def test_version():
+    from se3mol._version import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.startswith(f"se3mol {__version__} ")

@@ -132,3 +132,25 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, qm9):
     assert json.loads((tmp_path / "e" / "results.json").read_text())["epochs_run"] == 3 != first["epochs_run"]
     with pytest.raises(ValueError, match="epochs: 3 -> 2"):  # fewer epochs is still a changed configuration
         Trainer(make_task(_cfg(tmp_path / "e", epochs=2), qm9)).resume(tmp_path / "e" / "last.pt")
+
+
+def test_a_short_time_budget_still_warms_up_and_decays(tmp_path, qm9, monkeypatch):
+    """With the default warm-up (1,000 steps) and many epochs, a budget of a few dozen steps ended in warm-up."""
+    from se3mol.training import loop
+
+    ticks = iter(range(10**7))
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return float(next(ticks))
+
+    monkeypatch.setattr(loop, "time", Clock)
+    lrs = []
+    t = Trainer(make_task(_cfg(tmp_path / "s", epochs=1000, max_time=60.0, warmup_steps=1000, limit=96), qm9),
+                progress=lambda info: lrs.append(t.sched.get_last_lr()[0]) if info["event"] == "step" else None)
+    t.train()
+    peak = t.cfg.lr
+    assert 10 <= len(lrs) < 100  # a few dozen steps in the budget
+    assert max(lrs) > 0.9 * peak  # the warm-up completed
+    assert lrs[-1] < 0.3 * peak  # and the rate decayed by the end
