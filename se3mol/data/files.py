@@ -52,13 +52,15 @@ from se3mol.writers import atomic_open, atomic_write_text
 _log = logging.getLogger(__name__)
 #: Seconds between progress messages while files are featurised (3D embedding of SMILES can take minutes).
 PROGRESS_EVERY = 5.0
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: conversions reported, SMILES embeddings counted
 #: Labels further than this many robust standard deviations from their target's median are dropped (reported).
 OUTLIER_MAD = 10.0
 #: Fewest usable molecules a training run accepts (at least 8 to train on, one each to validate and test).
 MIN_MOLECULES = 10
 
 REPORT_COLUMNS = ("index", "id", "source", "status", "reason")
+#: Notes that say a record was changed on the way in; such a record is listed in the report as "converted".
+_CONVERSIONS = ("re-embedded in 3D", "hydrogen(s) missing", "fragments (salt", "neutralised")
 
 
 def _as_targets(targets: Sequence[str | Target]) -> list[Target]:
@@ -116,6 +118,7 @@ class LabelledDataset(PackedMolecules):
     sources: list[str]
     fields: dict[str, list[Any]] = field(default_factory=dict)
     report: list[dict[str, Any]] = field(default_factory=list)
+    embedded: int = 0  # molecules embedded in 3D from SMILES
     n_records: int = 0
     forces: Tensor | None = None
     forces_key: str | None = None
@@ -170,8 +173,13 @@ class LabelledDataset(PackedMolecules):
             counts[f"forces ({self.forces_key})"] = int((per_mol == self.counts).sum())
         labels = ", ".join(f"{k} {v}" for k, v in counts.items())
         outliers = sum(r["status"] == "label dropped" for r in self.report)
+        converted = sum(r["status"] == "converted" for r in self.report)
+        changes = [f"{self.embedded} embedded in 3D from SMILES"] if self.embedded else []
+        if converted:
+            changes.append(f"{converted} converted (2D re-embedded, hydrogens added or salts stripped)")
         return (f"{self.n_records} record(s) read, {len(self)} used, {len(skipped)} skipped"
-                + (f" ({why})" if why else "") + f"; labels: {labels}"
+                + (f" ({why})" if why else "") + (f", {', '.join(changes)}" if changes else "")
+                + f"; labels: {labels}"
                 + (f"; {outliers} outlier label(s) dropped (see the report)" if outliers else ""))
 
     def write_report(self, path: str | Path) -> None:
@@ -202,7 +210,7 @@ class LabelledDataset(PackedMolecules):
         indices: list[int] = []  # each kept molecule's record index
         kept: dict[str, list[Any]] = {f: [] for f in keep_fields}
         seen: dict[str, int] = {}
-        n_records = 0
+        n_records = embedded = 0
 
         def note(rec: Any, status: str, reason: str) -> None:
             report.append({"index": rec.index, "id": rec.id, "source": rec.source, "status": status,
@@ -245,6 +253,10 @@ class LabelledDataset(PackedMolecules):
                 continue
             for p in problems:
                 note(rec, "label missing", p)
+            changed = [n for n in rec.notes if any(k in n for k in _CONVERSIONS)]
+            if changed:
+                note(rec, "converted", "; ".join(changed))
+            embedded += any("embedded from SMILES" in n for n in rec.notes)
             seen[rec.id] = rec.index
             mols.append(mol)
             ys.append(row)
@@ -271,6 +283,7 @@ class LabelledDataset(PackedMolecules):
                 kept = {f: [v for v, ok in zip(vals, keep, strict=True) if ok] for f, vals in kept.items()}
                 y = y[keep]
         ds = cls._pack(mols, y, targets, ids, sources, kept, report, n_records)
+        ds.embedded = embedded
         if forces is not None:
             ds.forces = torch.from_numpy(np.concatenate(fs).astype(np.float32)) if fs else torch.zeros(0, 3)
             ds.forces_key = forces
@@ -368,7 +381,7 @@ class LabelledDataset(PackedMolecules):
         d["meta"] = json.dumps({"smiles": self.smiles, "targets": [t.to_dict() for t in self.targets],
                                 "ids": self.ids, "sources": self.sources, "fields": self.fields,
                                 "report": self.report, "n_records": self.n_records,
-                                "forces_key": self.forces_key})
+                                "forces_key": self.forces_key, "embedded": self.embedded})
         return d
 
     @classmethod
@@ -376,7 +389,7 @@ class LabelledDataset(PackedMolecules):
         meta = json.loads(d.pop("meta"))
         return cls(**d, smiles=meta["smiles"], targets=[Target(**t) for t in meta["targets"]], ids=meta["ids"],
                    sources=meta["sources"], fields=meta["fields"], report=meta["report"],
-                   n_records=meta["n_records"], forces_key=meta.get("forces_key"))
+                   n_records=meta["n_records"], forces_key=meta.get("forces_key"), embedded=meta.get("embedded", 0))
 
     def concat(self, other: LabelledDataset) -> LabelledDataset:
         """This data set followed by ``other`` (same targets); ids must stay unique."""
@@ -400,6 +413,7 @@ class LabelledDataset(PackedMolecules):
             sources=self.sources + other.sources,
             fields={k: self.fields.get(k, [None] * len(self)) + other.fields.get(k, [None] * len(other)) for k in keys},
             report=self.report + other.report, n_records=self.n_records + other.n_records,
+            embedded=self.embedded + other.embedded,
             forces=torch.cat([self.forces, other.forces]) if self.forces is not None and other.forces is not None
             else None,
             forces_key=self.forces_key)

@@ -141,3 +141,29 @@ def test_absurd_labels_are_dropped_and_reported():
     assert float(ds.y[:, 0].abs().nan_to_num().max()) < 10 and "2 outlier label(s) dropped" in ds.summary()
     kept = LabelledDataset.from_dataframe(df, ["y", "z"], outlier_mad=0)
     assert len(kept) == 22 and not any(r["status"] == "label dropped" for r in kept.report)
+
+
+def test_conversions_are_counted_and_reported(tmp_path):
+    """2D records without hydrogens were re-embedded silently: '0 skipped' and an empty report."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from se3mol.data.files import LabelledDataset
+
+    path = tmp_path / "flat.sdf"
+    with path.open("w") as f:
+        for k, smi in enumerate(["CCO", "CCN", "CC(=O)O.[Na+].[OH-]", "c1ccccc1O"]):
+            m = Chem.MolFromSmiles(smi)
+            AllChem.Compute2DCoords(m)
+            m.SetProp("_Name", f"m{k}")
+            m.SetProp("y", str(k))
+            f.write(Chem.MolToMolBlock(m) + f">  <y>\n{k}\n\n$$$$\n")
+    ds = LabelledDataset.from_files([path], ["y"], cache=False)
+    converted = [r for r in ds.report if r["status"] == "converted"]
+    assert len(ds) == 4 and len(converted) == 4
+    assert all("re-embedded in 3D" in r["reason"] and "hydrogen(s) missing" in r["reason"] for r in converted)
+    assert "removed" in converted[2]["reason"]
+    assert "4 converted (2D re-embedded, hydrogens added or salts stripped)" in ds.summary()
+    smi = tmp_path / "t.csv"
+    smi.write_text("smiles,y\nCCO,1\nCCN,2\n")
+    assert "2 embedded in 3D from SMILES" in LabelledDataset.from_files([smi], ["y"], cache=False).summary()
