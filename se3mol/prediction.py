@@ -38,7 +38,7 @@ from se3mol.targets import Target
 
 BASE_COLUMNS = ("index", "id", "source", "smiles", "n_atoms", "status", "error")
 # After the predictions, so the columns a pipeline sorts on come at fixed, early positions.
-TRAILING_COLUMNS = ("warning", "notes")
+TRAILING_COLUMNS = ("warning", "notes", "canonical_smiles")
 # Prefix of a CSV input's column whose name is already an output column (e.g. a measured "gap_meV").
 PASSTHROUGH_PREFIX = "input_"
 
@@ -87,10 +87,12 @@ class PredictStats:
 
 @dataclass(frozen=True)
 class _PassThrough:
-    """CSV input columns copied into the rows: input name -> output column, for records of ``sources``."""
+    """Input values copied into the rows: input name -> output column. CSV columns for records of ``sources``;
+    the names in ``fields`` (``--keep-fields``: SD data fields, extxyz info keys) for records of every source."""
 
     names: dict[str, str]
     sources: frozenset[str]
+    fields: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -172,8 +174,9 @@ class Predictor:
     def predict_files(self, paths: Sequence[str], input_format: str | None = None,
                       embed_seed: int = 0, stdin=None,
                       shard: tuple[int, int] | str | None = None, *, smiles_column: str | None = None,
-                      id_column: str | None = None) -> Iterator[dict[str, Any]]:
-        """Rows for every record of ``paths`` (``-`` is stdin), in input order.
+                      id_column: str | None = None, keep_fields: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Rows for every record of ``paths`` (``-`` is stdin), in input order; ``keep_fields`` as in
+        :meth:`predict_file_chunks`.
 
         ``shard=(i, n)`` (or ``"i/n"``) scores only the records whose index is ``i`` modulo ``n``; their
         ``index`` column stays the position in the whole input. See :func:`se3mol.io.read_records`.
@@ -184,14 +187,17 @@ class Predictor:
         value: an empty cell, another input file, a row that could not be split).
         """
         for chunk in self.predict_file_chunks(paths, input_format, embed_seed, stdin, shard,
-                                              smiles_column=smiles_column, id_column=id_column):
+                                              smiles_column=smiles_column, id_column=id_column,
+                                              keep_fields=keep_fields):
             yield from chunk
 
     def predict_file_chunks(self, paths: Sequence[str], input_format: str | None = None,
                             embed_seed: int = 0, stdin=None,
                             shard: tuple[int, int] | str | None = None, *, smiles_column: str | None = None,
-                            id_column: str | None = None) -> Generator[list[dict[str, Any]], None, None]:
-        """The same rows, one list per batch (what a streaming writer flushes at a time).
+                            id_column: str | None = None, keep_fields: Sequence[str] = (),
+                            ) -> Generator[list[dict[str, Any]], None, None]:
+        """The same rows, one list per batch (what a streaming writer flushes at a time). ``keep_fields``: record
+        properties (SD data fields, extxyz info keys) copied into columns of their own, after the predictions.
 
         Arguments are checked here, before anything is read (``ValueError`` for a bad format or shard).
         The headers of CSV inputs are read here too (from stdin: its first line, handed on to the reader),
@@ -202,7 +208,8 @@ class Predictor:
         plan = plan_csv(paths, input_format, stdin, CsvOptions(smiles_column, id_column))
         records = read_records(paths, input_format, stdin=plan.stdin, embed_seed=embed_seed, shard=shard,
                                smiles_column=smiles_column, id_column=id_column)
-        passthrough = _PassThrough(self._output_names(plan.columns), plan.sources)
+        fields = [f for f in keep_fields if f not in plan.columns]
+        passthrough = _PassThrough(self._output_names([*plan.columns, *fields]), plan.sources, frozenset(fields))
         self.input_columns = list(passthrough.names.values())
         return self._chunks(records, passthrough)
 
@@ -331,13 +338,15 @@ class Predictor:
     def _row(self, rec: Any, passthrough: _PassThrough | None = None) -> dict[str, Any]:
         mol = rec.molecule
         row: dict[str, Any] = {c: None for c in self.model_columns}
-        row.update(index=rec.index, id=rec.id, source=rec.source, smiles=rec.smiles or (mol.smiles if mol else ""),
+        canonical = rec.smiles or (mol.smiles if mol else "")
+        row.update(index=rec.index, id=rec.id, source=rec.source, smiles=rec.input_smiles or canonical,
                    n_atoms=mol.n_atoms if mol is not None else None, status="", error=None, warning=None,
-                   notes="; ".join(rec.notes) if rec.notes else None)
+                   notes="; ".join(rec.notes) if rec.notes else None, canonical_smiles=canonical or None)
         if passthrough is not None:
             # Only CSV records: an SD data field of the same name is no value of that column.
             values = rec.properties if rec.source in passthrough.sources else {}
-            row.update({out: values.get(name) for name, out in passthrough.names.items()})
+            row.update({out: values.get(name) if name not in passthrough.fields else rec.properties.get(name)
+                        for name, out in passthrough.names.items()})
         return row
 
     def _prepare(self, mol: Molecule, row: dict[str, Any]) -> Molecule:

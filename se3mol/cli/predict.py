@@ -59,6 +59,9 @@ def predict(
         help="Batches read and featurised ahead of the model in a background thread (0: no thread).")] = 2,
     profile: Annotated[bool, typer.Option(
         "--profile", help="Print where the time went (reading, featurising, model, writing) on stderr.")] = False,
+    keep_fields: Annotated[list[str] | None, typer.Option(
+        "--keep-fields", help="Copy this SD data field (or extxyz info key) of each record into a column of its own, "
+        "after the predictions; repeat for more. CSV inputs keep all their columns anyway.")] = None,
     max_atoms: MaxAtoms = Limits.max_atoms,
     embed_timeout: EmbedTimeout = Limits.embed_timeout,
     fragments: Fragments = Limits.fragments,
@@ -105,7 +108,7 @@ def predict(
         try:
             chunks = predictor.predict_file_chunks(inputs, input_format=input_format, embed_seed=seed,
                                                    shard=shard_in, smiles_column=smiles_column,
-                                                   id_column=id_column)
+                                                   id_column=id_column, keep_fields=keep_fields or ())
         except ValueError as exc:  # the shard was checked above: an unknown input format
             raise typer.BadParameter(str(exc), param_hint="--input-format") from None
         if fmt == "table":

@@ -61,6 +61,7 @@ class Parsed:
     error: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     perceive_smiles: bool = False
+    input_smiles: str = ""  # the SMILES as the input gave it (SMILES files and CSV tables)
 
 
 #: A delimited record, parsed only when called: records of other shards are never parsed.

@@ -79,6 +79,8 @@ class Record:
             per-frame results such as ``energy``, and for CSV input the row's other columns (all but the
             SMILES and id columns, also on a row whose SMILES is bad). Numbers where they parse as numbers;
             in CSV rows an empty or NA / N/A / NaN / null / None cell is ``None``.
+        input_smiles: the SMILES exactly as the input gave it (SMILES files and CSV tables, also when it could not
+            be read), else ``""``.
     """
 
     index: int
@@ -89,6 +91,7 @@ class Record:
     smiles: str = ""
     notes: list[str] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
+    input_smiles: str = ""
 
     @property
     def ok(self) -> bool:
@@ -322,5 +325,6 @@ def _finish(parsed: Parsed, index: int, source: str, n: int) -> Record:
         smiles=mol.smiles if mol is not None else "",
         notes=notes,
         properties=parsed.properties,
+        input_smiles=parsed.input_smiles,
     )
 

@@ -60,6 +60,6 @@ def parse_smiles(stream: Iterable[str], embed_seed: int) -> Iterator[LazyParsed]
 
 def _smiles_record(smiles: str, name: str, lineno: int, embed_seed: int) -> Parsed:
     try:
-        return Parsed(name=name, molecule=embed_smiles(smiles, seed=embed_seed, name=name))
+        return Parsed(name=name, molecule=embed_smiles(smiles, seed=embed_seed, name=name), input_smiles=smiles)
     except ValueError as exc:
-        return Parsed(name=name, error=f"line {lineno}: {exc}")
+        return Parsed(name=name, error=f"line {lineno}: {exc}", input_smiles=smiles)

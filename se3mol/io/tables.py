@@ -134,11 +134,12 @@ def parse_csv(stream: Iterable[str], embed_seed: int, path: str, options: CsvOpt
 def _csv_record(row: list[str], layout: _CsvLayout, lineno: int, embed_seed: int) -> Parsed:
     name = row[layout.id].strip() if layout.id is not None else ""
     properties = {layout.columns[k]: _cell_value(row[k]) for k in layout.passthrough}
+    given = row[layout.smiles].strip()
     try:
-        molecule = embed_smiles(row[layout.smiles], seed=embed_seed, name=name)
+        molecule = embed_smiles(given, seed=embed_seed, name=name)
     except ValueError as exc:
-        return Parsed(name=name, error=f"line {lineno}: {exc}", properties=properties)
-    return Parsed(name=name, molecule=molecule, properties=properties)
+        return Parsed(name=name, error=f"line {lineno}: {exc}", properties=properties, input_smiles=given)
+    return Parsed(name=name, molecule=molecule, properties=properties, input_smiles=given)
 
 
 def _csv_header(lines: Iterator[str]) -> tuple[int, str | None, list[str]]:
@@ -183,7 +184,11 @@ def _csv_layout(header: str, delimiter: str, options: CsvOptions) -> _CsvLayout:
                 "smiles_column (se3mol predict --smiles-column)"
             )
         smiles = maybe
-    id_ = None if options.id_column is None else _find_column(columns, options.id_column, "id")
+    id_: int | None
+    if options.id_column is not None:
+        id_ = _find_column(columns, options.id_column, "id")
+    else:  # a column the user called id is the records' id, not a pass-through column renamed input_id
+        id_ = next((k for k, c in enumerate(columns) if c.lower() == "id" and k != smiles), None)
     passthrough = tuple(k for k in range(len(columns)) if k not in (smiles, id_))
     return _CsvLayout(delimiter, tuple(columns), smiles, id_, passthrough)
 

@@ -176,7 +176,7 @@ TARGET_COLUMNS = ["mu_D", "alpha_bohr3", "homo_meV", "lumo_meV", "gap_meV", "r2_
                   "H_meV", "G_meV", "Cv_cal_molK"]
 # the default is a shipped ensemble: each target's mean, then its (calibrated) spread across the members
 MODEL_COLUMNS = (["index", "id", "source", "smiles", "n_atoms", "status", "error"]
-                 + [c for t in TARGET_COLUMNS for c in (t, f"{t}_std")] + ["warning", "notes"])
+                 + [c for t in TARGET_COLUMNS for c in (t, f"{t}_std")] + ["warning", "notes", "canonical_smiles"])
 
 
 def test_csv_input_passes_its_other_columns_through_in_order():
@@ -192,7 +192,8 @@ def test_csv_input_passes_its_other_columns_through_in_order():
     assert [x["index"] for x in rows] == ["0", "1", "2", "3", "4"]  # one row per input row, in order
     assert [x["id"] for x in rows] == ["ethanol", "benzene", "broken ring", "table.csv:4", "acetonitrile"]
     assert [x["status"] for x in rows] == ["ok", "ok", "error", "error", "ok"]
-    assert [x["smiles"] for x in rows] == ["CCO", "c1ccccc1", "", "", "CC#N"]
+    assert [x["smiles"] for x in rows] == ["CCO", "c1ccccc1", "C1CC", "", "CC#N"]  # as given, a bad one too
+    assert [x["canonical_smiles"] for x in rows] == ["CCO", "c1ccccc1", "", "", "CC#N"]
     assert [x["input_gap_meV"] for x in rows] == ["8123.5", "", "7000", "", ""]
     assert [x["solvent"] for x in rows] == ["water", "toluene, dry", "water", "", ""]
     assert [x["count"] for x in rows] == ["3", "", "1", "", "0012"]
@@ -229,7 +230,7 @@ def test_csv_without_its_smiles_column_is_an_error_row_naming_the_columns(tiny_c
     assert r.exit_code == EXIT_SOME_RECORDS_FAILED
     rows = _rows(r.stdout)
     assert r.stdout.splitlines()[0].split(",") == ["index", "id", "source", "smiles", "n_atoms", "status",
-                                                   "error", "gap_meV", "mu_D", "warning", "notes"]
+                                                   "error", "gap_meV", "mu_D", "warning", "notes", "canonical_smiles"]
     assert [x["status"] for x in rows] == ["error", "ok", "ok", "ok"]
     assert "no SMILES column" in rows[0]["error"] and "'name', 'structure'" in rows[0]["error"]
     r = runner.invoke(app, ["predict", str(path), "--smiles-column", "structure", "--model", str(tiny_checkpoint)])
@@ -284,3 +285,29 @@ def test_hostile_inputs_give_one_row_per_record(tiny_checkpoint, tmp_path):
     titles = [x for x in rows if x["source"].endswith("sdf_odd_titles.sdf")]
     assert [x["status"] for x in titles] == ["ok"] * 4
     assert titles[1]["id"] == "caf\ufffd latin-1" and "not UTF-8" in titles[1]["notes"]
+
+
+def test_user_identifiers_are_kept(tiny_checkpoint, tmp_path):
+    """A CSV column called id was renamed input_id while id became file:N; SD fields could not be kept."""
+    table = tmp_path / "t.csv"
+    table.write_text("smiles,id,assay\nOCC,CPD-1,3.2\nCCN,CPD-2,4.1\n")
+    r = runner.invoke(app, ["predict", str(table), "--model", str(tiny_checkpoint)])
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [x["id"] for x in rows] == ["CPD-1", "CPD-2"] and "input_id" not in rows[0] and rows[0]["assay"] == "3.2"
+    assert (rows[0]["smiles"], rows[0]["canonical_smiles"]) == ("OCC", "CCO")  # as given, and canonical
+    sdf = tmp_path / "m.sdf"
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    with sdf.open("w") as f:
+        for k, smi in enumerate(["CCO", "CCN"]):
+            m = Chem.AddHs(Chem.MolFromSmiles(smi))
+            AllChem.EmbedMolecule(m, randomSeed=k)
+            m.SetProp("_Name", f"mol{k}")
+            m.SetProp("vendor_id", f"V{k}")
+            f.write(Chem.MolToMolBlock(m) + f">  <vendor_id>\nV{k}\n\n$$$$\n")
+    r = runner.invoke(app, ["predict", str(sdf), "--model", str(tiny_checkpoint), "--keep-fields", "vendor_id",
+                            "--keep-fields", "missing"])
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert r.exit_code == 0, r.stderr
+    assert [x["vendor_id"] for x in rows] == ["V0", "V1"] and [x["missing"] for x in rows] == ["", ""]
