@@ -258,15 +258,20 @@ def _train_ensemble(cfg, n: int, resume: Path | None) -> None:
     from se3mol.tasks.run import train_ensemble
 
     ens = train_ensemble(cfg, n, resume is not None, run=_run_one, log=err.print)
-    table = Table(title=f"Ensemble of {len(ens.members)}: test metrics of each member")
+    table = Table(title=f"Ensemble of {len(ens.members)}: test MAE of each member and of their mean")
     table.add_column("target")
     for k in range(len(ens.members)):
         table.add_column(f"member {k}", justify="right")
+    if ens.ensemble_test is not None:
+        table.add_column("ensemble (mean)", justify="right")
     for t, values in ens.test.items():
-        table.add_row(t, *(f"{v:.4g}" for v in values))
+        mean = [f"{ens.ensemble_test[t]['mae']:.4g}"] if ens.ensemble_test and t in ens.ensemble_test else []
+        table.add_row(t, *(f"{v:.4g}" for v in values), *mean)
     err.print(table)
     err.print(f"run directory: {ens.out} (predict with --model {ens.out} for the mean and _std)")
-    print(json.dumps({"out": str(ens.out), "members": len(ens.members), "test_mae": ens.test}))
+    mean_mae = {t: m["mae"] for t, m in (ens.ensemble_test or {}).items()}
+    print(json.dumps({"out": str(ens.out), "members": len(ens.members), "test_mae": ens.test,
+                      "ensemble_test_mae": mean_mae}))
 
 
 def _parse_fractions(text: str) -> list[float]:

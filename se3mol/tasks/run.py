@@ -51,6 +51,7 @@ class EnsembleResult:
     members: list[Path]
     test: dict[str, list[float]]
     units: dict[str, str]
+    ensemble_test: dict[str, dict[str, float]] | None = None  # the members' mean: MAE, RMSE, R^2, n per target
 
 
 def train_ensemble(config: TrainConfig, n: int, resume: bool = False,
@@ -79,6 +80,27 @@ def train_ensemble(config: TrainConfig, n: int, resume: bool = False,
         results.append(json.loads((member / "results.json").read_text()))
     key = task_class(config.task).test_key  # test_mae for properties
     test = {t: [r[key][t] for r in results] for t in results[0][key]}
-    summary = {"members": [f"member-{k}" for k in range(n)], key: test, "units": results[0].get("units", {})}
+    members = [root / f"member-{k}" for k in range(n)]
+    mean = ensemble_test_metrics(config, members) if config.task == "properties" else None
+    summary = {"members": [m.name for m in members], key: test, "units": results[0].get("units", {}),
+               **({"ensemble_test_metrics": mean} if mean is not None else {})}
     atomic_write_text(json.dumps(summary, indent=2) + "\n", root / "ensemble.json")
-    return EnsembleResult(root, [root / m for m in summary["members"]], test, summary["units"])
+    return EnsembleResult(root, members, test, summary["units"], mean)
+
+
+def ensemble_test_metrics(config: TrainConfig, members: list[Path]) -> dict[str, dict[str, float]]:
+    """MAE, RMSE, R^2 and n per target of the mean of ``members``' ``best.pt`` on the test split of ``config``
+    (the one every member trained on): what ``se3mol predict --model RUN`` gives, measured."""
+    import torch
+
+    from se3mol.checkpoint import load_model
+    from se3mol.training.metrics import evaluate, regression_metrics
+
+    task = make_task(config)
+    idx = task.split["test"]
+    outs = []
+    for member in members:
+        model, _ = load_model(member / "best.pt")
+        outs.append(evaluate(model, task.data, idx, model.graph, torch.device("cpu"), return_values=True))
+    pred = torch.stack([o[1] for o in outs]).mean(0)  # [M,D]
+    return regression_metrics(pred, outs[0][2], list(model.targets))

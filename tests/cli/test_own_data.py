@@ -75,7 +75,12 @@ def test_ensemble_trains_members_on_one_split_and_fine_tunes_a_shipped_represent
     b = torch.load(out / "member-1" / "best.pt", weights_only=True)
     assert torch.equal(a["split"]["test"], b["split"]["test"])  # one split
     assert a["train_config"]["seed"] + 1 == b["train_config"]["seed"]
-    assert len(json.loads((out / "ensemble.json").read_text())["test_mae"]["Cv"]) == 2
+    summary = json.loads((out / "ensemble.json").read_text())
+    assert len(summary["test_mae"]["Cv"]) == 2
+    mean = summary["ensemble_test_metrics"]["Cv"]  # the members' mean, measured on the same test split
+    member_n = json.loads((out / "member-0" / "results.json").read_text())["test_metrics"]["Cv"]["n"]
+    assert mean["n"] == member_n and mean["mae"] > 0 and "of their mean" in " ".join(r.stderr.split())
+    assert json.loads(r.stdout.strip().splitlines()[-1])["ensemble_test_mae"]["Cv"] == mean["mae"]
     (out / "member-1" / "results.json").unlink()  # as if the run had stopped before its second member finished
     again = runner.invoke(app, ["train", "--resume", str(out)])
     assert again.exit_code == 0, again.stderr
