@@ -172,7 +172,11 @@ class PropertyTask(Task[MoleculeModel]):
         if not isinstance(self.data, LabelledDataset):
             return None
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split.items())
-        return (f"data: {self.data.summary()}; split {self.config.split}: {sizes}; per-record reasons in "
+        c = self.config
+        given = [f"{part} from {Path(f).name}" for part, f in (("val", c.val_data), ("test", c.test_data)) if f]
+        made = [p for p, f in (("val", c.val_data), ("test", c.test_data)) if not f]
+        how = ", ".join(given + ([f"{' and '.join(made)} by split {c.split} of the rest"] if made and given else []))
+        return (f"data: {self.data.summary()}; split: {sizes} ({how or 'split ' + c.split}); per-record reasons in "
                 f"{Path(self.config.out) / 'data_report.csv'}")
 
 

@@ -194,3 +194,21 @@ def test_train_shows_progress_while_featurising(tmp_path, monkeypatch):
     r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(tmp_path / "run"), *TINY])
     assert r.exit_code == 0, r.output
     assert "featurising " in r.stderr and "14 records in" in r.stderr
+
+
+def test_split_summary_says_where_validation_and_test_came_from(tmp_path):
+    """It said 'split random' when validation and test came from files."""
+    rows = "".join(f"{'C' * (1 + k % 6)}{'O' * (k % 3)},{k % 7}\n" for k in range(24))
+    (tmp_path / "train.csv").write_text("smiles,y\n" + rows)
+    (tmp_path / "val.csv").write_text("smiles,y\nCCCO,1\nCCCCO,2\n")
+    (tmp_path / "test.csv").write_text("smiles,y\nCCOC,1\nCOC,2\n")
+    r = runner.invoke(app, ["train", "--data", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv"),
+                            "--test", str(tmp_path / "test.csv"), "--target", "y", "--out", str(tmp_path / "run"),
+                            *TINY])
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.stderr.split())
+    assert "(val from val.csv, test from test.csv)" in flat and "split random" not in flat
+    r = runner.invoke(app, ["train", "--data", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                            "--target", "y", "--out", str(tmp_path / "run2"), *TINY])
+    assert r.exit_code == 0, r.output
+    assert "(test from test.csv, val by split random of the rest)" in " ".join(r.stderr.split())
