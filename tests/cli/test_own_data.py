@@ -189,6 +189,7 @@ def test_train_shows_progress_while_featurising(tmp_path, monkeypatch):
     from se3mol.data import files
 
     monkeypatch.setattr(files, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setenv("SE3MOL_CACHE", str(tmp_path / "cache"))  # featurised now, not read from an earlier run
     table = tmp_path / "t.csv"
     table.write_text("smiles,y\n" + "".join(f"{'C' * (1 + k % 6)}O,{k % 7}\n" for k in range(14)))
     r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(tmp_path / "run"), *TINY])
