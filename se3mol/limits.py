@@ -11,7 +11,7 @@ The limits in force are process-wide (the readers run in a background thread of 
 commands set them from their options with :func:`use`, library users may do the same.
 
 >>> current().max_atoms
-500
+400
 >>> with use(Limits(max_atoms=10)):
 ...     current().max_atoms
 10
@@ -32,9 +32,10 @@ class Limits:
 
     Attributes:
         max_atoms: atoms of one molecule, hydrogens included (``--max-atoms``). Checked before reading a record's
-            geometry further, before 3D embedding and before any all-pairs computation. The default, 500, covers
-            drug-like molecules and cyclic peptides (cyclosporin: 196 atoms) and keeps a full-graph model's peak
-            memory for one record well under 1 GB.
+            geometry further, before 3D embedding and before any all-pairs computation. The default, 400, covers
+            drug-like molecules and cyclic peptides (cyclosporin: 196 atoms) and keeps the peak memory of
+            ``se3mol predict`` with the default full-graph model under 1 GB for one record (0.77 GB at 400 atoms,
+            1.04 GB at 500).
         embed_timeout: seconds RDKit's ETKDG may spend on one embedding attempt of one molecule
             (``--embed-timeout``; two attempts at most: ETKDG, then from random coordinates).
         fragments: what a record of several fragments (a salt, hydrate or mixture) becomes (``--fragments``):
@@ -43,7 +44,7 @@ class Limits:
             :func:`se3mol.chem.select_fragments`.
     """
 
-    max_atoms: int = 500
+    max_atoms: int = 400
     embed_timeout: int = 30
     fragments: str = "largest"
 

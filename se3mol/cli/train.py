@@ -92,7 +92,7 @@ def train(
              "taken unless --set overrides them.")] = None,
     max_atoms: Annotated[int | None, typer.Option(
         "--max-atoms", min=1, help="With --data: atoms per record (hydrogens included) above which a record is "
-        "skipped, with its reason in data_report.csv (default 500).")] = None,
+        "skipped, with its reason in data_report.csv (default 400).")] = None,
     embed_timeout: Annotated[int | None, typer.Option(
         "--embed-timeout", min=1, help="With --data: seconds RDKit's 3D embedding may spend per attempt on one "
         "molecule (default 30).")] = None,

@@ -74,7 +74,7 @@ class TrainConfig:
     embed_seed: int = 0
     forces: str | None = None
     forces_weight: float = 10.0
-    max_atoms: int = 500
+    max_atoms: int = 400
     embed_timeout: int = 30
     fragments: str = "largest"
     outlier_mad: float = 10.0

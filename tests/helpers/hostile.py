@@ -156,12 +156,12 @@ CASES: tuple[Case, ...] = (
     _case("trailing_garbage.sdf", _methanol() + "trailing garbage\n", 2, ("Counts line too short",)),
     # ---- size limits and salts (se3mol.limits, se3mol.chem.select_fragments): error rows, never crashes
     _case("polymer.smi", f"CCO ethanol\n{'C' * 20000} polymer\nCCN amine\n", 3,
-          ("SMILES of 20000 characters, more than the limit of 5000",), "RDKit's canonical ranking segfaulted on it"),
-    _case("long_chain.smi", f"{'C' * 200} C200\nCCO\n", 2, ("SMILES has 602 atoms, more than the limit of 500",)),
+          ("SMILES of 20000 characters, more than the limit of 4000",), "RDKit's canonical ranking segfaulted on it"),
+    _case("long_chain.smi", f"{'C' * 200} C200\nCCO\n", 2, ("SMILES has 602 atoms, more than the limit of 400",)),
     _case("salts.smi", "CCN.Cl amine-hcl\nCC(=O)[O-].[Na+] acetate-na\nO.O.OC(=O)c1ccccc1 hydrate\n", 3, (),
           "several fragments: the largest organic one is kept"),
     _case("too_many_atoms.xyz", "600\nbig\n" + "".join(f"C {k * 1.5:.1f} 0.0 0.0\n" for k in range(600))
-          + _water(), 2, ("600 atoms, more than the limit of 500",), "checked before any all-pairs work"),
+          + _water(), 2, ("600 atoms, more than the limit of 400",), "checked before any all-pairs work"),
     _case("fractional_charge.extxyz", "3\nProperties=species:S:1:pos:R:3 charge=0.5\n"
           + _WATER_XYZ.split("\n", 2)[2], 1, ("total charge 0.5 in the comment line is not a whole number",)),
     _case("periodic.extxyz", '3\nLattice="9 0 0 0 9 0 0 0 9" Properties=species:S:1:pos:R:3 pbc="T T T"\n'

@@ -16,20 +16,20 @@ from se3mol.molecule import Molecule, closest_pair
 
 
 def test_defaults_and_bad_values():
-    assert limits.current() == limits.Limits() and limits.current().max_smiles_length == 5000
+    assert limits.current() == limits.Limits() and limits.current().max_smiles_length == 4000
     with pytest.raises(ValueError, match="fragment policy"):
         limits.Limits(fragments="biggest")
     with pytest.raises(ValueError, match="at least 1"):
         limits.Limits(max_atoms=0)
     with limits.use(limits.Limits(max_atoms=7)):
         assert limits.current().max_atoms == 7
-    assert limits.current().max_atoms == 500  # restored
+    assert limits.current().max_atoms == 400  # restored
 
 
 def test_long_smiles_is_refused_before_rdkit():
-    with pytest.raises(ValueError, match="SMILES of 20000 characters, more than the limit of 5000"):
+    with pytest.raises(ValueError, match="SMILES of 20000 characters, more than the limit of 4000"):
         embed_smiles("C" * 20000)
-    with pytest.raises(ValueError, match="SMILES has 602 atoms, more than the limit of 500"):
+    with pytest.raises(ValueError, match="SMILES has 602 atoms, more than the limit of 400"):
         embed_smiles("C" * 200)  # hydrogens count: C200H402
     with limits.use(limits.Limits(max_atoms=1000)):
         with pytest.raises(ValueError, match="more than the limit of 1000"):
@@ -48,7 +48,7 @@ def test_closest_pair_matches_all_pairs_and_scales():
 
 def test_oversized_molecule_fails_validation_first():
     mol = Molecule(z=np.full(600, 6), pos=np.zeros((600, 3)))  # coincident too, but the size is said first
-    with pytest.raises(ValueError, match="600 atoms, more than the limit of 500"):
+    with pytest.raises(ValueError, match="600 atoms, more than the limit of 400"):
         mol.validate()
 
 
@@ -115,7 +115,7 @@ def test_predict_survives_a_polymer_and_a_huge_frame_in_bounded_memory(tmp_path)
     proc, peak_mb = _predict_child([str(xyz), "--model", "qm9-egnn-gap"], tmp_path)
     assert proc.returncode == 3, proc.stderr
     rows = proc.stdout.strip().splitlines()[1:]
-    assert len(rows) == 2 and "50000 atoms, more than the limit of 500" in rows[1]
+    assert len(rows) == 2 and "50000 atoms, more than the limit of 400" in rows[1]
     assert peak_mb < 1024, f"peak memory {peak_mb:.0f} MB"
 
 
@@ -136,3 +136,17 @@ def test_2d_sdf_salt_keeps_its_largest_fragment_and_embeds_cleanly(tmp_path):
         (rec,) = read_records([str(path)])
     assert rec.molecule is not None, rec.error
     rec.molecule.validate()
+
+
+def test_a_record_at_the_atom_limit_is_scored_in_under_1_gb(tmp_path):
+    """The documented limit is where predict's peak memory for one record, default model, stays under 1 GB."""
+    n = limits.Limits().max_atoms
+    rng = np.random.default_rng(0)
+    grid = np.array([(i, j, k) for i in range(8) for j in range(8) for k in range(8)])[:n] * 1.5
+    pos = grid + rng.normal(0, 0.05, grid.shape)  # a dense lump of C and H, nothing closer than ~1.3 A
+    xyz = tmp_path / "at_limit.xyz"
+    xyz.write_text(f"{n}\nat the limit\n" + "".join(f"{'H' if k % 3 == 0 else 'C'} {x:.4f} {y:.4f} {z:.4f}\n"
+                                                   for k, (x, y, z) in enumerate(pos)))
+    proc, peak_mb = _predict_child([str(xyz)], tmp_path)  # the default model: a 3-member ensemble, full graph
+    assert proc.returncode == 0, proc.stderr
+    assert peak_mb < 1024, f"peak memory {peak_mb:.0f} MB"
