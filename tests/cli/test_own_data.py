@@ -213,3 +213,24 @@ def test_split_summary_says_where_validation_and_test_came_from(tmp_path):
                             "--target", "y", "--out", str(tmp_path / "run2"), *TINY])
     assert r.exit_code == 0, r.output
     assert "(test from test.csv, val by split random of the rest)" in " ".join(r.stderr.split())
+
+
+def test_own_data_defaults_fit_the_molecules(tmp_path):
+    """A new --data run without --graph / --batch-size: radius graph for drug-sized molecules, full for small
+    ones (QM9's), and batches of 32 (a few hundred molecules made a few steps an epoch at 96)."""
+    tiny = ["--set", "hidden=16", "--set", "layers=2", "--epochs", "1"]
+    big = tmp_path / "big.csv"
+    big.write_text("smiles,y\n" + "".join(f"{'C' * (10 + k % 5)}O{'C' * (k % 3)},{k % 7}\n" for k in range(20)))
+    small = tmp_path / "small.csv"
+    small.write_text("smiles,y\n" + "".join(f"{'C' * (1 + k % 4)}O,{k % 7}\n" for k in range(20)))
+    for path, graph in ((big, "radius"), (small, "full")):
+        out = tmp_path / path.stem
+        r = runner.invoke(app, ["train", "--data", str(path), "--target", "y", "--out", str(out), *tiny])
+        assert r.exit_code == 0, r.output
+        cfg = json.loads((out / "config.json").read_text())
+        assert (cfg["graph"], cfg["batch_size"]) == (graph, 32)
+        assert torch.load(out / "best.pt", weights_only=True)["model"]["graph"]["kind"] == graph
+    r = runner.invoke(app, ["train", "--data", str(big), "--target", "y", "--graph", "full", "--batch-size", "8",
+                            "--out", str(tmp_path / "given"), *tiny])
+    cfg = json.loads((tmp_path / "given" / "config.json").read_text())
+    assert r.exit_code == 0 and (cfg["graph"], cfg["batch_size"]) == ("full", 8)  # what is given wins
