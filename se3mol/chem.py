@@ -38,9 +38,6 @@ __all__ = [
     "rdkit_messages", "select_fragments", "smiles_error_detail", "smiles_or_empty", "with_conformers",
 ]
 
-#: What to do with a record of several fragments (a salt, hydrate or mixture): keep the largest organic
-#: fragment (the default, as chemprop and RDKit's standardiser do), keep all (embedded apart), or refuse it.
-FRAGMENT_POLICIES = ("largest", "all", "error")
 #: Gap (Angstrom) between fragments embedded apart: far enough that no atom pair is a clash or a bond.
 FRAGMENT_GAP = 4.0
 
@@ -96,9 +93,7 @@ def select_fragments(mol: Chem.Mol, policy: str | None = None) -> tuple[Chem.Mol
     Raises:
         ValueError: several fragments under ``error``.
     """
-    policy = policy or limits.current().fragments
-    if policy not in FRAGMENT_POLICIES:
-        raise ValueError(f"unknown fragment policy {policy!r}; choose {', '.join(FRAGMENT_POLICIES)}")
+    policy = limits.check_fragments(policy or limits.current().fragments)
     frags = Chem.GetMolFrags(mol, asMols=True)
     if len(frags) < 2:
         return mol, []

@@ -23,7 +23,19 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Limits", "check_atoms", "check_smiles_length", "current", "set_current", "use"]
+__all__ = ["FRAGMENT_POLICIES", "Limits", "check_atoms", "check_fragments", "check_smiles_length", "current",
+           "set_current", "use"]
+
+#: What a record of several fragments (a salt, hydrate or mixture) becomes: its largest organic fragment (the
+#: default, as chemprop and RDKit's standardiser do), every fragment (embedded apart), or an error row.
+FRAGMENT_POLICIES = ("largest", "all", "error")
+
+
+def check_fragments(policy: str) -> str:
+    """``policy`` if it is one of :data:`FRAGMENT_POLICIES`, else ``ValueError`` naming them."""
+    if policy not in FRAGMENT_POLICIES:
+        raise ValueError(f"unknown fragment policy {policy!r}; choose {', '.join(FRAGMENT_POLICIES)}")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,8 @@ class Limits:
         max_atoms: atoms of one molecule, hydrogens included (``--max-atoms``). Checked before reading a record's
             geometry further, before 3D embedding and before any all-pairs computation. The default, 400, covers
             drug-like molecules and cyclic peptides (cyclosporin: 196 atoms) and keeps the peak memory of
-            ``se3mol predict`` with the default full-graph model under 1 GB for one record (0.77 GB at 400 atoms,
-            1.04 GB at 500).
+            ``se3mol predict`` with the default full-graph model under 1 GB for one record (0.83 GB at 400 atoms,
+            1.06 GB at 500: ``tests/unit/test_limits.py`` holds it there).
         embed_timeout: seconds RDKit's ETKDG may spend on one embedding attempt of one molecule
             (``--embed-timeout``; two attempts at most: ETKDG, then from random coordinates).
         fragments: what a record of several fragments (a salt, hydrate or mixture) becomes (``--fragments``):
@@ -51,8 +63,7 @@ class Limits:
     def __post_init__(self) -> None:
         if self.max_atoms < 1 or self.embed_timeout < 1:
             raise ValueError(f"limits must be at least 1, got {self}")
-        if self.fragments not in ("largest", "all", "error"):
-            raise ValueError(f"unknown fragment policy {self.fragments!r}; choose largest, all or error")
+        check_fragments(self.fragments)
 
     @property
     def max_smiles_length(self) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, NoReturn
 import typer
 from rich.console import Console
 
-from se3mol.limits import Limits
+from se3mol.limits import FRAGMENT_POLICIES, Limits
 
 #: How a rich table column is justified.
 Justify = Literal["left", "right"]
@@ -59,6 +59,6 @@ Fragments = Annotated[str, typer.Option(
 
 def record_limits(max_atoms: int, embed_timeout: int, fragments: str) -> Limits:
     """The :class:`~se3mol.limits.Limits` of the options, or a usage error naming the bad one."""
-    if fragments not in ("largest", "all", "error"):
-        raise typer.BadParameter("choose largest, all or error", param_hint="--fragments")
+    if fragments not in FRAGMENT_POLICIES:
+        raise typer.BadParameter(f"choose {', '.join(FRAGMENT_POLICIES)}", param_hint="--fragments")
     return Limits(max_atoms=max_atoms, embed_timeout=embed_timeout, fragments=fragments)
