@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -190,16 +191,17 @@ def _chunk_paths(out: Path, k: int) -> tuple[Path, Path]:
     return out / "chunks" / f"{k:05d}.npz", out / "chunks" / f"{k:05d}.json"
 
 
-def build_chunk(out: Path, k: int, rows: Sequence[int], smiles: Sequence[str], settings: LabelSettings) -> dict:
-    """Label the molecules ``rows`` as chunk ``k``; write its arrays, then its JSON (atomically, in that order)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def build_chunk(out: Path, k: int, molecules: Sequence[tuple[int, str]], settings: LabelSettings) -> dict:
+    """Label ``molecules`` (``(row, SMILES)``) as chunk ``k``; write its arrays, then its JSON (atomically, in that
+    order)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before tblite is first imported, in label_molecule
     t0 = time.perf_counter()
     records, parts = [], []
-    for row in rows:
+    for row, smi in molecules:
         try:
-            rec, arrays = label_molecule(smiles[row], int(row), settings)
+            rec, arrays = label_molecule(smi, int(row), settings)
         except Exception as exc:  # noqa: BLE001 - one molecule's failure is recorded, never the chunk's
-            records.append({"row": int(row), "smiles": smiles[row], "error": str(exc) or type(exc).__name__})
+            records.append({"row": int(row), "smiles": smi, "error": str(exc) or type(exc).__name__})
             continue
         records.append(rec)
         parts.append(arrays)
@@ -253,13 +255,16 @@ def build(out: str | Path, n: int, settings: LabelSettings, source: str | None =
     todo = [k for k in range(-(-len(order) // settings.chunk)) if not _chunk_paths(out, k)[1].exists()]
     print(f"{name}: {len(order)} molecules in {-(-len(order) // settings.chunk)} chunks, {len(todo)} to build",
           file=log, flush=True)
-    jobs = [(out, k, order[k * settings.chunk:(k + 1) * settings.chunk].tolist(), smiles, settings) for k in todo]
+    # Each job carries its own SMILES only: a worker process is sent one chunk, not the whole source.
+    jobs = [(out, k, [(int(r), smiles[r]) for r in order[k * settings.chunk:(k + 1) * settings.chunk]], settings)
+            for k in todo]
     done = 0
     if workers <= 1:
         for job in jobs:
             _report(build_chunk(*job), log, done := done + 1, len(jobs))
         return
-    with ProcessPoolExecutor(workers) as pool:
+    # spawn: tblite runs OpenMP, and a forked child of a process whose OpenMP threads already ran deadlocks in it
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for summ in pool.map(build_chunk, *zip(*jobs, strict=True)):
             _report(summ, log, done := done + 1, len(jobs))
 

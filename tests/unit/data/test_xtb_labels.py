@@ -70,3 +70,15 @@ def test_build_keeps_errors_resumes_and_exports(tmp_path):
     assert np.allclose(frames[0].get_forces(), arrays["forces"][0], atol=1e-5)  # ASE: a calculator's results
     assert frames[0].get_potential_energy() == pytest.approx(float(arrays["energy"][0]))
     assert frames[0].info["charge"] == rec["charge"] and frames[0].info["homo"] < frames[0].info["lumo"]
+
+
+def test_parallel_build_equals_serial(tmp_path):
+    src = tmp_path / "src.smi"
+    src.write_text("\n".join(SMILES[:4]) + "\n")
+    settings = _settings(variant_rates=NO_VARIANTS)
+    build(tmp_path / "one", 4, settings, str(src), workers=1)
+    build(tmp_path / "two", 4, settings, str(src), workers=2)
+    one, two = list(read_chunks(tmp_path / "one")), list(read_chunks(tmp_path / "two"))
+    assert [r for r, _ in one] == [r for r, _ in two]
+    assert all(np.array_equal(a["energy"], b["energy"]) and np.array_equal(a["pos"], b["pos"])
+               for (_, a), (_, b) in zip(one, two, strict=True))
