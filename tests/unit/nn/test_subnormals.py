@@ -22,9 +22,9 @@ DRUGS = ["CC(=O)Nc1ccc(O)cc1", "Clc1ccc(cc1)C(c1ccccc1)N1CCNCC1", "O=C(O)c1ccccc
 DRUG_ELEMENTS = (1, 6, 7, 8, 9, 16, 17, 35)
 #: Products of normal numbers may round below the normal range now and then (a weight gradient of 1e-39 is a
 #: true value; so is the trained score model's SiLU of a pre-activation below -80, ~1e-35, times an edge gate:
-#: 4 in a million values while sampling). Zeroing those would need a guard on every SiLU, measured to cost 30% of
-#: an EGNN training step, for no measurable gain. What must never come back is a stream of them from one source
-#: (the distance expansion's were 5% of its features).
+#: 4 in a million values while sampling). Zeroing those would need a guard on every SiLU, one more pass over every
+#: edge feature of every layer, for no measurable gain. What must never come back is a stream of them from one
+#: source (the distance expansion's were 5% of its features).
 RARE = 1e-5
 
 
