@@ -57,8 +57,13 @@ Fragments = Annotated[str, typer.Option(
     "organic fragment, neutralised where its counter-ions were removed; the notes name what went), all, or error.")]
 
 
-def record_limits(max_atoms: int, embed_timeout: int, fragments: str) -> Limits:
-    """The :class:`~se3mol.limits.Limits` of the options, or a usage error naming the bad one."""
+def fragments_option(fragments: str) -> str:
+    """``--fragments``, or a usage error naming the choices."""
     if fragments not in FRAGMENT_POLICIES:
         raise typer.BadParameter(f"choose {', '.join(FRAGMENT_POLICIES)}", param_hint="--fragments")
-    return Limits(max_atoms=max_atoms, embed_timeout=embed_timeout, fragments=fragments)
+    return fragments
+
+
+def record_limits(max_atoms: int, embed_timeout: int, fragments: str) -> Limits:
+    """The :class:`~se3mol.limits.Limits` of the options, or a usage error naming the bad one."""
+    return Limits(max_atoms=max_atoms, embed_timeout=embed_timeout, fragments=fragments_option(fragments))

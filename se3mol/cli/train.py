@@ -13,8 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from se3mol.cli.common import EXIT_FAILURE, EXIT_OUTPUT, EXIT_USAGE, Justify, err, fail, record_limits
-from se3mol.limits import Limits
+from se3mol.cli.common import EXIT_FAILURE, EXIT_OUTPUT, EXIT_USAGE, Justify, err, fail, fragments_option
 from se3mol.nn.registry import model_names
 
 
@@ -143,7 +142,7 @@ def train(
     if data is not None and not target:
         fail("--data needs at least one --target NAME[:UNIT] naming a field of the file", EXIT_USAGE)
     if fragments is not None:
-        record_limits(Limits.max_atoms, Limits.embed_timeout, fragments)  # the one check of --fragments
+        fragments_option(fragments)
     # Paths are stored absolute, so that --resume works from any working directory.
     dataset_value = str(data.resolve()) if data is not None else dataset
     own = data is not None and not (config or resume)  # a new run on the user's own data: its own defaults

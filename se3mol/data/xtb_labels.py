@@ -85,12 +85,18 @@ _IDENTITY = ("conformers", "mmff", "chunk", "seed", "max_heavy_atoms", "variant_
 
 
 def source_smiles(source: str | None) -> tuple[str, list[str]]:
-    """``(name, SMILES)`` of ``source``: a SMILES file (first token of each line, or first CSV field; a header
-    ``smiles`` skipped), or the MOSES train split when ``None``."""
-    from se3mol.data.moses import moses_path, moses_smiles
+    """``(name, SMILES)`` of ``source``: a SMILES file, read as ``se3mol predict`` reads one
+    (:func:`se3mol.io.smiles.smiles_lines`: the SMILES of each line without its name, comments and a header
+    skipped, gzip told by its bytes), or the MOSES train split when ``None``."""
+    if source is None:
+        from se3mol.data.moses import moses_path, moses_smiles
 
-    path = moses_path("train") if source is None else Path(source)
-    return ("moses-train" if source is None else str(path)), moses_smiles(path)
+        return "moses-train", moses_smiles(moses_path("train"))
+    from se3mol.io.base import open_text
+    from se3mol.io.smiles import smiles_lines
+
+    with open_text(source) as lines:
+        return str(Path(source)), [smiles for _, smiles, _ in smiles_lines(lines)]
 
 
 def _variant(mol, row: int, settings: LabelSettings):

@@ -9,7 +9,7 @@ pytest.importorskip("tblite")
 
 from se3mol.data.xtb_labels import LabelSettings, build, export, label_molecule, read_chunks, summary  # noqa: E402
 
-SMILES = ["CC(=O)O", "not a smiles", "c1ccccc1Cl", "CCN(CC)CC", "OCC1CC1", "C" * 70]
+SMILES = ["CC(=O)O", "C1CC", "c1ccccc1Cl", "CCN(CC)CC", "OCC1CC1", "C" * 70]
 NO_VARIANTS = {"halogen_to_iodo": 0.0}
 
 
@@ -54,7 +54,7 @@ def test_build_keeps_errors_resumes_and_exports(tmp_path):
     records = [m for c in chunks for m in json.loads(c.read_text())["molecules"]]
     assert sorted(r["smiles"] for r in records) == sorted(SMILES)  # every molecule accounted for
     errors = {r["smiles"]: r["error"] for r in records if "error" in r}
-    assert errors == {"not a smiles": "invalid SMILES", "C" * 70: "70 heavy atoms, more than 60"}
+    assert errors == {"C1CC": "invalid SMILES", "C" * 70: "70 heavy atoms, more than 60"}
     counts = summary(out)
     assert (counts["molecules"], counts["failed"], counts["conformers"]) == (4, 2, 8)
     with pytest.raises(SystemExit, match="other settings"):
@@ -82,3 +82,11 @@ def test_parallel_build_equals_serial(tmp_path):
     assert [r for r, _ in one] == [r for r, _ in two]
     assert all(np.array_equal(a["energy"], b["energy"]) and np.array_equal(a["pos"], b["pos"])
                for (_, a), (_, b) in zip(one, two, strict=True))
+
+
+def test_a_smiles_file_source_is_read_as_predict_reads_it(tmp_path):
+    from se3mol.data.xtb_labels import source_smiles
+
+    src = tmp_path / "named.smi"
+    src.write_text("smiles name\n# a comment\nCCO ethanol\nc1ccccc1\tbenzene, dry\n")
+    assert source_smiles(str(src)) == (str(src), ["CCO", "c1ccccc1"])  # names, comments and the header left out
