@@ -40,6 +40,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,6 @@ def _chunk_paths(out: Path, k: int) -> tuple[Path, Path]:
 def build_chunk(out: Path, k: int, molecules: Sequence[tuple[int, str]], settings: LabelSettings) -> dict:
     """Label ``molecules`` (``(row, SMILES)``) as chunk ``k``; write its arrays, then its JSON (atomically, in that
     order)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before tblite is first imported, in label_molecule
     t0 = time.perf_counter()
     records, parts = [], []
     for row, smi in molecules:
@@ -265,14 +265,29 @@ def build(out: str | Path, n: int, settings: LabelSettings, source: str | None =
     jobs = [(out, k, [(int(r), smiles[r]) for r in order[k * settings.chunk:(k + 1) * settings.chunk]], settings)
             for k in todo]
     done = 0
-    if workers <= 1:
-        for job in jobs:
-            _report(build_chunk(*job), log, done := done + 1, len(jobs))
-        return
-    # spawn: tblite runs OpenMP, and a forked child of a process whose OpenMP threads already ran deadlocks in it
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # Always in spawned workers, even one, each started with OMP_NUM_THREADS=1 (libgomp reads it when it loads):
+    # with two OpenMP threads GFN2-xTB's energies vary run to run in the last bits, and the calling process may
+    # have OpenMP running already (torch). Spawned, not forked: a forked child of a process whose OpenMP threads
+    # already ran deadlocks in tblite. Parallelism comes from workers, not threads.
+    with _environ(OMP_NUM_THREADS="1"), \
+            ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         for summ in pool.map(build_chunk, *zip(*jobs, strict=True)):
             _report(summ, log, done := done + 1, len(jobs))
+
+
+@contextmanager
+def _environ(**env: str) -> Iterator[None]:
+    """Set environment variables for the processes started inside the block (and restore them after)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _report(summ: dict, log: Any, done: int, total: int) -> None:

@@ -1,6 +1,7 @@
 """The GFN2-xTB pretraining-data builder: variants, chunks, errors kept, resume, read-back and extxyz export."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -72,12 +73,16 @@ def test_build_keeps_errors_resumes_and_exports(tmp_path):
     assert frames[0].info["charge"] == rec["charge"] and frames[0].info["homo"] < frames[0].info["lumo"]
 
 
-def test_parallel_build_equals_serial(tmp_path):
+def test_parallel_build_equals_serial(tmp_path, monkeypatch):
+    # Two OpenMP threads make GFN2-xTB's energies vary in the last bits: the builder's workers must run one each,
+    # whatever the caller's setting (and the caller's setting is left as it was).
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     src = tmp_path / "src.smi"
     src.write_text("\n".join(SMILES[:4]) + "\n")
     settings = _settings(variant_rates=NO_VARIANTS)
     build(tmp_path / "one", 4, settings, str(src), workers=1)
     build(tmp_path / "two", 4, settings, str(src), workers=2)
+    assert os.environ["OMP_NUM_THREADS"] == "2"
     one, two = list(read_chunks(tmp_path / "one")), list(read_chunks(tmp_path / "two"))
     assert [r for r, _ in one] == [r for r, _ in two]
     assert all(np.array_equal(a["energy"], b["energy"]) and np.array_equal(a["pos"], b["pos"])
