@@ -119,7 +119,8 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
 
     elements = set.intersection(*(set(m.elements) for m in models))
     data = LabelledDataset.from_records(renamed(), [replace(t) for t in chosen], sorted(elements),
-                                        check_duplicates=False)
+                                        check_duplicates=False,
+                                        neutral_only=not all(m.charge_input for m in models))
     if len(data) == 0:
         raise ValueError(f"no record of {', '.join(map(str, paths))} has a usable label ({data.summary()})")
     graphs = {m.graph for m in models}

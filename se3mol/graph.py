@@ -81,6 +81,8 @@ class Batch:
         sigma: noise level per molecule ``[B]`` (Angstrom), the conditioning input of a conformer score
             model, or ``None``.
         forces: per-atom force labels ``[N,3]`` (training only; NaN where missing) or ``None``.
+        charge: total charge of each molecule ``[B]`` (elementary charges, float), an input of models built
+            with ``charge_input``; ``None`` means all neutral.
 
     >>> from se3mol.molecule import Molecule
     >>> water = Molecule(z=[8, 1, 1], pos=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
@@ -100,6 +102,7 @@ class Batch:
     node_vec: Tensor | None = None
     sigma: Tensor | None = None
     forces: Tensor | None = None
+    charge: Tensor | None = None
 
     @property
     def num_atoms(self) -> int:
@@ -223,7 +226,8 @@ def collate(mols: Sequence[Molecule], graph: GraphConfig, y: Tensor | None = Non
     counts = torch.tensor([m.n_atoms for m in mols], dtype=torch.long)
     z = torch.from_numpy(np.concatenate([m.z for m in mols]))
     pos = torch.from_numpy(np.concatenate([m.pos for m in mols])).to(torch.get_default_dtype())
-    return build_batch(z, pos, counts, graph, y=y, mols=mols)
+    charge = torch.tensor([float(m.charge) for m in mols], dtype=pos.dtype)
+    return build_batch(z, pos, counts, graph, y=y, mols=mols).replace(charge=charge)
 
 
 def build_batch(

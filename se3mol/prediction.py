@@ -352,13 +352,17 @@ class Predictor:
     def _prepare(self, mol: Molecule, row: dict[str, Any]) -> Molecule:
         """Domain checks: refuse what the models cannot score, warn about what they rarely saw."""
         check_elements(mol.z, self.elements)
-        if mol.charge != 0:
-            raise ValueError(f"charged species (total charge {mol.charge:+d}); the model was trained on neutral "
-                             "molecules only")
+        if mol.charge != 0 and not all(getattr(m, "charge_input", False) for m in self.models):
+            raise ValueError(f"charged species (total charge {mol.charge:+d}); the model takes neutral molecules "
+                             "only (a model trained on charged molecules takes the charge as an input)")
         if mol.radical_electrons:
             raise ValueError(f"radical ({mol.radical_electrons} unpaired electron(s)); the model was trained on "
                              "closed-shell molecules only")
         warnings = mol.physical_warnings()
+        seen = {int(q) for d in self.domain for q in d.get("charges", [d.get("charge", 0)])}
+        if seen and mol.charge not in seen:
+            had = ", ".join(f"{q:+d}" for q in sorted(seen))
+            warnings.append(f"total charge {mol.charge:+d}; training molecules had {had} (extrapolation)")
         for d in self.domain:
             if d.get("max_heavy_atoms") is not None and mol.n_heavy > d["max_heavy_atoms"]:
                 warnings.append(f"{mol.n_heavy} heavy atoms; training molecules had at most {d['max_heavy_atoms']}"

@@ -77,6 +77,26 @@ def data_file(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "Data" / "benchmark_data" / f"{name}.csv"
 
 
+def write_train_smiles(path: Path) -> int:
+    """Write the training-split SMILES of every development set, one per line, unique, leaving out any molecule
+    that is a test molecule of any development set (sets share molecules): the drug-sized source of unlabelled
+    molecules for the GFN2-xTB pretraining data (``python -m se3mol.data.xtb_labels build ... --source PATH``).
+    Returns how many were written."""
+    seen: dict[str, None] = {}
+    test: set[str] = set()
+    for name in DEV_SETS:
+        with data_file(name).open() as f:
+            for r in csv.DictReader(f):
+                if r["split"] == "train":
+                    seen.setdefault(r["smiles"], None)
+                else:
+                    test.add(r["smiles"])
+    seen = {s: None for s in seen if s not in test}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{s}\n" for s in seen))
+    return len(seen)
+
+
 def build_task(name: str, work: Path, seed: int = 0) -> dict:
     """Write ``data.csv`` (name, smiles, y, split), chemprop's ``splits.json`` and ``test_smiles.csv``, and
     ``test.csv`` (se3mol evaluate's input) into ``work``; return the labels and paths."""
@@ -295,10 +315,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_moleculeace")
     ap.add_argument("--out", type=Path, default=RESULTS / "moleculeace_dev")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--write-train-smiles", type=Path, metavar="PATH",
+                    help="only write the dev sets' training SMILES to PATH (pretraining source) and stop")
     ap.add_argument("--se3mol-args", default="", help="options added to se3mol train (an experiment; recorded "
                     "as tool --label instead of se3mol)")
     ap.add_argument("--label", default="se3mol", help="name of the se3mol entry (default: se3mol, the default run)")
     a = ap.parse_args()
+    if a.write_train_smiles:
+        print(f"{write_train_smiles(a.write_train_smiles)} SMILES written to {a.write_train_smiles}")
+        return
     previous = a.out.with_suffix(".json")
     results: dict = json.loads(previous.read_text()).get("results", {}) if previous.exists() else {}
     if not a.report_only:

@@ -6,8 +6,9 @@ give each column its name, unit and pooling, and a report of every record that w
 label, with the reason. QM9 is the other implementation of the same interface (``batch``,
 ``target_values``, ``counts``, ``z``): the trainer does not know which one it has.
 
-Reading never stops at a bad record. A record that cannot be read, is charged, has an element the
-model cannot take, repeats an earlier id, or has no usable label is skipped; a record that lacks one
+Reading never stops at a bad record. A record that cannot be read, has an element the model cannot take
+(or a charge, when fine-tuning a model that takes neutral molecules only), repeats an earlier id, or has no
+usable label is skipped; charged molecules are kept with their total charge, a model input; a record that lacks one
 label keeps its others (multi-target data with gaps trains as it is). Everything skipped or missing is
 in :attr:`LabelledDataset.report`, which ``se3mol train`` writes to ``data_report.csv``.
 
@@ -52,7 +53,7 @@ from se3mol.writers import atomic_open, atomic_write_text
 _log = logging.getLogger(__name__)
 #: Seconds between progress messages while files are featurised (3D embedding of SMILES can take minutes).
 PROGRESS_EVERY = 5.0
-CACHE_FORMAT = 2  # 2: conversions reported, SMILES embeddings counted
+CACHE_FORMAT = 3  # 2: conversions reported, SMILES embeddings counted; 3: charged molecules kept
 #: Labels further than this many robust standard deviations from their target's median are dropped (reported).
 OUTLIER_MAD = 10.0
 #: Fewest usable molecules a training run accepts (at least 8 to train on, one each to validate and test).
@@ -195,14 +196,15 @@ class LabelledDataset(PackedMolecules):
     def from_records(cls, records: Iterable[Any], targets: Sequence[str | Target],
                      elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
                      check_duplicates: bool = True, forces: str | None = None,
-                     outlier_mad: float = OUTLIER_MAD) -> LabelledDataset:
+                     outlier_mad: float = OUTLIER_MAD, neutral_only: bool = False) -> LabelledDataset:
         """Build from :class:`~se3mol.io.Record` s; labels are read from ``record.properties[target.name]``.
 
         ``elements``: the atomic numbers a model can take (fine-tuning a shipped model); records with
         others are skipped. ``keep_fields``: record properties to keep per molecule (a split column).
         ``forces``: the per-atom ``[n_atoms,3]`` property holding force labels (extxyz ``forces``).
         ``outlier_mad``: a label further than this many robust standard deviations from its target's median is
-        dropped and reported (:func:`outlier_labels`); 0 keeps every finite label.
+        dropped and reported (:func:`outlier_labels`); 0 keeps every finite label. ``neutral_only``: skip charged
+        molecules (data for a model that takes no charge input).
         """
         targets = _as_targets(targets)
         allowed = set(int(e) for e in elements) if elements is not None else None
@@ -225,8 +227,8 @@ class LabelledDataset(PackedMolecules):
             if check_duplicates and rec.id in seen:
                 note(rec, "skipped", f"duplicate id {rec.id!r} (first seen as record {seen[rec.id] + 1})")
                 continue
-            if mol.charge != 0:
-                note(rec, "skipped", f"charged species (total charge {mol.charge:+d}): models take neutral "
+            if mol.charge != 0 and neutral_only:
+                note(rec, "skipped", f"charged species (total charge {mol.charge:+d}): the model takes neutral "
                                      "molecules only")
                 continue
             if allowed is not None and (bad := sorted({int(z) for z in mol.z} - allowed)):
@@ -304,7 +306,8 @@ class LabelledDataset(PackedMolecules):
         return cls(z=torch.from_numpy(z.astype(np.int16)), pos=torch.from_numpy(pos.astype(np.float32)),
                    counts=torch.from_numpy(counts), offsets=torch.from_numpy(np.cumsum(counts) - counts),
                    smiles=[m.smiles for m in mols], bonds=bonds, bond_orders=orders, bond_counts=bond_counts,
-                   y=torch.from_numpy(y), targets=targets, ids=ids, sources=sources, fields=fields, report=report,
+                   charge=torch.tensor([int(m.charge) for m in mols], dtype=torch.int8), y=torch.from_numpy(y),
+                   targets=targets, ids=ids, sources=sources, fields=fields, report=report,
                    n_records=n_records)
 
     @classmethod
@@ -312,7 +315,8 @@ class LabelledDataset(PackedMolecules):
                    smiles_column: str | None = None, id_column: str | None = None, input_format: str | None = None,
                    embed_seed: int = 0, elements: Sequence[int] | None = None, keep_fields: Sequence[str] = (),
                    cache: bool = True, check_duplicates: bool = True, forces: str | None = None,
-                   outlier_mad: float = OUTLIER_MAD, workers: int | None = None) -> LabelledDataset:
+                   outlier_mad: float = OUTLIER_MAD, workers: int | None = None,
+                   neutral_only: bool = False) -> LabelledDataset:
         """Read labelled molecules from SDF (data fields), XYZ/extxyz (info keys), CSV (columns) or any
         ASE format; ``.gz`` works everywhere; ``forces`` names a per-atom force array (extxyz ``forces``).
         ``workers``: processes that featurise the records at once (default :func:`featurise_workers`).
@@ -326,6 +330,7 @@ class LabelledDataset(PackedMolecules):
                     "id_column": id_column, "format": input_format, "embed_seed": embed_seed,
                     "elements": sorted(elements) if elements is not None else None, "fields": list(keep_fields),
                     "duplicates": check_duplicates, "forces": forces, "outlier_mad": outlier_mad,
+                    "neutral_only": neutral_only,
                     "cache_format": CACHE_FORMAT,
                     "limits": asdict(limits.current())}  # what a record may be, and its fragment policy
         path = _cache_path(files, settings) if cache else None
@@ -339,7 +344,7 @@ class LabelledDataset(PackedMolecules):
         records = read_records(files, input_format, embed_seed=embed_seed, smiles_column=smiles_column,
                                id_column=id_column, workers=featurise_workers() if workers is None else workers)
         ds = cls.from_records(_logged(records, ", ".join(files)), targets, elements, keep_fields, check_duplicates,
-                              forces, outlier_mad)
+                              forces, outlier_mad, neutral_only)
         if path is not None:
             with atomic_open(path, "wb") as fh:
                 torch.save(ds._to_cache(), fh)
@@ -378,7 +383,7 @@ class LabelledDataset(PackedMolecules):
 
     def _to_cache(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("z", "pos", "counts", "offsets", "bonds", "bond_orders", "bond_counts",
-                                           "y", "forces")}
+                                           "charge", "y", "forces")}
         d["meta"] = json.dumps({"smiles": self.smiles, "targets": [t.to_dict() for t in self.targets],
                                 "ids": self.ids, "sources": self.sources, "fields": self.fields,
                                 "report": self.report, "n_records": self.n_records,
@@ -391,6 +396,10 @@ class LabelledDataset(PackedMolecules):
         return cls(**d, smiles=meta["smiles"], targets=[Target(**t) for t in meta["targets"]], ids=meta["ids"],
                    sources=meta["sources"], fields=meta["fields"], report=meta["report"],
                    n_records=meta["n_records"], forces_key=meta.get("forces_key"), embedded=meta.get("embedded", 0))
+
+    def _charges(self) -> Tensor:
+        """Total charge of every molecule ``[M]`` (int8), zeros when none was recorded."""
+        return self.charge if self.charge is not None else torch.zeros(len(self), dtype=torch.int8)
 
     def concat(self, other: LabelledDataset) -> LabelledDataset:
         """This data set followed by ``other`` (same targets); ids must stay unique."""
@@ -410,7 +419,8 @@ class LabelledDataset(PackedMolecules):
             z=torch.cat([self.z, other.z]), pos=torch.cat([self.pos, other.pos]), counts=counts,
             offsets=torch.cumsum(counts, 0) - counts, smiles=self.smiles + other.smiles,
             bonds=bond_tables[0], bond_orders=bond_tables[1], bond_counts=bond_tables[2],
-            y=torch.cat([self.y, other.y]), targets=self.targets, ids=self.ids + other.ids,
+            charge=torch.cat([self._charges(), other._charges()]), y=torch.cat([self.y, other.y]),
+            targets=self.targets, ids=self.ids + other.ids,
             sources=self.sources + other.sources,
             fields={k: self.fields.get(k, [None] * len(self)) + other.fields.get(k, [None] * len(other)) for k in keys},
             report=self.report + other.report, n_records=self.n_records + other.n_records,

@@ -101,6 +101,7 @@ class PackedMolecules:
         smiles: SMILES strings, ``M`` of them.
         bonds, bond_orders, bond_counts: covalent bonds as local atom pairs ``[Mb,2]``, orders ``[Mb]``
             and bonds per molecule ``[M]``; needed for bond and hop graphs; ``None`` if unknown.
+        charge: total charge of each molecule ``[M]`` (int8); ``None``: all neutral.
     """
 
     z: Tensor
@@ -111,6 +112,7 @@ class PackedMolecules:
     bonds: Tensor | None = None
     bond_orders: Tensor | None = None
     bond_counts: Tensor | None = None
+    charge: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.counts.shape[0])
@@ -127,10 +129,12 @@ class PackedMolecules:
         atom = self.atom_index(mol_idx)
         z, pos = self.z[atom].long(), self.pos[atom].to(torch.get_default_dtype())
         if not graph.needs_bonds:
-            return build_batch(z, pos, counts, graph, y=y)
-        if self.bonds is None:
+            b = build_batch(z, pos, counts, graph, y=y)
+        elif self.bonds is None:
             raise ValueError(f"{graph.kind} graph asked for, but no bonds attached: call attach_bonds(qm9) first")
-        return self._bond_batch(mol_idx, z, pos, counts, y, graph)
+        else:
+            b = self._bond_batch(mol_idx, z, pos, counts, y, graph)
+        return b if self.charge is None else b.replace(charge=self.charge[mol_idx].to(pos.dtype))
 
     def atom_index(self, mol_idx: Tensor) -> Tensor:
         """Positions in the packed atom arrays of the atoms of molecules ``mol_idx [B]``, in order ``[N]``."""
@@ -149,10 +153,12 @@ class PackedMolecules:
 
     def domain(self, mol_idx: Tensor, elements: Sequence[int]) -> dict[str, Any]:
         """What a model trained on molecules ``mol_idx [B]`` has seen, for predict's extrapolation warnings:
-        its ``elements``, and the largest molecule (atoms, heavy atoms); all neutral."""
+        its ``elements``, the largest molecule (atoms, heavy atoms) and the total charges (``charges``, sorted;
+        ``[0]`` for neutral data)."""
         heavy = (self.composition(mol_idx)[:, 2:].sum(1)).long()  # [B]  (column 1 counts hydrogens)
+        charges = [0] if self.charge is None else sorted({int(q) for q in self.charge[mol_idx].tolist()})
         return {"elements": list(elements), "max_atoms": int(self.counts[mol_idx].max()),
-                "max_heavy_atoms": int(heavy.max()), "charge": 0}
+                "max_heavy_atoms": int(heavy.max()), "charges": charges}
 
     def bond_tables(self) -> tuple[Tensor, Tensor, Tensor]:
         """``bonds [Mb,2]``, ``bond_orders [Mb]`` and ``bond_counts [M]``; a clear error when not attached."""

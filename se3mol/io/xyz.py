@@ -236,5 +236,11 @@ def parse_with_ase(source: Any, fmt: str) -> Iterator[LazyParsed]:
         properties = {k: plain_value(v) for k, v in info.items()}
         if atoms.calc is not None:
             properties.update({k: plain_value(v) for k, v in atoms.calc.results.items()})
-        mol = Molecule(z=atoms.numbers, pos=atoms.positions, name=name, periodic=bool(atoms.pbc.any()))
+        raw_charge = properties.get("charge", 0)
+        if not (isinstance(raw_charge, (int, float)) and float(raw_charge).is_integer()):
+            yield ready(Parsed(name=name, properties=properties, error=f"total charge {raw_charge!r} is not a whole "
+                               "number: no molecule has it"))
+            continue
+        mol = Molecule(z=atoms.numbers, pos=atoms.positions, charge=int(raw_charge), name=name,
+                       periodic=bool(atoms.pbc.any()))
         yield ready(Parsed(name=name, molecule=mol, properties=properties, perceive_smiles=True))

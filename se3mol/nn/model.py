@@ -14,7 +14,7 @@ Training, prediction and the equivariance check use only this contract, never a 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
@@ -62,6 +62,10 @@ class Model(nn.Module):
 class MoleculeModel(Model):
     """A model that maps a :class:`~se3mol.graph.Batch` to named molecular properties.
 
+    With ``charge_input``, the molecule's total charge (``batch.charge``, zero where ``None``) is an invariant
+    input of every atom (the representation's ``node_attr``, one column): such a model scores ions and
+    zwitterions; without it, a model knows neutral molecules only.
+
     >>> from se3mol.targets import get_target
     >>> model = build_model("egnn", [get_target("gap")], config={"hidden": 16, "layers": 2})
     >>> sorted(model.output_kinds())
@@ -69,9 +73,15 @@ class MoleculeModel(Model):
     """
 
     def __init__(self, name: str, config: Any, targets: Sequence[Target], elements: Sequence[int],
-                 graph: GraphConfig) -> None:
+                 graph: GraphConfig, charge_input: bool = False) -> None:
         super().__init__()
         entry = get_entry(name)
+        if charge_input:
+            if not hasattr(config, "node_attr_dim"):
+                raise ValueError(f"model family {name} takes no per-atom inputs, so no total charge: use egnn, "
+                                 "clofnet, se3_transformer or tfn")
+            config = replace(config, node_attr_dim=1)
+        self.charge_input = bool(charge_input)
         cutoff = getattr(config, "cutoff", None)
         if graph.kind == "radius" and cutoff is not None and cutoff > graph.cutoff:
             raise ValueError(f"model cutoff {cutoff} A exceeds the radius graph's {graph.cutoff} A: messages would "
@@ -93,6 +103,9 @@ class MoleculeModel(Model):
         return self.heads.output_kinds()
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
+        if self.charge_input:
+            q = batch.charge if batch.charge is not None else batch.pos.new_zeros(batch.num_graphs)  # [B]
+            batch = batch.replace(node_attr=q.to(batch.pos.dtype)[batch.batch][:, None])  # [N,1]
         return self.heads(self.representation(batch), batch.pos, batch.batch, batch.num_graphs, batch.z)
 
     def describe(self) -> dict[str, Any]:
@@ -103,17 +116,20 @@ class MoleculeModel(Model):
             "targets": [t.to_dict() for t in self.targets],
             "elements": list(self.elements),
             "graph": self.graph.to_dict(),
+            **({"charge_input": True} if self.charge_input else {}),  # absent: a neutral-only model
         }
 
     @classmethod
     def from_description(cls, d: dict[str, Any]) -> MoleculeModel:
         entry = get_entry(d["name"])
         return cls(d["name"], entry.make_config(d["config"]), [Target(**t) for t in d["targets"]],
-                   d["elements"], GraphConfig(**d["graph"]))
+                   d["elements"], GraphConfig(**d["graph"]), bool(d.get("charge_input", False)))
 
 
 def build_model(name: str, targets: Sequence[Target], config: dict[str, Any] | None = None,
-                elements: Sequence[int] = QM9_ELEMENTS, graph: GraphConfig | None = None) -> MoleculeModel:
-    """Build a fresh model of registered family ``name`` for ``targets``."""
+                elements: Sequence[int] = QM9_ELEMENTS, graph: GraphConfig | None = None,
+                charge_input: bool = False) -> MoleculeModel:
+    """Build a fresh model of registered family ``name`` for ``targets`` (``charge_input``: see
+    :class:`MoleculeModel`)."""
     entry = get_entry(name)
-    return MoleculeModel(name, entry.make_config(config), targets, elements, graph or GraphConfig())
+    return MoleculeModel(name, entry.make_config(config), targets, elements, graph or GraphConfig(), charge_input)

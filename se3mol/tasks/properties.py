@@ -58,21 +58,27 @@ class PropertyTask(Task[MoleculeModel]):
                              targets=[f"{t.name}:{t.unit}:{t.pooling}" for t in data.targets])
         self.config = config
         self.split_info: dict[str, Any] = {"seed": SPLIT_SEED}
+        self.charge_input = False
         if config.dataset == "qm9":
             self.targets: list[Target] = [get_target(t) for t in config.targets]
             self.data = data if isinstance(data, QM9) else load_qm9()
             split = standard_split(len(self.data), SPLIT_SEED)
             self.elements: tuple[int, ...] = QM9_ELEMENTS
         else:
-            pretrained = self._init_elements()
+            pretrained, init_charge = self._init_model()
             if data is not None and not isinstance(data, LabelledDataset):
                 raise ValueError(f"data for {config.dataset}: give a LabelledDataset, not a {type(data).__name__}")
-            self.data, split = data_from_config(config, pretrained, data)
+            self.data, split = data_from_config(config, pretrained, data, neutral_only=init_charge is False)
             self.targets = list(self.data.targets)
             self.split_info = {"method": config.split, "fractions": list(config.split_fractions),
                                "seed": config.split_seed, "val_data": config.val_data,
                                "test_data": config.test_data}
             self.elements = pretrained or self.data.elements
+            # The total charge is a model input when the model fine-tuned from takes it, or (from scratch) when
+            # the training molecules are not all neutral.
+            train_charges = self.data.charge[split["train"]] if self.data.charge is not None else None
+            self.charge_input = init_charge if init_charge is not None else bool(
+                train_charges is not None and (train_charges != 0).any())
         self.forces: Tensor | None = getattr(self.data, "forces", None) if config.forces else None  # [A,3]
         if config.forces:
             if self.forces is None:
@@ -90,20 +96,22 @@ class PropertyTask(Task[MoleculeModel]):
         if self.graph.needs_bonds:
             attach_bonds(self.data)
 
-    def _init_elements(self) -> tuple[int, ...] | None:
-        """The elements of the model fine-tuned from (``init_from``): the data is limited to them."""
+    def _init_model(self) -> tuple[tuple[int, ...] | None, bool | None]:
+        """The elements of the model fine-tuned from (``init_from``), to which the data is limited, and whether
+        it takes the total charge (if not, the data is limited to neutral molecules); ``(None, None)`` from
+        scratch."""
         if not self.config.init_from:
-            return None
+            return None, None
         try:
             ckpt = read_checkpoint(resolve_checkpoint(self.config.init_from))
         except FileNotFoundError as exc:
             raise ValueError(f"--init-from {self.config.init_from}: {exc}") from None
-        return tuple(ckpt["model"].get("elements", QM9_ELEMENTS))
+        return tuple(ckpt["model"].get("elements", QM9_ELEMENTS)), bool(ckpt["model"].get("charge_input", False))
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self) -> MoleculeModel:
         cfg = self.config
-        model = build_model(cfg.model, self.targets, cfg.model_config, self.elements, self.graph)
+        model = build_model(cfg.model, self.targets, cfg.model_config, self.elements, self.graph, self.charge_input)
         train_idx = self.split["train"]
         model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
                                       self.data.counts[train_idx], self.data.composition(train_idx))
@@ -198,12 +206,14 @@ def auto_graph(data: QM9 | LabelledDataset) -> str:
 
 
 def data_from_config(cfg: TrainConfig, elements: Sequence[int] | None = None,
-                     data: LabelledDataset | None = None) -> tuple[LabelledDataset, dict[str, Tensor]]:
-    """The labelled data set and split a config describes (``dataset`` a file; ``val_data``, ``test_data``)."""
+                     data: LabelledDataset | None = None, neutral_only: bool = False,
+                     ) -> tuple[LabelledDataset, dict[str, Tensor]]:
+    """The labelled data set and split a config describes (``dataset`` a file; ``val_data``, ``test_data``);
+    ``elements`` and ``neutral_only`` limit it to what a model fine-tuned from can take."""
     keep = [cfg.split.split(":", 1)[1]] if cfg.split.startswith("column:") else []
     read: dict[str, Any] = dict(targets=cfg.targets, smiles_column=cfg.smiles_column, id_column=cfg.id_column,
                                 embed_seed=cfg.embed_seed, elements=elements, forces=cfg.forces,
-                                outlier_mad=cfg.outlier_mad)
+                                outlier_mad=cfg.outlier_mad, neutral_only=neutral_only)
     with limits.use(limits.Limits(cfg.max_atoms, cfg.embed_timeout, cfg.fragments)):
         train = data if data is not None else LabelledDataset.from_files([cfg.dataset], keep_fields=keep, **read)
         val = LabelledDataset.from_files([cfg.val_data], **read) if cfg.val_data else None

@@ -234,3 +234,45 @@ def test_own_data_defaults_fit_the_molecules(tmp_path):
                             "--out", str(tmp_path / "given"), *tiny])
     cfg = json.loads((tmp_path / "given" / "config.json").read_text())
     assert r.exit_code == 0 and (cfg["graph"], cfg["batch_size"]) == ("full", 8)  # what is given wins
+
+
+def test_charged_molecules_train_with_their_charge_as_an_input(tmp_path):
+    # Protonated amines and carboxylates beside neutral molecules: none is dropped, the total charge is a model
+    # input, and predict scores ions (warning for a charge no training molecule had).
+    table = tmp_path / "ions.csv"
+    smiles = [s for k in range(1, 7) for s in ("C" * k + "[NH3+]", "C" * k + "C(=O)[O-]", "C" * k + "O")]
+    table.write_text("smiles,y\n" + "".join(f"{s},{k * 0.1}\n" for k, s in enumerate(smiles)))
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(out), *TINY])
+    assert r.exit_code == 0, r.stderr
+    assert f"{len(smiles)} record(s) read, {len(smiles)} used, 0 skipped" in " ".join(r.stderr.split())
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["model"]["charge_input"] is True and best["model"]["config"]["node_attr_dim"] == 1
+    assert best["domain"]["charges"] == [-1, 0, 1]
+    query = tmp_path / "q.smi"
+    query.write_text("CC[NH3+] ammonium\nC[N+](C)(C)C[N+](C)(C)C dication\nCCO ethanol\n")
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["predict", str(query), "--model", str(out)]).stdout)))
+    assert [x["status"] for x in rows] == ["ok"] * 3 and all(x["y"] for x in rows)
+    assert [x["warning"] for x in rows] == ["", "total charge +2; training molecules had -1, +0, +1 (extrapolation)",
+                                            ""]
+
+    e = runner.invoke(app, ["evaluate", str(out), str(table), "--target", "y"])
+    assert e.exit_code == 0, e.stderr
+    assert json.loads(e.stdout.strip().splitlines()[-1])["n_used"] == len(smiles)  # ions scored, none skipped
+
+    # The charge is an input: the same atoms and coordinates with another total charge score differently.
+    from se3mol.checkpoint import load_model
+    from se3mol.graph import collate
+    from se3mol.molecule import Molecule
+
+    model, _ = load_model(out / "best.pt")
+    mol = Molecule(z=[6, 8, 1, 1, 1, 1], pos=[[0, 0, 0], [1.4, 0, 0], [-.5, .9, 0], [-.5, -.9, 0], [-.5, 0, .9],
+                                                [1.8, .8, 0]])
+    ys = [float(model(collate([Molecule(z=mol.z, pos=mol.pos, charge=q)], model.graph))["y"]) for q in (0, 1)]
+    assert ys[0] != ys[1]
+
+    # A model fine-tuned from one that takes neutral molecules only keeps to neutral ones, and says so (here too
+    # few are left to train on).
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--init-from", "qm9-egnn-gap",
+                            "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "neutral")])
+    assert r.exit_code == 1 and "6 used, 12 skipped (12 charged species)" in " ".join(r.stderr.split())

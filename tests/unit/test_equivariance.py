@@ -65,6 +65,17 @@ def test_every_graph_kind(graph, mols):
     assert check(model, collate(mols, graph), trials=1).passed
 
 
+@pytest.mark.parametrize("name", ["egnn", "clofnet", "se3_transformer", "tfn"])
+def test_the_total_charge_input_keeps_every_symmetry(name, mols):
+    # The charge is an invariant per molecule: a model that takes it stays equivariant, molecule by molecule
+    # (each molecule of the batch carries another charge).
+    torch.manual_seed(0)
+    model = build_model(name, TARGETS, tiny_config(name), charge_input=True)
+    batch = collate(mols, model.graph).replace(charge=torch.arange(len(mols), dtype=torch.float64) - 1)
+    report = check(model, batch, trials=1)
+    assert all(r.passed for r in report.rows if r.expected), report.rows
+
+
 def test_caller_model_untouched(mols):
     model = _model("egnn")
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -641,6 +641,18 @@ def test_ase_format_is_passed_through(tmp_path):
     np.testing.assert_allclose(rec.molecule.pos[1], [0.96, 0, 0], atol=1e-3)
 
 
+def test_ase_formats_carry_the_total_charge_in_info(tmp_path):
+    path = tmp_path / "ions.traj"
+    nh4 = Atoms("NH4", positions=[[0, 0, 0], [.6, .6, .6], [-.6, -.6, .6], [.6, -.6, -.6], [-.6, .6, -.6]])
+    nh4.info["charge"] = 1
+    odd = nh4.copy()
+    odd.info["charge"] = 0.5
+    ase.io.write(path, [nh4, odd])
+    first, second = read(path)
+    assert first.molecule.charge == 1
+    assert second.molecule is None and "total charge 0.5 is not a whole number" in second.error
+
+
 def test_ase_failure_is_one_error_record_not_an_exception(tmp_path):
     path = tmp_path / "bad.pdb"
     path.write_text("ATOM      1  O   HOH     1       x.xxx   0.000   0.000  1.00  0.00           O\n")
