@@ -157,10 +157,21 @@ def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mode
 def recorded_model_config(spec: str | os.PathLike) -> dict[str, Any]:
     """The model settings (``--set`` keys) recorded in checkpoint ``spec`` (a path or a shipped model's
     name), as ``--init-from`` takes them over. Raises ``ValueError`` for a missing or unusable checkpoint."""
-    try:
-        model = read_checkpoint(resolve_checkpoint(spec))["model"]
-    except FileNotFoundError as exc:
-        raise ValueError(str(exc)) from None
+    model = _recorded_model(spec)
     if model.get("kind") == ScoreModel.kind:
         return recorded_config(model)
     return dict(model.get("config", {}))
+
+
+def recorded_graph(spec: str | os.PathLike) -> dict[str, Any] | None:
+    """The graph (``kind``, ``cutoff``) a property model checkpoint ``spec`` was trained on, which
+    ``--init-from`` takes over unless ``--graph`` is given; ``None`` for other kinds of model."""
+    model = _recorded_model(spec)
+    return dict(model["graph"]) if model.get("kind") is None and "graph" in model else None
+
+
+def _recorded_model(spec: str | os.PathLike) -> dict[str, Any]:
+    try:
+        return read_checkpoint(resolve_checkpoint(spec))["model"]
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None

@@ -117,7 +117,7 @@ def train(
     With --task conformers, train the conformer score model (ClofNet, denoising score matching on
     coordinates, noise 10 -> 0.01 A in 50 levels) on QM9's training geometries or an SDF collection.
     """
-    from se3mol.pretrained import recorded_model_config
+    from se3mol.pretrained import recorded_graph, recorded_model_config
     from se3mol.tasks.run import is_ensemble, run_config_path
     from se3mol.training import TrainConfig
     from se3mol.training.distributed import is_main_process, launched_by_torchrun
@@ -168,8 +168,12 @@ def train(
     if init_from and not resume:
         try:
             overrides["model_config"] = recorded_model_config(init_from)
+            recorded = recorded_graph(init_from)
         except ValueError as exc:
             fail(f"--init-from {init_from}: {exc}", EXIT_FAILURE)
+        if recorded is not None and graph is None:  # the graph its weights were trained on
+            overrides["graph"] = recorded["kind"]
+            overrides.setdefault("cutoff", recorded.get("cutoff", 5.0))
     if set_:
         overrides["model_config"] = {**overrides.get("model_config", base.model_config), **_parse_model_options(set_)}
     try:

@@ -3,7 +3,7 @@
     python -m se3mol.data.xtb_labels build data/xtb-moses -n 20000            # MOSES train SMILES (molsets)
     python -m se3mol.data.xtb_labels build data/xtb-big --source big.smi -n 5000   # any SMILES file
     python -m se3mol.data.xtb_labels summary data/xtb-moses
-    python -m se3mol.data.xtb_labels export data/xtb-moses frames.extxyz       # for se3mol train --data --forces
+    python -m se3mol.data.xtb_labels export data/xtb-moses data/xtb-big frames.extxyz   # for train --data --forces
 
 No data set of drug-like molecules with quantum-chemical labels can be downloaded here, so this builds one from
 what can be installed: SMILES (by default those of the MOSES train split, ~1.6M ZINC molecules of C N O S F Cl Br
@@ -33,6 +33,7 @@ parallel workers never collide. ``OUT/settings.json`` holds the settings a resum
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -342,23 +343,29 @@ def summary(out: str | Path) -> dict[str, Any]:
     return counts
 
 
-def export(out: str | Path, path: str | Path) -> int:
-    """Write every labelled conformer as extxyz frames (``energy`` eV, ``homo``/``lumo`` eV, ``dipole`` e A,
-    ``charge`` in ``info``; ``forces`` eV/A and ``charges`` e per atom), for ``se3mol train --data``. Returns
-    the number of frames."""
+def export(builds: str | Path | Sequence[str | Path], path: str | Path, holdout: float = 0.02) -> int:
+    """Write every labelled conformer of one or more builds as extxyz frames (``energy`` eV, ``homo``/``lumo``
+    eV, ``dipole`` e A, ``charge`` in ``info``; ``forces`` eV/A and ``charges`` e per atom), for ``se3mol train
+    --data``. Each frame's ``split`` (``train``, ``val`` or ``test``, for ``--split column:split``) is drawn per
+    molecule from a hash of its labelled SMILES, ``holdout`` each for val and test: all conformers of a molecule,
+    in whichever build, fall on one side. Returns the number of frames."""
     from ase import Atoms
     from ase.io import write
 
     frames = []
-    for rec, arrays in read_chunks(out):
-        for c in range(arrays["energy"].shape[0]):
-            atoms = Atoms(numbers=arrays["z"], positions=arrays["pos"][c])
-            atoms.info.update(name=f"{rec['row']}-{c}", smiles=rec["labelled_smiles"], charge=rec["charge"],
-                              energy=float(arrays["energy"][c]), homo=float(arrays["homo"][c]),
-                              lumo=float(arrays["lumo"][c]), dipole=arrays["dipole"][c].astype(float))
-            atoms.arrays["forces"] = arrays["forces"][c].astype(float)
-            atoms.arrays["xtb_charges"] = arrays["charges"][c].astype(float)
-            frames.append(atoms)
+    for out in [builds] if isinstance(builds, str | Path) else builds:
+        for rec, arrays in read_chunks(out):
+            smiles = rec["labelled_smiles"]
+            u = int(hashlib.sha256(smiles.encode()).hexdigest()[:12], 16) / 16**12  # uniform in [0, 1)
+            split = "test" if u < holdout else ("val" if u < 2 * holdout else "train")
+            for c in range(arrays["energy"].shape[0]):
+                atoms = Atoms(numbers=arrays["z"], positions=arrays["pos"][c])
+                atoms.info.update(name=f"{Path(out).name}-{rec['row']}-{c}", smiles=smiles, charge=rec["charge"],
+                                  energy=float(arrays["energy"][c]), homo=float(arrays["homo"][c]),
+                                  lumo=float(arrays["lumo"][c]), dipole=arrays["dipole"][c].astype(float), split=split)
+                atoms.arrays["forces"] = arrays["forces"][c].astype(float)
+                atoms.arrays["xtb_charges"] = arrays["charges"][c].astype(float)
+                frames.append(atoms)
     with atomic_open(path, "w") as f:
         write(f, frames, format="extxyz")
     return len(frames)
@@ -377,9 +384,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         b.add_argument(f"--{f.replace('_', '-')}", type=int, default=getattr(LabelSettings, f))
     s = sub.add_parser("summary", help="counts of a build")
     s.add_argument("out")
-    e = sub.add_parser("export", help="write a build as extxyz")
-    e.add_argument("out")
+    e = sub.add_parser("export", help="write one or more builds as one extxyz file")
+    e.add_argument("out", nargs="+", help="build directories")
     e.add_argument("path")
+    e.add_argument("--holdout", type=float, default=0.02, help="fraction of molecules each for val and test")
     a = ap.parse_args(argv)
     if a.command == "build":
         settings = LabelSettings(conformers=a.conformers, mmff=a.mmff, chunk=a.chunk, seed=a.seed,
@@ -388,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif a.command == "summary":
         print(json.dumps(summary(a.out), indent=1))
     else:
-        print(f"wrote {export(a.out, a.path)} frames to {a.path}")
+        print(f"wrote {export(a.out, a.path, a.holdout)} frames to {a.path}")
 
 
 if __name__ == "__main__":

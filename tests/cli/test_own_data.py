@@ -276,3 +276,20 @@ def test_charged_molecules_train_with_their_charge_as_an_input(tmp_path):
     r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--init-from", "qm9-egnn-gap",
                             "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "neutral")])
     assert r.exit_code == 1 and "6 used, 12 skipped (12 charged species)" in " ".join(r.stderr.split())
+
+
+def test_init_from_takes_the_graph_its_weights_were_trained_on(tmp_path):
+    # Small molecules would get the full graph by default; a model pretrained on a radius graph brings its own.
+    table = tmp_path / "t.csv"
+    table.write_text("smiles,y\n" + "".join(f"{'C' * k}{x},{k * 0.3}\n" for k in range(1, 6) for x in "ON"))
+    base = tmp_path / "base"
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--graph", "radius", "--cutoff", "4",
+                            "--out", str(base), *TINY])
+    assert r.exit_code == 0, r.stderr
+    ft = tmp_path / "ft"
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--init-from", str(base / "best.pt"),
+                            "--epochs", "1", "--out", str(ft)])
+    assert r.exit_code == 0, r.stderr
+    assert "all weights from" in r.stderr
+    assert torch.load(ft / "best.pt", weights_only=True)["model"]["graph"] == {"kind": "radius", "cutoff": 4.0,
+                                                                                "max_hops": None}

@@ -71,6 +71,12 @@ def test_build_keeps_errors_resumes_and_exports(tmp_path):
     assert np.allclose(frames[0].get_forces(), arrays["forces"][0], atol=1e-5)  # ASE: a calculator's results
     assert frames[0].get_potential_energy() == pytest.approx(float(arrays["energy"][0]))
     assert frames[0].info["charge"] == rec["charge"] and frames[0].info["homo"] < frames[0].info["lumo"]
+    # all conformers of a molecule on one side of the split; a build exported twice has each molecule twice
+    assert export([out, out], tmp_path / "two.extxyz", holdout=0.3) == 16
+    sides: dict[str, set] = {}
+    for f in read(tmp_path / "two.extxyz", index=":"):
+        sides.setdefault(f.info["smiles"], set()).add(f.info["split"])
+    assert all(len(s) == 1 for s in sides.values()) and set().union(*sides.values()) <= {"train", "val", "test"}
 
 
 def test_parallel_build_equals_serial(tmp_path, monkeypatch):
