@@ -154,6 +154,17 @@ def rdkit_from_smiles(smiles: str, add_hs: bool = False) -> Chem.Mol:
     return Chem.AddHs(mol) if add_hs else mol
 
 
+def morgan_counts(smiles: str, radius: int = 2, bits: int = 2048) -> np.ndarray:
+    """Morgan (ECFP-like) count fingerprint of ``smiles``: ``[bits]`` uint8, counts clipped at 255, hydrogens
+    implicit (the fingerprint of the 2D molecule, whatever its conformer). Raises ``ValueError`` for a SMILES
+    RDKit cannot read (:func:`rdkit_from_smiles`)."""
+    from rdkit.Chem import rdFingerprintGenerator
+
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
+    counts = gen.GetCountFingerprintAsNumPy(rdkit_from_smiles(smiles))
+    return np.minimum(counts, 255).astype(np.uint8)
+
+
 def with_conformers(mol: Chem.Mol, pos: np.ndarray) -> Chem.Mol:
     """A copy of ``mol`` whose conformers are ``pos [K,N,3]`` (Angstrom), in order, flagged 3D."""
     out = Chem.Mol(mol)

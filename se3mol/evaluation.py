@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from se3mol.data.files import LabelledDataset
+from se3mol.data.files import LabelledDataset, attach_fingerprints
 from se3mol.io import read_records
 from se3mol.targets import Target
 
@@ -123,6 +123,11 @@ def evaluate_files(model: str | os.PathLike | Sequence[str | os.PathLike], paths
                                         neutral_only=not all(m.charge_input for m in models))
     if len(data) == 0:
         raise ValueError(f"no record of {', '.join(map(str, paths))} has a usable label ({data.summary()})")
+    prints = [m.fingerprint for m in models if m.fingerprint]
+    if prints:
+        if any(p != prints[0] for p in prints):
+            raise ValueError(f"ensemble members take different fingerprints: {prints}")
+        attach_fingerprints(data, prints[0])
     graphs = {m.graph for m in models}
     if any(g.needs_bonds for g in graphs):
         attach_bonds(data, verbose=False)

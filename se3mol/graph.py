@@ -83,6 +83,8 @@ class Batch:
         forces: per-atom force labels ``[N,3]`` (training only; NaN where missing) or ``None``.
         charge: total charge of each molecule ``[B]`` (elementary charges, float), an input of models built
             with ``charge_input``; ``None`` means all neutral.
+        mol_attr: invariant per-molecule inputs ``[B,F]`` (a 2D fingerprint's counts) for models built with
+            a ``fingerprint``, or ``None``.
 
     >>> from se3mol.molecule import Molecule
     >>> water = Molecule(z=[8, 1, 1], pos=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
@@ -103,6 +105,7 @@ class Batch:
     sigma: Tensor | None = None
     forces: Tensor | None = None
     charge: Tensor | None = None
+    mol_attr: Tensor | None = None
 
     @property
     def num_atoms(self) -> int:

@@ -19,6 +19,7 @@ every row, named as in the input (``input_<name>`` where that clashes with an ou
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import queue
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from se3mol.graph import Batch, GraphConfig, collate
@@ -130,6 +132,10 @@ class Predictor:
         self.device = torch.device(device)
         self.elements = set.intersection(*(set(m.elements) for m in self.models))
         self.domain = [c.get("domain", {}) for c in self.checkpoints]
+        prints = {json.dumps(getattr(m, "fingerprint", None), sort_keys=True) for m in self.models} - {"null"}
+        if len(prints) > 1:
+            raise ValueError(f"ensemble members take different fingerprints: {sorted(prints)}")
+        self.fingerprint: dict[str, Any] | None = json.loads(prints.pop()) if prints else None
         scale = dict(std_scale or {})
         unknown = sorted(set(scale) - {t.name for t in self.targets})
         if unknown:
@@ -305,6 +311,13 @@ class Predictor:
             if m.graph not in built:
                 built[m.graph] = collate(mols, m.graph)
             out.append(built[m.graph])
+        if self.fingerprint is not None:
+            from se3mol.chem import morgan_counts
+
+            spec = self.fingerprint
+            fp = torch.from_numpy(np.stack([morgan_counts(m.smiles, spec["radius"], spec["bits"]) for m in mols]))
+            out = [b.replace(mol_attr=fp) if getattr(m, "fingerprint", None) else b
+                   for m, b in zip(self.models, out, strict=True)]
         return out
 
     def _score_prepared(self, prep: _Prepared) -> list[dict[str, Any]]:
@@ -370,6 +383,13 @@ class Predictor:
                 break
         if warnings:
             row["warning"] = "; ".join(warnings)
+        if self.fingerprint is not None:
+            if not mol.smiles:
+                raise ValueError("no SMILES could be perceived for this molecule, and the model takes its 2D "
+                                 "fingerprint")
+            from se3mol.chem import morgan_counts
+
+            morgan_counts(mol.smiles, self.fingerprint["radius"], self.fingerprint["bits"])  # ValueError: its row
         if any(m.graph.needs_bonds for m in self.models) and mol.bonds is None:
             from se3mol.chem import perceive_bonds
 

@@ -107,6 +107,9 @@ def train(
         "--outlier-mad", min=0, help="With --data: drop (and report in data_report.csv) labels further than this "
         "many robust standard deviations (1.4826 x MAD) from their target's median (default 10; 0 keeps all).")
     ] = None,
+    fingerprint: Annotated[str | None, typer.Option(
+        "--fingerprint", help="none, or morgan: each molecule's 2D Morgan count fingerprint (radius 2, 2048 bits, "
+        "from its SMILES) is an input beside the 3D structure (default none).")] = None,
     nproc: Annotated[int, typer.Option(
         min=1, help="Train on N processes of this machine (DistributedDataParallel, launched with torchrun; "
                     "one GPU each on CUDA). For several machines, run torchrun yourself (README).")] = 1,
@@ -163,7 +166,7 @@ def train(
         "test_data": str(test.resolve()) if test else None,
         "smiles_column": smiles_column, "id_column": id_column, "embed_seed": embed_seed,
         "forces": forces, "forces_weight": forces_weight, "max_atoms": max_atoms, "embed_timeout": embed_timeout,
-        "fragments": fragments, "outlier_mad": outlier_mad,
+        "fragments": fragments, "outlier_mad": outlier_mad, "fingerprint": fingerprint,
     }.items() if v is not None}
     if init_from and not resume:
         try:

@@ -515,6 +515,27 @@ def _cache_path(paths: Sequence[str], settings: dict[str, Any]) -> Path:
     return cache_dir() / f"labelled-v{CACHE_FORMAT}-{h.hexdigest()[:20]}.pt"
 
 
+def attach_fingerprints(data: PackedMolecules, spec: dict[str, Any]) -> None:
+    """Attach every molecule's 2D fingerprint (``spec``: see :func:`se3mol.nn.model.check_fingerprint`) as
+    ``data.mol_attr [M,F]`` (uint8 counts), from its SMILES. Raises ``ValueError`` naming the molecules that have
+    no usable SMILES (3D records whose bonds could not be perceived)."""
+    from se3mol.chem import morgan_counts
+
+    rows, bad = [], []
+    for k, smi in enumerate(data.smiles):
+        try:
+            rows.append(morgan_counts(smi, spec["radius"], spec["bits"]))
+        except ValueError:
+            bad.append(k)
+            rows.append(np.zeros(spec["bits"], np.uint8))
+    if bad:
+        ids = getattr(data, "ids", None)
+        names = ", ".join(repr(ids[k]) if ids else f"#{k}" for k in bad[:3])
+        raise ValueError(f"{len(bad)} molecule(s) have no usable SMILES for the 2D fingerprint (e.g. {names}: their "
+                         "bonds could not be perceived from the coordinates); train with --fingerprint none")
+    data.mol_attr = torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, spec["bits"], dtype=torch.uint8)
+
+
 def split_dataset(train: LabelledDataset, method: str = "random", fractions: Sequence[float] = (0.8, 0.1, 0.1),
                   seed: int = 0, val: LabelledDataset | None = None,
                   test: LabelledDataset | None = None) -> tuple[LabelledDataset, dict[str, Tensor]]:

@@ -102,6 +102,8 @@ class PackedMolecules:
         bonds, bond_orders, bond_counts: covalent bonds as local atom pairs ``[Mb,2]``, orders ``[Mb]``
             and bonds per molecule ``[M]``; needed for bond and hop graphs; ``None`` if unknown.
         charge: total charge of each molecule ``[M]`` (int8); ``None``: all neutral.
+        mol_attr: per-molecule inputs ``[M,F]`` (fingerprint counts, uint8), attached for models that take them
+            (:func:`se3mol.data.files.attach_fingerprints`); ``None`` otherwise.
     """
 
     z: Tensor
@@ -113,6 +115,7 @@ class PackedMolecules:
     bond_orders: Tensor | None = None
     bond_counts: Tensor | None = None
     charge: Tensor | None = None
+    mol_attr: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.counts.shape[0])
@@ -134,7 +137,11 @@ class PackedMolecules:
             raise ValueError(f"{graph.kind} graph asked for, but no bonds attached: call attach_bonds(qm9) first")
         else:
             b = self._bond_batch(mol_idx, z, pos, counts, y, graph)
-        return b if self.charge is None else b.replace(charge=self.charge[mol_idx].to(pos.dtype))
+        if self.charge is not None:
+            b = b.replace(charge=self.charge[mol_idx].to(pos.dtype))
+        if self.mol_attr is not None:
+            b = b.replace(mol_attr=self.mol_attr[mol_idx].to(pos.dtype))
+        return b
 
     def atom_index(self, mol_idx: Tensor) -> Tensor:
         """Positions in the packed atom arrays of the atoms of molecules ``mol_idx [B]``, in order ``[N]``."""

@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
 from se3mol.graph import Batch, GraphConfig
 from se3mol.nn.heads import PropertyHeads
+from se3mol.nn.layers import mlp
 from se3mol.nn.registry import get_entry, representation_width
 from se3mol.targets import Target
 
@@ -62,6 +64,10 @@ class Model(nn.Module):
 class MoleculeModel(Model):
     """A model that maps a :class:`~se3mol.graph.Batch` to named molecular properties.
 
+    With a ``fingerprint`` (``{"kind": "morgan", "radius": R, "bits": F}``), the molecule's 2D count fingerprint
+    (``batch.mol_attr [B,F]``, computed from its SMILES by the data and prediction layers) is encoded by an MLP and
+    added to every atom's invariant features before the readout: invariant, so every symmetry is kept.
+
     With ``charge_input``, the molecule's total charge (``batch.charge``, zero where ``None``) is an invariant
     input of every atom (the representation's ``node_attr``, one column): such a model scores ions and
     zwitterions; without it, a model knows neutral molecules only.
@@ -73,7 +79,7 @@ class MoleculeModel(Model):
     """
 
     def __init__(self, name: str, config: Any, targets: Sequence[Target], elements: Sequence[int],
-                 graph: GraphConfig, charge_input: bool = False) -> None:
+                 graph: GraphConfig, charge_input: bool = False, fingerprint: dict[str, Any] | None = None) -> None:
         super().__init__()
         entry = get_entry(name)
         if charge_input:
@@ -94,6 +100,9 @@ class MoleculeModel(Model):
         hidden = representation_width(config, self.representation)
         self.heads = PropertyHeads(targets, hidden, getattr(self.representation, "vector_channels", 0),
                                    getattr(self.representation, "rank2_channels", 0))
+        self.fingerprint = check_fingerprint(fingerprint) if fingerprint else None
+        self.fingerprint_net = (mlp([self.fingerprint["bits"], hidden, hidden]) if self.fingerprint is not None
+                                else None)
 
     @property
     def targets(self) -> list[Target]:
@@ -106,7 +115,13 @@ class MoleculeModel(Model):
         if self.charge_input:
             q = batch.charge if batch.charge is not None else batch.pos.new_zeros(batch.num_graphs)  # [B]
             batch = batch.replace(node_attr=q.to(batch.pos.dtype)[batch.batch][:, None])  # [N,1]
-        return self.heads(self.representation(batch), batch.pos, batch.batch, batch.num_graphs, batch.z)
+        feats = self.representation(batch)
+        if self.fingerprint_net is not None:
+            if batch.mol_attr is None:
+                raise ValueError("this model takes a 2D fingerprint of each molecule (batch.mol_attr)")
+            f = self.fingerprint_net(torch.log1p(batch.mol_attr.to(feats.scalars.dtype)))  # [B,H]
+            feats = replace(feats, scalars=feats.scalars + f[batch.batch])
+        return self.heads(feats, batch.pos, batch.batch, batch.num_graphs, batch.z)
 
     def describe(self) -> dict[str, Any]:
         """Everything needed to rebuild this model, as plain data (checkpoint-safe)."""
@@ -117,19 +132,36 @@ class MoleculeModel(Model):
             "elements": list(self.elements),
             "graph": self.graph.to_dict(),
             **({"charge_input": True} if self.charge_input else {}),  # absent: a neutral-only model
+            **({"fingerprint": dict(self.fingerprint)} if self.fingerprint else {}),
         }
 
     @classmethod
     def from_description(cls, d: dict[str, Any]) -> MoleculeModel:
         entry = get_entry(d["name"])
         return cls(d["name"], entry.make_config(d["config"]), [Target(**t) for t in d["targets"]],
-                   d["elements"], GraphConfig(**d["graph"]), bool(d.get("charge_input", False)))
+                   d["elements"], GraphConfig(**d["graph"]), bool(d.get("charge_input", False)),
+                   d.get("fingerprint"))
 
 
 def build_model(name: str, targets: Sequence[Target], config: dict[str, Any] | None = None,
                 elements: Sequence[int] = QM9_ELEMENTS, graph: GraphConfig | None = None,
-                charge_input: bool = False) -> MoleculeModel:
-    """Build a fresh model of registered family ``name`` for ``targets`` (``charge_input``: see
+                charge_input: bool = False, fingerprint: dict[str, Any] | None = None) -> MoleculeModel:
+    """Build a fresh model of registered family ``name`` for ``targets`` (``charge_input``, ``fingerprint``: see
     :class:`MoleculeModel`)."""
     entry = get_entry(name)
-    return MoleculeModel(name, entry.make_config(config), targets, elements, graph or GraphConfig(), charge_input)
+    return MoleculeModel(name, entry.make_config(config), targets, elements, graph or GraphConfig(), charge_input,
+                         fingerprint)
+
+
+#: The 2D fingerprint of ``--fingerprint morgan``: Morgan counts of radius 2 (ECFP4-like) folded to 2048 bits.
+MORGAN = {"kind": "morgan", "radius": 2, "bits": 2048}
+
+
+def check_fingerprint(spec: dict[str, Any]) -> dict[str, Any]:
+    """A fingerprint spec, checked: ``{"kind": "morgan", "radius": int >= 1, "bits": int >= 8}``."""
+    spec = {**MORGAN, **spec}
+    if spec["kind"] != "morgan" or set(spec) != set(MORGAN):
+        raise ValueError(f"unknown fingerprint {spec}: se3mol knows {MORGAN} (radius and bits may change)")
+    if int(spec["radius"]) < 1 or int(spec["bits"]) < 8:
+        raise ValueError(f"fingerprint {spec}: radius must be at least 1 and bits at least 8")
+    return {"kind": "morgan", "radius": int(spec["radius"]), "bits": int(spec["bits"])}

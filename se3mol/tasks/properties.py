@@ -19,10 +19,10 @@ from torch import Tensor
 
 from se3mol import limits
 from se3mol.checkpoint import model_checkpoint, read_checkpoint
-from se3mol.data.files import LabelledDataset, split_dataset
+from se3mol.data.files import LabelledDataset, attach_fingerprints, split_dataset
 from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
 from se3mol.graph import GraphConfig, GraphKind
-from se3mol.nn.model import QM9_ELEMENTS, MoleculeModel, build_model
+from se3mol.nn.model import MORGAN, QM9_ELEMENTS, MoleculeModel, build_model
 from se3mol.pretrained import resolve_checkpoint
 from se3mol.targets import Target, get_target
 from se3mol.tasks.base import Task
@@ -90,6 +90,11 @@ class PropertyTask(Task[MoleculeModel]):
         if config.graph == "auto":  # own data without --graph: the graph that fits the molecules' size
             config = self.config = replace(config, graph=auto_graph(self.data))
         self.graph = GraphConfig(cast(GraphKind, config.graph), config.cutoff)  # the kind is checked there
+        if config.fingerprint not in ("none", "morgan"):
+            raise ValueError(f"unknown fingerprint {config.fingerprint!r}; choose none or morgan")
+        self.fingerprint = dict(MORGAN) if config.fingerprint == "morgan" else None
+        if self.fingerprint is not None:
+            attach_fingerprints(self.data, self.fingerprint)
         if config.limit:
             split = {k: v[: config.limit] for k, v in split.items()}
         self.split = split
@@ -111,7 +116,8 @@ class PropertyTask(Task[MoleculeModel]):
     # ------------------------------------------------------------------ model and loss
     def build_model(self) -> MoleculeModel:
         cfg = self.config
-        model = build_model(cfg.model, self.targets, cfg.model_config, self.elements, self.graph, self.charge_input)
+        model = build_model(cfg.model, self.targets, cfg.model_config, self.elements, self.graph, self.charge_input,
+                            self.fingerprint)
         train_idx = self.split["train"]
         model.heads.fit_normalization(self.data.target_values(train_idx, self.target_names),
                                       self.data.counts[train_idx], self.data.composition(train_idx))

@@ -37,6 +37,8 @@ class TrainConfig:
     ``id_column`` name CSV columns; ``embed_seed`` seeds the 3D embedding of SMILES. ``forces`` names a
     per-atom force array (extxyz ``forces``): the first target is then an energy and its negative gradient
     is trained on those forces too, with ``forces_weight`` times the weight of the energy in the loss.
+    ``fingerprint`` (``none`` or ``morgan``) adds each molecule's 2D Morgan count fingerprint as an input
+    (see :class:`se3mol.nn.model.MoleculeModel`); a model fine-tuned from one without gets it fresh.
     """
 
     task: str = "properties"
@@ -78,6 +80,7 @@ class TrainConfig:
     embed_timeout: int = 30
     fragments: str = "largest"
     outlier_mad: float = 10.0
+    fingerprint: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -164,8 +164,11 @@ class Trainer:
         except FileNotFoundError as exc:
             raise ValueError(f"--init-from {spec}: {exc}") from None
         mine, theirs = self.model.describe(), ckpt.get("model", {})
-        diffs = [f"{k}: {theirs.get(k)!r} in {spec}, {mine[k]!r} here" for k in mine
-                 if k not in ("targets", "elements") and _weights_view(theirs.get(k)) != _weights_view(mine[k])]
+        diffs = [f"{k}: {theirs.get(k)!r} in {spec}, {mine.get(k)!r} here" for k in set(mine) | set(theirs)
+                 if k not in ("targets", "elements", "fingerprint")
+                 and _weights_view(theirs.get(k)) != _weights_view(mine.get(k))]
+        if theirs.get("fingerprint") and mine.get("fingerprint") and theirs["fingerprint"] != mine["fingerprint"]:
+            diffs.append(f"fingerprint: {theirs['fingerprint']} in {spec}, {mine['fingerprint']} here")
         their_elements = [int(e) for e in theirs.get("elements", [])]
         if not set(their_elements) & set(self.model.elements):
             diffs.append(f"elements: {their_elements} in {spec}, {list(self.model.elements)} here (none shared)")
@@ -174,8 +177,14 @@ class Trainer:
                              + "; ".join(diffs) + " (match it with --model and --set KEY=VALUE)")
         new = [e for e in self.model.elements if e not in their_elements]
         extra = f"; fresh embeddings for the elements {new}" if new else ""
+        if theirs.get("fingerprint") != mine.get("fingerprint"):  # the 2D fingerprint's encoder starts afresh
+            extra += "; a fresh 2D fingerprint encoder" if mine.get("fingerprint") else "; its fingerprint unused"
         if theirs.get("targets") == mine.get("targets"):
-            self.model.load_state_dict(_with_elements(self.model, ckpt["state_dict"], their_elements))
+            state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("fingerprint_net.")}
+            state.update({k: v for k, v in self.model.state_dict().items() if k.startswith("fingerprint_net.")})
+            if theirs.get("fingerprint") == mine.get("fingerprint"):
+                state = ckpt["state_dict"]
+            self.model.load_state_dict(_with_elements(self.model, state, their_elements))
             return f"all weights from {spec}{extra}"
         # Other targets: keep the learned representation, train fresh heads (normalised on this data).
         rep = {k.removeprefix("representation."): v for k, v in ckpt["state_dict"].items()

@@ -293,3 +293,42 @@ def test_init_from_takes_the_graph_its_weights_were_trained_on(tmp_path):
     assert "all weights from" in r.stderr
     assert torch.load(ft / "best.pt", weights_only=True)["model"]["graph"] == {"kind": "radius", "cutoff": 4.0,
                                                                                 "max_hops": None}
+
+
+def test_a_2d_fingerprint_input_trains_predicts_evaluates_and_fine_tunes(tmp_path):
+    table = tmp_path / "t.csv"
+    smiles = ["C" * k + x for k in range(1, 7) for x in ("O", "N", "C(=O)O", "Cl")]
+    table.write_text("smiles,y\n" + "".join(f"{s},{len(s) * 0.5}\n" for s in smiles))
+    out = tmp_path / "fp"
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--fingerprint", "morgan",
+                            "--out", str(out), *TINY])
+    assert r.exit_code == 0, r.stderr
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["model"]["fingerprint"] == {"kind": "morgan", "radius": 2, "bits": 2048}
+    assert best["state_dict"]["fingerprint_net.0.weight"].shape == (16, 2048)
+
+    # The fingerprint is an input: two molecules with one geometry but other SMILES score differently.
+    from se3mol.checkpoint import load_model
+    from se3mol.chem import embed_smiles, morgan_counts
+    from se3mol.graph import collate
+
+    model, _ = load_model(out / "best.pt")
+    batch = collate([embed_smiles("CCO")], model.graph)
+    a = model(batch.replace(mol_attr=torch.from_numpy(morgan_counts("CCO"))[None]))["y"]
+    b = model(batch.replace(mol_attr=torch.from_numpy(morgan_counts("CCN"))[None]))["y"]
+    assert float(a) != float(b)
+
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["predict", str(table), "--model", str(out)]).stdout)))
+    assert len(rows) == len(smiles) and all(x["status"] == "ok" and x["y"] for x in rows)
+    e = runner.invoke(app, ["evaluate", str(out), str(table), "--target", "y"])
+    assert e.exit_code == 0 and json.loads(e.stdout.strip().splitlines()[-1])["n_used"] == len(smiles), e.stderr
+
+    # Fine-tuning a model without a fingerprint onto one with: its weights, and a fresh fingerprint encoder.
+    plain = tmp_path / "plain"
+    assert runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(plain),
+                               *TINY]).exit_code == 0
+    ft = tmp_path / "ft"
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--fingerprint", "morgan",
+                            "--init-from", str(plain / "best.pt"), "--epochs", "1", "--out", str(ft)])
+    assert r.exit_code == 0, r.stderr
+    assert "a fresh 2D fingerprint encoder" in " ".join(r.stderr.split())

@@ -76,6 +76,14 @@ def test_the_total_charge_input_keeps_every_symmetry(name, mols):
     assert all(r.passed for r in report.rows if r.expected), report.rows
 
 
+def test_a_2d_fingerprint_input_keeps_every_symmetry(mols):
+    torch.manual_seed(0)
+    model = build_model("egnn", TARGETS, tiny_config("egnn"), fingerprint={"kind": "morgan", "radius": 2, "bits": 64})
+    counts = torch.randint(0, 4, (len(mols), 64), generator=torch.Generator().manual_seed(0))
+    report = check(model, collate(mols, model.graph).replace(mol_attr=counts), trials=1)
+    assert report.passed, report.rows
+
+
 def test_caller_model_untouched(mols):
     model = _model("egnn")
     before = {k: v.clone() for k, v in model.state_dict().items()}
