@@ -321,6 +321,7 @@ def main() -> None:
                     "as tool --label instead of se3mol)")
     ap.add_argument("--label", default="se3mol", help="name of the se3mol entry (default: se3mol, the default run)")
     a = ap.parse_args()
+    a.work = a.work.resolve()  # the tools run in their own directories
     if a.write_train_smiles:
         print(f"{write_train_smiles(a.write_train_smiles)} SMILES written to {a.write_train_smiles}")
         return

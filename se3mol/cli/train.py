@@ -351,6 +351,7 @@ class _ProgressView:
     def __init__(self, epochs: int, enabled: bool = True) -> None:
         self.epochs = epochs
         self.live = err.is_terminal and enabled
+        self.enabled = enabled
         self.bar = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
             TextColumn("step {task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"),
@@ -359,6 +360,8 @@ class _ProgressView:
         self.task: TaskID | None = None
         self.last_val = "val MAE -"
         self.mark: tuple[float, int] | None = None  # (time, step) the logged rate counts from
+        self.start: float | None = None  # when the first step ended: the up-front estimate counts from it
+        self.estimated = False
 
     def __enter__(self):
         self.bar.__enter__()
@@ -366,6 +369,25 @@ class _ProgressView:
 
     def __exit__(self, *exc):
         return self.bar.__exit__(*exc)
+
+    #: Steps after the first whose pace gives the up-front estimate (the first step pays one-off costs).
+    ESTIMATE_STEPS = 10
+
+    def _estimate(self, info: dict[str, Any], now: float) -> None:
+        """Once, early in the first epoch: how long an epoch and the whole run will take at this pace."""
+        if self.estimated or not self.enabled:
+            return
+        if self.start is None:
+            self.start = now
+            return
+        done = info["step"] - 1
+        if done < min(self.ESTIMATE_STEPS, info["steps"] - 1):
+            return
+        self.estimated = True
+        per_epoch = (now - self.start) / max(done, 1) * info["steps"]
+        err.print(f"pace: about {_duration(per_epoch)} per epoch of {info['steps']} steps (validation not "
+                  f"included), {_duration(per_epoch * self.epochs)} for {self.epochs} epochs, unless --max-time "
+                  "or early stopping ends it sooner", highlight=False)
 
     def __call__(self, info: dict[str, Any]) -> None:
         if info["event"] == "step":
@@ -375,6 +397,7 @@ class _ProgressView:
             self.bar.update(self.task, completed=info["step"], epoch=info["epoch"], loss=info["loss"],
                             val=self.last_val)
             now = time.perf_counter()
+            self._estimate(info, now)
             if self.mark is None or info["step"] < self.mark[1]:  # first step, or a new epoch
                 self.mark = (now, info["step"])
             if not self.live and info["step"] % 100 == 0:
@@ -392,3 +415,10 @@ class _ProgressView:
                 err.print(f"epoch {info['epoch']}/{self.epochs} step {info['step']} "
                           f"loss {info['train_loss']:.4f} {self.last_val} lr {info['lr']:.2e} "
                           f"time {info['time_s']:.0f}s", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``7.5 min`` or ``2.1 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

@@ -27,6 +27,8 @@ def test_train_on_sdf_fields_reports_data_split_and_test_metrics(sdf, tmp_path):
                             "--split", "column:split", "--out", str(out), *TINY])
     assert r.exit_code == 0, r.stderr
     assert "42 record(s) read, 40 used, 2 skipped" in r.stderr and "train 30, val 5, test 5" in r.stderr
+    said = " ".join(r.stderr.split())
+    assert "per epoch of 4 steps" in said and "for 2 epochs" in said and said.count("pace: about") == 1  # up front
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(result["test_mae"]) == {"Cv", "gap"}
     report = list(csv.DictReader((out / "data_report.csv").open()))
