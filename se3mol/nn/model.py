@@ -100,6 +100,10 @@ class MoleculeModel(Model):
         hidden = representation_width(config, self.representation)
         self.heads = PropertyHeads(targets, hidden, getattr(self.representation, "vector_channels", 0),
                                    getattr(self.representation, "rank2_channels", 0))
+        if self.charge_input:  # the charge enters at zero weight: neutral-only training data leaves it unused
+            for sub_name, sub in self.representation.named_modules():
+                if sub_name.split(".")[-1] == "node_in" and isinstance(sub, nn.Linear):
+                    nn.init.zeros_(sub.weight)
         self.fingerprint = check_fingerprint(fingerprint) if fingerprint else None
         self.fingerprint_net = (mlp([self.fingerprint["bits"], hidden, hidden]) if self.fingerprint is not None
                                 else None)

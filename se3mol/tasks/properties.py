@@ -74,11 +74,10 @@ class PropertyTask(Task[MoleculeModel]):
                                "seed": config.split_seed, "val_data": config.val_data,
                                "test_data": config.test_data}
             self.elements = pretrained or self.data.elements
-            # The total charge is a model input when the model fine-tuned from takes it, or (from scratch) when
-            # the training molecules are not all neutral.
-            train_charges = self.data.charge[split["train"]] if self.data.charge is not None else None
-            self.charge_input = init_charge if init_charge is not None else bool(
-                train_charges is not None and (train_charges != 0).any())
+            # The total charge is a model input, unless the model fine-tuned from takes neutral molecules only: a
+            # model trained on neutral molecules alone scores an ion as its neutral self (the charge's weights
+            # start at zero and get no gradient), and predict says so, instead of dropping the row.
+            self.charge_input = init_charge if init_charge is not None else True
         self.forces: Tensor | None = getattr(self.data, "forces", None) if config.forces else None  # [A,3]
         if config.forces:
             if self.forces is None:
@@ -90,11 +89,17 @@ class PropertyTask(Task[MoleculeModel]):
         if config.graph == "auto":  # own data without --graph: the graph that fits the molecules' size
             config = self.config = replace(config, graph=auto_graph(self.data))
         self.graph = GraphConfig(cast(GraphKind, config.graph), config.cutoff)  # the kind is checked there
-        if config.fingerprint not in ("none", "morgan"):
-            raise ValueError(f"unknown fingerprint {config.fingerprint!r}; choose none or morgan")
-        self.fingerprint = dict(MORGAN) if config.fingerprint == "morgan" else None
+        if config.fingerprint not in ("none", "morgan", "auto"):
+            raise ValueError(f"unknown fingerprint {config.fingerprint!r}; choose none, morgan or auto")
+        self.fingerprint = dict(MORGAN) if config.fingerprint in ("morgan", "auto") else None
         if self.fingerprint is not None:
-            attach_fingerprints(self.data, self.fingerprint)
+            try:
+                attach_fingerprints(self.data, self.fingerprint)
+            except ValueError:
+                if config.fingerprint == "morgan":
+                    raise
+                self.fingerprint = None  # auto: molecules without SMILES (3D files of unknown bonds) go without
+            config = self.config = replace(config, fingerprint="morgan" if self.fingerprint else "none")
         if config.limit:
             split = {k: v[: config.limit] for k, v in split.items()}
         self.split = split

@@ -334,3 +334,18 @@ def test_a_2d_fingerprint_input_trains_predicts_evaluates_and_fine_tunes(tmp_pat
                             "--init-from", str(plain / "best.pt"), "--epochs", "1", "--out", str(ft)])
     assert r.exit_code == 0, r.stderr
     assert "a fresh 2D fingerprint encoder" in " ".join(r.stderr.split())
+
+
+def test_a_model_trained_on_neutral_molecules_scores_an_ion_as_neutral_with_a_warning(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("smiles,y\n" + "".join(f"{'C' * k}{x},{k * 0.3}\n" for k in range(1, 7) for x in "ON"))
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(out), *TINY]).exit_code == 0
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["domain"]["charges"] == [0]
+    assert not best["state_dict"]["representation.node_in.weight"].any()  # the charge never had an effect
+    query = tmp_path / "q.smi"
+    query.write_text("CCC[NH3+] ion\nCCCN amine\n")
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["predict", str(query), "--model", str(out)]).stdout)))
+    assert [x["status"] for x in rows] == ["ok", "ok"]
+    assert rows[0]["warning"] == "total charge +1; training molecules had +0 (extrapolation)"
