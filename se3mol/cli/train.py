@@ -108,8 +108,9 @@ def train(
         "many robust standard deviations (1.4826 x MAD) from their target's median (default 10; 0 keeps all).")
     ] = None,
     fingerprint: Annotated[str | None, typer.Option(
-        "--fingerprint", help="none, or morgan: each molecule's 2D Morgan count fingerprint (radius 2, 2048 bits, "
-        "from its SMILES) is an input beside the 3D structure (default none).")] = None,
+        "--fingerprint", help="none, morgan (each molecule's 2D Morgan count fingerprint, radius 2, 2048 bits, from "
+        "its SMILES, is an input beside the 3D structure) or auto (morgan when every molecule has a SMILES). "
+        "Default: auto with --data, none on QM9.")] = None,
     nproc: Annotated[int, typer.Option(
         min=1, help="Train on N processes of this machine (DistributedDataParallel, launched with torchrun; "
                     "one GPU each on CUDA). For several machines, run torchrun yourself (README).")] = 1,
@@ -166,7 +167,8 @@ def train(
         "test_data": str(test.resolve()) if test else None,
         "smiles_column": smiles_column, "id_column": id_column, "embed_seed": embed_seed,
         "forces": forces, "forces_weight": forces_weight, "max_atoms": max_atoms, "embed_timeout": embed_timeout,
-        "fragments": fragments, "outlier_mad": outlier_mad, "fingerprint": fingerprint,
+        "fragments": fragments, "outlier_mad": outlier_mad,
+        "fingerprint": fingerprint or ("auto" if own else None),
     }.items() if v is not None}
     if init_from and not resume:
         try:

@@ -219,7 +219,8 @@ def test_split_summary_says_where_validation_and_test_came_from(tmp_path):
 
 def test_own_data_defaults_fit_the_molecules(tmp_path):
     """A new --data run without --graph / --batch-size: radius graph for drug-sized molecules, full for small
-    ones (QM9's), and batches of 32 (a few hundred molecules made a few steps an epoch at 96)."""
+    ones (QM9's), batches of 32 (a few hundred molecules made a few steps an epoch at 96), the 2D fingerprint
+    and the total charge as inputs."""
     tiny = ["--set", "hidden=16", "--set", "layers=2", "--epochs", "1"]
     big = tmp_path / "big.csv"
     big.write_text("smiles,y\n" + "".join(f"{'C' * (10 + k % 5)}O{'C' * (k % 3)},{k % 7}\n" for k in range(20)))
@@ -230,8 +231,9 @@ def test_own_data_defaults_fit_the_molecules(tmp_path):
         r = runner.invoke(app, ["train", "--data", str(path), "--target", "y", "--out", str(out), *tiny])
         assert r.exit_code == 0, r.output
         cfg = json.loads((out / "config.json").read_text())
-        assert (cfg["graph"], cfg["batch_size"]) == (graph, 32)
-        assert torch.load(out / "best.pt", weights_only=True)["model"]["graph"]["kind"] == graph
+        assert (cfg["graph"], cfg["batch_size"], cfg["fingerprint"]) == (graph, 32, "morgan")  # auto, resolved
+        model = torch.load(out / "best.pt", weights_only=True)["model"]
+        assert model["graph"]["kind"] == graph and model["fingerprint"]["kind"] == "morgan" and model["charge_input"]
     r = runner.invoke(app, ["train", "--data", str(big), "--target", "y", "--graph", "full", "--batch-size", "8",
                             "--out", str(tmp_path / "given"), *tiny])
     cfg = json.loads((tmp_path / "given" / "config.json").read_text())
@@ -245,7 +247,8 @@ def test_charged_molecules_train_with_their_charge_as_an_input(tmp_path):
     smiles = [s for k in range(1, 7) for s in ("C" * k + "[NH3+]", "C" * k + "C(=O)[O-]", "C" * k + "O")]
     table.write_text("smiles,y\n" + "".join(f"{s},{k * 0.1}\n" for k, s in enumerate(smiles)))
     out = tmp_path / "run"
-    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(out), *TINY])
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--fingerprint", "none", "--out", str(out),
+                            *TINY])
     assert r.exit_code == 0, r.stderr
     assert f"{len(smiles)} record(s) read, {len(smiles)} used, 0 skipped" in " ".join(r.stderr.split())
     best = torch.load(out / "best.pt", weights_only=True)
@@ -327,8 +330,8 @@ def test_a_2d_fingerprint_input_trains_predicts_evaluates_and_fine_tunes(tmp_pat
 
     # Fine-tuning a model without a fingerprint onto one with: its weights, and a fresh fingerprint encoder.
     plain = tmp_path / "plain"
-    assert runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--out", str(plain),
-                               *TINY]).exit_code == 0
+    assert runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--fingerprint", "none",
+                               "--out", str(plain), *TINY]).exit_code == 0
     ft = tmp_path / "ft"
     r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--fingerprint", "morgan",
                             "--init-from", str(plain / "best.pt"), "--epochs", "1", "--out", str(ft)])
