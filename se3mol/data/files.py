@@ -53,7 +53,7 @@ from se3mol.writers import atomic_open, atomic_write_text
 _log = logging.getLogger(__name__)
 #: Seconds between progress messages while files are featurised (3D embedding of SMILES can take minutes).
 PROGRESS_EVERY = 5.0
-CACHE_FORMAT = 3  # 2: conversions reported, SMILES embeddings counted; 3: charged molecules kept
+CACHE_FORMAT = 4  # 2: conversions reported, SMILES embeddings counted; 3: charged molecules kept; 4: chirality fallback
 #: Labels further than this many robust standard deviations from their target's median are dropped (reported).
 OUTLIER_MAD = 10.0
 #: Fewest usable molecules a training run accepts (at least 8 to train on, one each to validate and test).

@@ -23,6 +23,7 @@ from se3mol.data.files import LabelledDataset, attach_fingerprints, split_datase
 from se3mol.data.qm9 import QM9, SPLIT_SEED, attach_bonds, load_qm9, standard_split
 from se3mol.graph import GraphConfig, GraphKind
 from se3mol.nn.model import MORGAN, QM9_ELEMENTS, MoleculeModel, build_model
+from se3mol.nn.registry import get_entry
 from se3mol.pretrained import resolve_checkpoint
 from se3mol.targets import Target, get_target
 from se3mol.tasks.base import Task
@@ -88,6 +89,10 @@ class PropertyTask(Task[MoleculeModel]):
         self.target_names = [t.name for t in self.targets]
         if config.graph == "auto":  # own data without --graph: the graph that fits the molecules' size
             config = self.config = replace(config, graph=auto_graph(self.data))
+            if config.graph == "radius" and "cutoff" not in config.model_config and hasattr(
+                    get_entry(config.model).make_config({}), "cutoff"):
+                # messages fade out smoothly at the graph's edge instead of jumping to zero there
+                config = self.config = replace(config, model_config={**config.model_config, "cutoff": config.cutoff})
         self.graph = GraphConfig(cast(GraphKind, config.graph), config.cutoff)  # the kind is checked there
         if config.fingerprint not in ("none", "morgan", "auto"):
             raise ValueError(f"unknown fingerprint {config.fingerprint!r}; choose none, morgan or auto")

@@ -234,10 +234,15 @@ def test_own_data_defaults_fit_the_molecules(tmp_path):
         assert (cfg["graph"], cfg["batch_size"], cfg["fingerprint"]) == (graph, 32, "morgan")  # auto, resolved
         model = torch.load(out / "best.pt", weights_only=True)["model"]
         assert model["graph"]["kind"] == graph and model["fingerprint"]["kind"] == "morgan" and model["charge_input"]
+        assert model["config"]["cutoff"] == (5.0 if graph == "radius" else None)  # smooth at the radius graph's edge
     r = runner.invoke(app, ["train", "--data", str(big), "--target", "y", "--graph", "full", "--batch-size", "8",
                             "--out", str(tmp_path / "given"), *tiny])
     cfg = json.loads((tmp_path / "given" / "config.json").read_text())
     assert r.exit_code == 0 and (cfg["graph"], cfg["batch_size"]) == ("full", 8)  # what is given wins
+    r = runner.invoke(app, ["train", "--data", str(small), "--target", "y", "--epochs", "1", "--out",
+                            str(tmp_path / "width")])
+    assert r.exit_code == 0 and json.loads((tmp_path / "width" / "config.json").read_text())["model_config"] == {
+        "hidden": 64}  # the own-data width; QM9's default is 128
 
 
 def test_charged_molecules_train_with_their_charge_as_an_input(tmp_path):
@@ -261,7 +266,7 @@ def test_charged_molecules_train_with_their_charge_as_an_input(tmp_path):
     assert [x["warning"] for x in rows] == ["", "total charge +2; training molecules had -1, +0, +1 (extrapolation)",
                                             ""]
 
-    e = runner.invoke(app, ["evaluate", str(out), str(table), "--target", "y"])
+    e = runner.invoke(app, ["evaluate", str(out), str(table), "--target", "y", "--plot", str(tmp_path / "p.png")])
     assert e.exit_code == 0, e.stderr
     assert json.loads(e.stdout.strip().splitlines()[-1])["n_used"] == len(smiles)  # ions scored, none skipped
 
@@ -325,7 +330,7 @@ def test_a_2d_fingerprint_input_trains_predicts_evaluates_and_fine_tunes(tmp_pat
 
     rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["predict", str(table), "--model", str(out)]).stdout)))
     assert len(rows) == len(smiles) and all(x["status"] == "ok" and x["y"] for x in rows)
-    e = runner.invoke(app, ["evaluate", str(out), str(table), "--target", "y"])
+    e = runner.invoke(app, ["evaluate", str(out), str(table), "--target", "y", "--plot", str(tmp_path / "p.png")])
     assert e.exit_code == 0 and json.loads(e.stdout.strip().splitlines()[-1])["n_used"] == len(smiles), e.stderr
 
     # Fine-tuning a model without a fingerprint onto one with: its weights, and a fresh fingerprint encoder.
