@@ -119,3 +119,19 @@ def test_a_score_model_refuses_a_batch_without_noise_levels():
         model(batch)
     with_sigma = model.with_default_inputs(batch, sigma=0.5)
     assert torch.allclose(model(with_sigma)["score"], model.score(batch, with_sigma.sigma))
+
+
+def test_a_model_with_the_2d_fingerprint_and_charge_inputs_is_checked(tmp_path):
+    # What a new `train --data` run makes (fingerprint and total charge as inputs) is checked like any model.
+    table = tmp_path / "t.csv"
+    table.write_text("smiles,y\n" + "".join(f"{'C' * k}{x},{k}\n" for k in range(1, 7) for x in ("O", "N")))
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--data", str(table), "--target", "y", "--set", "hidden=16", "--set", "layers=2",
+                            "--epochs", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    mols = tmp_path / "q.smi"
+    mols.write_text("CCO ethanol\nCCC[NH3+] propylammonium\nCC(C)CO isobutanol\n")
+    result = _run("--model", str(out / "best.pt"), "--input", str(mols), "--json")
+    assert result.exit_code == EXIT_OK, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] and {row["transform"] for row in report["rows"]} == set(TRANSFORMS)
