@@ -336,7 +336,7 @@ class LabelledDataset(PackedMolecules):
         path = _cache_path(files, settings) if cache else None
         if path is not None and path.exists():
             try:
-                return cls._from_cache(torch.load(path, weights_only=True))
+                return cls._from_cache(torch.load(path, weights_only=True), files)
             except Exception:  # noqa: BLE001  (a corrupt cache is rebuilt, not fatal)
                 path.unlink(missing_ok=True)
         from se3mol.io import read_records  # RDKit and ASE: imported where files are read, not for training
@@ -347,7 +347,7 @@ class LabelledDataset(PackedMolecules):
                               forces, outlier_mad, neutral_only)
         if path is not None:
             with atomic_open(path, "wb") as fh:
-                torch.save(ds._to_cache(), fh)
+                torch.save({**ds._to_cache(), "files": json.dumps(files)}, fh)
         return ds
 
     @classmethod
@@ -391,10 +391,15 @@ class LabelledDataset(PackedMolecules):
         return d
 
     @classmethod
-    def _from_cache(cls, d: dict[str, Any]) -> LabelledDataset:
+    def _from_cache(cls, d: dict[str, Any], files: Sequence[str] = ()) -> LabelledDataset:
+        """The data set a cache entry holds. The entry is keyed by the files' contents: it may have been made from
+        copies at other paths (in the same order), so molecules and report entries are given the paths of
+        ``files``."""
+        rename = dict(zip(json.loads(d.pop("files", "[]")), files, strict=False))
         meta = json.loads(d.pop("meta"))
+        report = [{**r, "source": rename.get(r["source"], r["source"])} for r in meta["report"]]
         return cls(**d, smiles=meta["smiles"], targets=[Target(**t) for t in meta["targets"]], ids=meta["ids"],
-                   sources=meta["sources"], fields=meta["fields"], report=meta["report"],
+                   sources=[rename.get(s, s) for s in meta["sources"]], fields=meta["fields"], report=report,
                    n_records=meta["n_records"], forces_key=meta.get("forces_key"), embedded=meta.get("embedded", 0))
 
     def _charges(self) -> Tensor:

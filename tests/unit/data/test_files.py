@@ -2,6 +2,7 @@
 given val/test files, per-element offsets, forces."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,6 +64,12 @@ def test_featurised_files_are_cached_by_content_and_settings(sdf, tmp_path, monk
     assert torch.equal(a.y.isnan(), b.y.isnan())
     LabelledDataset.from_files([sdf], ["Cv", "gap"])  # other settings: another entry
     assert len(list((tmp_path / "cache").glob("labelled-*.pt"))) == 2
+    copy = tmp_path / "copy.sdf"  # the same content elsewhere: a cache hit that names the file as given now
+    copy.write_bytes(Path(sdf).read_bytes())
+    c = LabelledDataset.from_files([copy], ["Cv"])
+    assert len(list((tmp_path / "cache").glob("labelled-*.pt"))) == 2 and torch.equal(a.pos, c.pos)
+    assert set(c.sources) == {str(copy)} and {r["source"] for r in c.report} == {str(copy)}
+    assert set(a.sources) == {str(sdf)}
 
 
 def test_given_val_and_test_files_are_those_parts(qm9, tmp_path):
