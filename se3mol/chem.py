@@ -165,6 +165,12 @@ def morgan_counts(smiles: str, radius: int = 2, bits: int = 2048) -> np.ndarray:
     return np.minimum(counts, 255).astype(np.uint8)
 
 
+def morgan_matrix(smiles: list[str], spec: dict[str, Any]) -> np.ndarray:
+    """:func:`morgan_counts` of each SMILES, stacked ``[M,bits]`` (uint8); ``spec`` as a model records it
+    (``radius``, ``bits``)."""
+    return np.stack([morgan_counts(s, spec["radius"], spec["bits"]) for s in smiles])
+
+
 def with_conformers(mol: Chem.Mol, pos: np.ndarray) -> Chem.Mol:
     """A copy of ``mol`` whose conformers are ``pos [K,N,3]`` (Angstrom), in order, flagged 3D."""
     out = Chem.Mol(mol)

@@ -28,7 +28,6 @@ from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
 from se3mol.graph import Batch, GraphConfig, collate
@@ -312,10 +311,9 @@ class Predictor:
                 built[m.graph] = collate(mols, m.graph)
             out.append(built[m.graph])
         if self.fingerprint is not None:
-            from se3mol.chem import morgan_counts
+            from se3mol.chem import morgan_matrix
 
-            spec = self.fingerprint
-            fp = torch.from_numpy(np.stack([morgan_counts(m.smiles, spec["radius"], spec["bits"]) for m in mols]))
+            fp = torch.from_numpy(morgan_matrix([m.smiles for m in mols], self.fingerprint))
             out = [b.replace(mol_attr=fp) if getattr(m, "fingerprint", None) else b
                    for m, b in zip(self.models, out, strict=True)]
         return out

@@ -69,15 +69,13 @@ def check_equivariance(
         batch = collate(mols, net.graph)
         spec = getattr(net, "fingerprint", None)
         if spec:  # the model's 2D input: each molecule's fingerprint, from its SMILES (invariant by construction)
-            import numpy as np
             import torch
 
-            from se3mol.chem import morgan_counts
+            from se3mol.chem import morgan_matrix
 
             if not all(m.smiles for m in mols):
                 raise ValueError("this model takes each molecule's 2D fingerprint, and some molecules have no SMILES")
-            batch = batch.replace(mol_attr=torch.from_numpy(np.stack(
-                [morgan_counts(m.smiles, spec["radius"], spec["bits"]) for m in mols])))
+            batch = batch.replace(mol_attr=torch.from_numpy(morgan_matrix([m.smiles for m in mols], spec)))
         with_inputs = getattr(net, "with_default_inputs", None)
         if with_inputs is not None:  # conditioning inputs (a score model's noise level)
             batch = with_inputs(batch)

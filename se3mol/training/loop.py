@@ -180,10 +180,10 @@ class Trainer:
         if theirs.get("fingerprint") != mine.get("fingerprint"):  # the 2D fingerprint's encoder starts afresh
             extra += "; a fresh 2D fingerprint encoder" if mine.get("fingerprint") else "; its fingerprint unused"
         if theirs.get("targets") == mine.get("targets"):
-            state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("fingerprint_net.")}
-            state.update({k: v for k, v in self.model.state_dict().items() if k.startswith("fingerprint_net.")})
-            if theirs.get("fingerprint") == mine.get("fingerprint"):
-                state = ckpt["state_dict"]
+            state = ckpt["state_dict"]
+            if theirs.get("fingerprint") != mine.get("fingerprint"):  # this model's own (fresh or no) encoder
+                state = {k: v for k, v in state.items() if not k.startswith("fingerprint_net.")}
+                state.update({k: v for k, v in self.model.state_dict().items() if k.startswith("fingerprint_net.")})
             self.model.load_state_dict(_with_elements(self.model, state, their_elements))
             return f"all weights from {spec}{extra}"
         # Other targets: keep the learned representation, train fresh heads (normalised on this data).
